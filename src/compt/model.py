@@ -1,0 +1,116 @@
+"""A frozen seq2seq backbone with a prompt bank in front of it: loss, generation and rank scoring.
+
+Plain PyTorch: the Lightning module, the evaluator, the benchmarks and ``compt predict`` all use this.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput
+
+from compt.backbone import insert_prompts, set_dropout
+from compt.prompts.bank import PromptBank
+from compt.prompts.masks import PromptMask
+
+
+class ComptModel(nn.Module):
+    """``backbone`` (frozen) + ``bank`` (trainable).
+
+    Args:
+        backbone: a Hugging Face seq2seq LM (T5 family), already frozen.
+        bank: the prompt bank; its ``config.position`` decides where prompts go.
+        backbone_dropout: keep the backbone's dropout active in training (the authors' code did).
+    """
+
+    def __init__(self, backbone: PreTrainedModel, bank: PromptBank, backbone_dropout: bool = True) -> None:
+        super().__init__()
+        d_model = backbone.get_input_embeddings().embedding_dim
+        if d_model != bank.config.d_model:
+            raise ValueError(
+                f"prompt bank d_model={bank.config.d_model} does not match the backbone's hidden size {d_model}"
+            )
+        self.backbone = backbone
+        self.bank = bank
+        set_dropout(backbone, backbone_dropout)
+
+    def prompted_inputs(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        task_ids: Tensor,
+        mask: PromptMask | str | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Encoder inputs with each example's target prompt inserted: ``(B, N+L, d)``, ``(B, N+L)``."""
+        prompts, prompt_mask = self.bank(mask)  # (T, L, d), (T, L) | None
+        embeds = self.backbone.get_input_embeddings()(input_ids)  # (B, N, d)
+        example_mask = None if prompt_mask is None else prompt_mask[task_ids]
+        return insert_prompts(
+            embeds, attention_mask, prompts[task_ids], example_mask, self.bank.config.position
+        )
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        task_ids: Tensor,
+        labels: Tensor,
+        mask: PromptMask | str | None = None,
+    ) -> Tensor:
+        """Mean token cross-entropy of ``labels`` ``(B, M)`` (-100 = ignored): a scalar."""
+        embeds, attention = self.prompted_inputs(input_ids, attention_mask, task_ids, mask)
+        return self.backbone(inputs_embeds=embeds, attention_mask=attention, labels=labels).loss
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        task_ids: Tensor,
+        max_new_tokens: int = 8,
+        mask: PromptMask | str | None = None,
+    ) -> Tensor:
+        """Greedy decoding (the paper's evaluation): token ids ``(B, ≤ max_new_tokens + 1)``."""
+        embeds, attention = self.prompted_inputs(input_ids, attention_mask, task_ids, mask)
+        return self.backbone.generate(
+            inputs_embeds=embeds,
+            attention_mask=attention,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+        )
+
+    @torch.no_grad()
+    def score_candidates(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        task_ids: Tensor,
+        candidate_labels: Tensor,
+        mask: PromptMask | str | None = None,
+    ) -> Tensor:
+        """Log-likelihood of every candidate target, in one encoder pass and one batched decoder pass.
+
+        Args:
+            candidate_labels: ``(B, C, M)`` token ids of each example's C candidates, -100 on padding
+                (rows of all -100 are absent candidates).
+
+        Returns:
+            ``(B, C)`` summed token log-probabilities; absent candidates get ``-inf``.
+        """
+        batch, n_cand, target_len = candidate_labels.shape
+        embeds, attention = self.prompted_inputs(input_ids, attention_mask, task_ids, mask)
+        encoded = self.backbone.get_encoder()(inputs_embeds=embeds, attention_mask=attention)
+        hidden = encoded.last_hidden_state  # (B, N+L, d)
+        hidden = hidden.unsqueeze(1).expand(-1, n_cand, -1, -1).reshape(batch * n_cand, *hidden.shape[1:])
+        attention = attention.unsqueeze(1).expand(-1, n_cand, -1).reshape(batch * n_cand, -1)
+        labels = candidate_labels.reshape(batch * n_cand, target_len)
+        logits = self.backbone(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=attention, labels=labels
+        ).logits  # (B·C, M, V)
+        log_probs = torch.log_softmax(logits.float(), -1)
+        valid = labels != -100
+        token_lp = log_probs.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1) * valid
+        scores = token_lp.sum(-1).reshape(batch, n_cand)
+        return scores.masked_fill(~valid.reshape(batch, n_cand, -1).any(-1), float("-inf"))

@@ -1,0 +1,201 @@
+"""The prompt bank: sources, private prompts, their encoders and the router, composed per task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from compt.prompts.compose import compose
+from compt.prompts.config import PromptBankConfig
+from compt.prompts.encoder import PromptTable
+from compt.prompts.masks import PromptMask, parse_mask
+from compt.prompts.router import Router
+
+WEIGHTS_FILE = "prompt_bank.safetensors"
+CONFIG_FILE = "prompt_bank.json"
+FORMAT_VERSION = 1
+GROUPS = ("router", "sources", "private")
+
+
+class PromptBank(nn.Module):
+    """All trainable prompt parameters of a ComPT run.
+
+    Holds ``private`` (T prompts ``(T, L_u, d)`` + T encoders), ``sources`` (S prompts ``(S, L_s, d)`` +
+    S encoders) and ``router`` (logits ``(T, S)``), as the method needs. ``forward`` returns every task's
+    target prompt ``(T, L_t, d)`` and its attention mask ``(T, L_t)``; the caller gathers rows by task id.
+
+    Args:
+        config: the bank's configuration.
+        vocab_embeddings: the backbone's input-embedding table ``(V, d)``, used to initialise private
+            prompts (``private_init`` vocab_random / vocab_first_rows). Without it they start uniform.
+        generator: random generator for the initialisation (reproducible banks).
+    """
+
+    def __init__(
+        self,
+        config: PromptBankConfig,
+        vocab_embeddings: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+
+        def table(n: int, length: int) -> PromptTable:
+            return PromptTable(
+                n, length, c.d_model, c.encoder, c.encoder_hidden, c.encoder_residual, c.encoder_dropout
+            )
+
+        self.private = table(c.n_tasks, int(c.private_length)) if c.uses_private else None
+        self.sources = table(c.n_sources, c.source_length) if c.uses_sources else None
+        self.router = (
+            Router(c.n_tasks, c.n_sources, c.router_learn, c.router_train_norm) if c.uses_sources else None
+        )
+        self._initialise(vocab_embeddings, generator)
+
+    # ------------------------------------------------------------------ initialisation
+    @torch.no_grad()
+    def _initialise(self, vocab: Tensor | None, generator: torch.Generator | None) -> None:
+        c = self.config
+        if self.sources is not None:
+            r = c.source_init_range
+            self.sources.embedding.uniform_(-r, r, generator=generator)
+        if self.private is None:
+            return
+        target = self.private.embedding  # (T, L_u, d)
+        if c.private_init == "uniform" or vocab is None:
+            target.uniform_(-c.source_init_range, c.source_init_range, generator=generator)
+            return
+        if vocab.shape[-1] != c.d_model:
+            raise ValueError(f"vocab embeddings have d={vocab.shape[-1]}, the bank d_model={c.d_model}")
+        if c.private_init == "vocab_first_rows":  # the authors' indexing slip: rows 0..L-1 for every task
+            rows = torch.arange(target.shape[1]).expand(target.shape[0], -1)
+        else:
+            rows = torch.randint(0, vocab.shape[0], target.shape[:2], generator=generator)
+        target.copy_(vocab.detach().to(target.dtype).cpu()[rows].to(target.device))
+
+    # ------------------------------------------------------------------ composition
+    @property
+    def method(self) -> str:
+        return self.config.method
+
+    @property
+    def task_names(self) -> list[str]:
+        return self.config.task_names
+
+    @property
+    def prompt_length(self) -> int:
+        """L_t, rows of each target prompt."""
+        return self.config.prompt_length
+
+    def resolve_mask(self, mask: PromptMask | str | None) -> PromptMask | None:
+        """Accept a mask name or object; ``None``/``total`` mean no masking."""
+        if isinstance(mask, str):
+            mask = parse_mask(mask, self.method, self.config.n_sources)
+        if mask is None or (mask.keep_private == self.config.uses_private and all(mask.keep_sources)):
+            return None
+        return mask
+
+    def router_weights(self, mask: PromptMask | str | None = None) -> Tensor | None:
+        """Router weights ``(T, S)`` in the module's current mode (sampled in training), or None for pt.
+
+        Under a mask, ssum/msum renormalise over the kept sources; mcat zeroes the dropped ones.
+        """
+        if self.router is None:
+            return None
+        mask = self.resolve_mask(mask)
+        if mask is None:
+            return self.router()
+        keep = torch.tensor(mask.keep_sources, device=self.router._constant.device)
+        if self.method == "mcat":  # segments keep their trained scale; dropped ones are zeroed and unattended
+            return self.router() * keep
+        return self.router(keep)  # ssum/msum: renormalised over the kept sources
+
+    def forward(self, mask: PromptMask | str | None = None) -> tuple[Tensor, Tensor | None]:
+        """Every task's target prompt.
+
+        Returns:
+            prompts ``(T, L_t, d)`` and an attention mask ``(T, L_t)`` (bool) when a mask removes prompt rows
+            (mcat with dropped sources), else ``None`` (all rows attend).
+        """
+        mask = self.resolve_mask(mask)
+        private = self.private() if self.private is not None else None
+        sources = self.sources() if self.sources is not None else None
+        weights = self.router_weights(mask)
+        if mask is None:
+            return compose(self.method, private, sources, weights), None
+        return self._compose_masked(mask, private, sources, weights)
+
+    def _compose_masked(
+        self, mask: PromptMask, private: Tensor | None, sources: Tensor | None, weights: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Composition with parts removed: a removed operand becomes the identity of its operation."""
+        method, c = self.method, self.config
+        if not any(mask.keep_sources) and method in ("msum", "mcat"):
+            return private, None  # private prompt alone
+        if not mask.keep_private and private is not None:
+            private = torch.zeros_like(private) if method == "ssum" else torch.ones_like(private)
+        prompts = compose(method, private, sources, weights)
+        if method != "mcat":
+            return prompts, None
+        keep = torch.tensor(mask.keep_sources, device=prompts.device)
+        rows = keep.repeat_interleave(c.source_length)  # (S·L_s,)
+        return prompts, rows.expand(c.n_tasks, -1)
+
+    # ------------------------------------------------------------------ optimisation
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The three named optimizer groups (router / sources / private), each with its encoders.
+
+        Groups with no parameters for this method (e.g. router for ``pt``) are empty lists.
+        """
+
+        def params(module: nn.Module | None) -> list[nn.Parameter]:
+            return [] if module is None else [p for p in module.parameters() if p.requires_grad]
+
+        return {
+            "router": params(self.router),
+            "sources": params(self.sources),
+            "private": params(self.private),
+        }
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> Path:
+        """Write ``prompt_bank.safetensors`` + ``prompt_bank.json`` into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(tensors, str(directory / WEIGHTS_FILE))
+        meta = {"format_version": FORMAT_VERSION, "config": self.config.to_dict()}
+        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(
+        cls, directory: str | Path, d_model: int | None = None, map_location: str | torch.device = "cpu"
+    ) -> PromptBank:
+        """Load a bank saved by :meth:`save`. ``d_model``: the backbone's hidden size, checked if given."""
+        directory = Path(directory)
+        if not (directory / CONFIG_FILE).is_file():
+            raise FileNotFoundError(
+                f"no prompt bank in {directory} (expected {CONFIG_FILE} and {WEIGHTS_FILE})"
+            )
+        meta = json.loads((directory / CONFIG_FILE).read_text())
+        config = PromptBankConfig.from_dict(meta["config"])
+        if d_model is not None and d_model != config.d_model:
+            raise ValueError(
+                f"the prompt bank in {directory} was trained for hidden size d={config.d_model} "
+                f"(backbone {config.backbone!r}); this backbone has d={d_model}. "
+                "Load it with the backbone it was trained on."
+            )
+        bank = cls(config)
+        bank.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device=str(map_location)))
+        return bank.to(map_location)
+
+
+def load_bank(directory: str | Path, d_model: int | None = None) -> PromptBank:
+    """Load a saved prompt bank (see :meth:`PromptBank.load`)."""
+    return PromptBank.load(directory, d_model=d_model)

@@ -1,0 +1,121 @@
+"""The prompt bank's configuration: one field per knob of METHOD.md §1-3, validated where it is set."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from compt.prompts.compose import METHODS, METHODS_WITH_PRIVATE, METHODS_WITH_SOURCES
+from compt.prompts.encoder import ENCODER_KINDS
+from compt.prompts.router import TRAIN_NORMS
+
+PRIVATE_INITS = ("vocab_random", "vocab_first_rows", "uniform")
+POSITIONS = ("after", "before")
+
+
+@dataclass
+class PromptBankConfig:
+    """Everything needed to rebuild a prompt bank (saved next to its weights as JSON)."""
+
+    method: str = "ssum"
+    """composition: pt | ssum | msum | mcat | sources_only (METHOD.md §2)"""
+    task_names: list[str] = field(default_factory=list)
+    """the T tasks, in task-id order"""
+    d_model: int = 768
+    """the backbone's hidden size d"""
+    n_sources: int = 3
+    """S, the number of shared source prompts"""
+    source_length: int = 20
+    """L_s, rows per source prompt (the paper: 20 for ssum/msum, 10 for mcat)"""
+    private_length: int | None = None
+    """L_u, rows per private prompt; None derives it: L_s for ssum/msum/pt, S·L_s for mcat"""
+    encoder: str = "mlp"
+    """prompt encoder: mlp (Linear→GELU→Linear, the paper) | none (raw prompt)"""
+    encoder_hidden: int | None = None
+    """the encoder's hidden size; None = d_model"""
+    encoder_residual: bool = False
+    """add the raw prompt to the encoder's output (not in the paper)"""
+    encoder_dropout: float = 0.0
+    """dropout inside the encoder (not in the paper)"""
+    source_init_range: float = 0.5
+    """source rows start uniform(-r, r)"""
+    private_init: str = "vocab_random"
+    """vocab_random (random rows of the input embedding) | vocab_first_rows (the authors' code) | uniform"""
+    router_learn: bool = True
+    """false = constant weights 1/S (paper Fig. 5)"""
+    router_train_norm: str = "softmax"
+    """normalisation of the Relaxed-Bernoulli sample: softmax (paper) | sum_compat (code: z/Σz)"""
+    position: str = "after"
+    """where the prompt goes in the encoder input: after the text (before </s>) or before it"""
+    backbone: str | None = None
+    """the backbone the bank was trained with (name or path), recorded for loading"""
+
+    def __post_init__(self) -> None:
+        _choice("method", self.method, METHODS)
+        _choice("encoder", self.encoder, ENCODER_KINDS)
+        _choice("private_init", self.private_init, PRIVATE_INITS)
+        _choice("router_train_norm", self.router_train_norm, TRAIN_NORMS)
+        _choice("position", self.position, POSITIONS)
+        self.task_names = list(self.task_names)
+        if not self.task_names:
+            raise ValueError("task_names must name at least one task")
+        if len(set(self.task_names)) != len(self.task_names):
+            raise ValueError(f"task_names has duplicates: {self.task_names}")
+        for name in ("d_model", "source_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.uses_sources and self.n_sources < 1:
+            raise ValueError(f"method {self.method!r} needs n_sources >= 1, got {self.n_sources}")
+        expected = self.derived_private_length()
+        if self.private_length is None:
+            self.private_length = expected
+        elif self.method in ("ssum", "msum", "mcat") and self.private_length != expected:
+            raise ValueError(
+                f"method {self.method!r} needs private_length == {expected} "
+                f"(from n_sources={self.n_sources}, source_length={self.source_length}), "
+                f"got {self.private_length}; leave private_length unset to derive it"
+            )
+        if not 0.0 <= self.encoder_dropout < 1.0:
+            raise ValueError(f"encoder_dropout must be in [0, 1), got {self.encoder_dropout}")
+
+    def derived_private_length(self) -> int:
+        """L_u implied by the method: S·L_s for mcat, otherwise L_s."""
+        return self.n_sources * self.source_length if self.method == "mcat" else self.source_length
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.task_names)
+
+    @property
+    def uses_private(self) -> bool:
+        return self.method in METHODS_WITH_PRIVATE
+
+    @property
+    def uses_sources(self) -> bool:
+        return self.method in METHODS_WITH_SOURCES
+
+    @property
+    def prompt_length(self) -> int:
+        """L_t, rows of the composed target prompt."""
+        if self.method == "pt":
+            return int(self.private_length)
+        if self.method == "mcat":
+            return self.n_sources * self.source_length
+        return self.source_length
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PromptBankConfig:
+        """Build from a dict, rejecting unknown keys by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown prompt bank option(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")

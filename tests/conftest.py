@@ -1,0 +1,42 @@
+"""Shared fixtures: offline, W&B disabled, the committed tiny T5."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GLUE_REAL = REPO_ROOT.parent / "shared" / "data" / "glue-real"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    skip_real = pytest.mark.skip(reason=f"real GLUE rows not present at {GLUE_REAL}")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+        if "real_data" in item.keywords and not GLUE_REAL.is_dir():
+            item.add_marker(skip_real)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone():
+    """The committed tiny T5 and its tokenizer, loaded through ``from_pretrained`` (frozen)."""
+    from compt.backbone import load_backbone
+
+    return load_backbone("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_backbone):
+    return tiny_backbone[1]
