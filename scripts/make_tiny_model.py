@@ -1,8 +1,10 @@
-"""Build the tiny randomly initialised T5 that ships with compt (tests and the demo).
+"""Build the tiny T5 that ships with compt (tests and the demo).
 
 It is a real model directory, loaded through the same ``from_pretrained`` path as ``t5-base``:
 a SentencePiece unigram tokenizer trained here on the bundled demo text (plus every built-in label word
-and template word, so targets are short) and a 2+2-layer T5 with d_model 64, saved with ``save_pretrained``.
+and template word, so each label word is one token) and a 2+2-layer T5 with d_model 64, randomly initialised
+and then pretrained for a few hundred steps on a word-copying objective over the same text (a frozen random
+network is too hard for prompts to steer; real backbones are pretrained too), saved with ``save_pretrained``.
 
     python scripts/make_tiny_model.py [--out src/compt/assets/tiny-t5]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import random
 import string
 from pathlib import Path
 
@@ -64,7 +67,10 @@ def train_tokenizer(vocab_size: int) -> T5Tokenizer:
         minloglevel=2,
     )
     processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
-    vocab = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
+    pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
+    # label words as word-initial pieces ("▁positive"), so each target is one token plus </s>
+    pieces = [f"▁{p}" if p in LABEL_WORDS else p for p in pieces]
+    vocab = [(piece, processor.get_score(i)) for i, piece in enumerate(pieces)]
     return T5Tokenizer(vocab=vocab, extra_ids=0)
 
 
@@ -89,6 +95,42 @@ def build_model(vocab_size: int, seed: int) -> T5ForConditionalGeneration:
     return T5ForConditionalGeneration(config)
 
 
+def pretrain(model: T5ForConditionalGeneration, tokenizer: T5Tokenizer, steps: int, seed: int) -> float:
+    """Full-model training on a copying objective: from a demo sentence (half of the time with a task word
+    inserted at random), output either that inserted word or a 3-word span of the sentence. Returns the
+    final loss."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    sentences = [line for line in corpus_lines() if len(line.split()) > 2]
+    words = TASK_WORDS.split()
+
+    def example() -> tuple[str, str]:
+        tokens = rng.choice(sentences).split()
+        if rng.random() < 0.5:
+            word = rng.choice(words + tokens)
+            tokens.insert(rng.randrange(len(tokens) + 1), word)
+            return " ".join(tokens), word
+        start = rng.randrange(len(tokens))
+        return " ".join(tokens), " ".join(tokens[start : start + 3])
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        pairs = [example() for _ in range(32)]
+        inputs = tokenizer(
+            [x for x, _ in pairs], padding=True, truncation=True, max_length=64, return_tensors="pt"
+        )
+        labels = tokenizer([y for _, y in pairs], padding=True, return_tensors="pt").input_ids
+        labels[labels == tokenizer.pad_token_id] = -100
+        loss = model(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return float(loss)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -96,9 +138,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--vocab-size", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pretrain-steps", type=int, default=600)
     args = parser.parse_args()
     tokenizer = train_tokenizer(args.vocab_size)
     model = build_model(len(tokenizer), args.seed)
+    loss = pretrain(model, tokenizer, args.pretrain_steps, args.seed)
+    print(f"pretrained {args.pretrain_steps} steps, final loss {loss:.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(args.out)
     model.save_pretrained(args.out)

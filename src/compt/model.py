@@ -90,7 +90,8 @@ class ComptModel(nn.Module):
         candidate_labels: Tensor,
         mask: PromptMask | str | None = None,
     ) -> Tensor:
-        """Log-likelihood of every candidate target, in one encoder pass and one batched decoder pass.
+        """Log-likelihood of every candidate target: one encoder pass, one decoder step per example (shared by
+        its candidates, with the cross-attention keys/values) and one batched decoder pass over the candidates.
 
         Args:
             candidate_labels: ``(B, C, M)`` token ids of each example's C candidates, -100 on padding
@@ -101,14 +102,35 @@ class ComptModel(nn.Module):
         """
         batch, n_cand, target_len = candidate_labels.shape
         embeds, attention = self.prompted_inputs(input_ids, attention_mask, task_ids, mask)
-        encoded = self.backbone.get_encoder()(inputs_embeds=embeds, attention_mask=attention)
-        hidden = encoded.last_hidden_state  # (B, N+L, d)
-        hidden = hidden.unsqueeze(1).expand(-1, n_cand, -1, -1).reshape(batch * n_cand, *hidden.shape[1:])
-        attention = attention.unsqueeze(1).expand(-1, n_cand, -1).reshape(batch * n_cand, -1)
+        hidden = self.backbone.get_encoder()(inputs_embeds=embeds, attention_mask=attention).last_hidden_state
         labels = candidate_labels.reshape(batch * n_cand, target_len)
-        logits = self.backbone(
-            encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=attention, labels=labels
-        ).logits  # (B·C, M, V)
+        config = self.backbone.config
+        # Step 1: the first target token's distribution is the same for all C candidates, so one decoder step
+        # per example; its cache holds the cross-attention keys/values over the encoder output (the costly
+        # part: 2·d² per encoder position and layer), computed once per example instead of once per candidate.
+        start = torch.full(
+            (batch, 1), config.decoder_start_token_id, dtype=labels.dtype, device=labels.device
+        )
+        first = self.backbone(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+            attention_mask=attention,
+            decoder_input_ids=start,
+            use_cache=True,
+        )
+        logits = first.logits.repeat_interleave(n_cand, 0)  # (B·C, 1, V)
+        if target_len > 1:
+            # Step 2: the remaining positions of every candidate, teacher-forced, reusing the shared cache.
+            cache = first.cache
+            cache.batch_repeat_interleave(n_cand)
+            inputs = labels[:, :-1].masked_fill(labels[:, :-1] == -100, config.pad_token_id)  # shifted right
+            rest = self.backbone(
+                encoder_outputs=BaseModelOutput(last_hidden_state=hidden.repeat_interleave(n_cand, 0)),
+                attention_mask=attention.repeat_interleave(n_cand, 0),
+                decoder_input_ids=inputs,
+                cache=cache,
+                use_cache=True,
+            ).logits  # (B·C, M-1, V)
+            logits = torch.cat([logits, rest], 1)  # (B·C, M, V)
         log_probs = torch.log_softmax(logits.float(), -1)
         valid = labels != -100
         token_lp = log_probs.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1) * valid

@@ -163,8 +163,17 @@ class PromptBank(nn.Module):
         }
 
     # ------------------------------------------------------------------ persistence
-    def save(self, directory: str | Path) -> Path:
-        """Write ``prompt_bank.safetensors`` + ``prompt_bank.json`` into ``directory``."""
+    def save(self, directory: str | Path, fold_encoders: bool = False) -> Path:
+        """Write ``prompt_bank.safetensors`` + ``prompt_bank.json`` into ``directory``.
+
+        Args:
+            fold_encoders: save :meth:`folded` instead — the encoded prompts as raw prompts (``encoder: none``):
+                the same target prompts, masks and router for evaluation and inference, without the encoder
+                weights (most of the bytes: 2·d·d_hidden per prompt), as PEFT saves reparameterised prompts.
+                Training cannot resume the encoders from such a checkpoint.
+        """
+        if fold_encoders:
+            return self.folded().save(directory)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
@@ -172,6 +181,28 @@ class PromptBank(nn.Module):
         meta = {"format_version": FORMAT_VERSION, "config": self.config.to_dict()}
         (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return directory
+
+    @torch.no_grad()
+    def folded(self) -> PromptBank:
+        """An equivalent bank without prompt encoders: every table's raw prompts replaced by its encoded prompts.
+
+        Same ``forward`` output for every mask (encoders taken in eval mode: no encoder dropout), same router.
+        """
+        values = self.config.to_dict()
+        values.update(encoder="none", encoder_hidden=None, encoder_residual=False, encoder_dropout=0.0)
+        bank = PromptBank(PromptBankConfig.from_dict(values))
+        was_training = self.training
+        self.eval()
+        for name in ("private", "sources"):
+            table = getattr(self, name)
+            if table is not None:
+                getattr(bank, name).embedding.copy_(table())
+        self.train(was_training)
+        if self.router is not None:
+            bank.router.load_state_dict(self.router.state_dict())
+            bank.router.temperature = self.router.temperature
+        device = next(self.parameters(), torch.empty(0)).device
+        return bank.to(device).train(was_training)
 
     @classmethod
     def load(

@@ -1,0 +1,111 @@
+"""Row -> text -> token ids for a whole split, cached once per (split content, task format, tokenizer,
+lengths); and the collate function that pads a batch dynamically."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import datasets
+import torch
+from datasets.fingerprint import Hasher
+
+from compt.tasks import TaskSpec
+
+ENCODING_VERSION = 1
+"""Bump when the encoded columns change, so cached encodings are rebuilt."""
+
+_MEMO: dict[str, datasets.Dataset] = {}
+"""In-process cache of encoded splits by fingerprint (covers in-memory datasets, which have no cache files)."""
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A stable hash of everything that decides the tokenizer's output (its full serialised state)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    state = backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items())
+    return Hasher.hash([type(tokenizer).__name__, state, getattr(tokenizer, "truncation_side", "right")])
+
+
+def encode_split(
+    task: TaskSpec,
+    dataset: datasets.Dataset,
+    tokenizer: Any,
+    max_source_length: int,
+    max_target_length: int,
+    tokenizer_fp: str | None = None,
+) -> datasets.Dataset:
+    """Every row of ``dataset`` encoded: columns ``row`` (index in the split), ``input_text``,
+    ``target_text``, ``gold`` (float), ``input_ids`` (≤ max_source_length ids, ends with ``</s>``) and
+    ``labels`` (≤ max_target_length ids). File-backed splits are cached on disk by ``datasets`` under a
+    fingerprint of (split, task format, tokenizer, lengths), so repeated runs and sweeps never re-tokenise."""
+    fingerprint = Hasher.hash(
+        [
+            ENCODING_VERSION,
+            dataset._fingerprint,
+            task.to_dict(),
+            tokenizer_fp or tokenizer_fingerprint(tokenizer),
+            max_source_length,
+            max_target_length,
+        ]
+    )
+    if fingerprint in _MEMO:
+        return _MEMO[fingerprint]
+
+    def encode(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        inputs = [task.format_input(r) for r in rows]
+        targets = [task.format_target(r) for r in rows]
+        return {
+            "row": indices,
+            "input_text": inputs,
+            "target_text": targets,
+            "gold": [task.gold(r) for r in rows],
+            "input_ids": tokenizer(inputs, truncation=True, max_length=max_source_length)["input_ids"],
+            "labels": tokenizer(targets, truncation=True, max_length=max_target_length)["input_ids"],
+        }
+
+    encoded = dataset.map(
+        encode,
+        batched=True,
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        new_fingerprint=fingerprint,
+        desc=f"encode {task.name}",
+    )
+    _MEMO[fingerprint] = encoded
+    return encoded
+
+
+class Collator:
+    """Pads a list of examples to the longest in the batch.
+
+    Each example: ``input_ids`` (list[int]), ``labels`` (list[int]), ``task_id`` (int) and, for evaluation,
+    ``example_id`` (int) and ``gold`` (float). Output (B = batch, N/M = longest input/target):
+    ``input_ids`` (B, N) long padded with ``pad_token_id``, ``attention_mask`` (B, N) long,
+    ``labels`` (B, M) long padded with -100, ``task_ids`` (B,) long; plus ``example_ids`` (B,) long and
+    ``gold`` (B,) float when present.
+    """
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    @staticmethod
+    def _pad(seqs: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+        width = max(len(s) for s in seqs)
+        out = torch.full((len(seqs), width), value, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            out[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+        return out
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        inputs = [e["input_ids"] for e in examples]
+        batch = {
+            "input_ids": self._pad(inputs, self.pad_token_id),
+            "attention_mask": self._pad([[1] * len(s) for s in inputs], 0),
+            "labels": self._pad([e["labels"] for e in examples], -100),
+            "task_ids": torch.tensor([e["task_id"] for e in examples], dtype=torch.long),
+        }
+        if "example_id" in examples[0]:
+            batch["example_ids"] = torch.tensor([e["example_id"] for e in examples], dtype=torch.long)
+            batch["gold"] = torch.tensor([e["gold"] for e in examples], dtype=torch.float)
+        return batch

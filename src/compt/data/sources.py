@@ -1,0 +1,102 @@
+"""Raw splits from the hub or from a local folder ``<dir>/<task>/<split>.{parquet,jsonl,csv}``.
+
+Both sources return a ``datasets.Dataset`` with the hub's columns and label ids, so everything downstream
+(formatting, k-shot, tokenisation) is the same code for both.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import datasets
+
+from compt.data.errors import HUB_HELP, DataError, DataSourceError
+from compt.data.validate import check_split
+from compt.tasks import TaskSpec
+
+#: file extension -> ``datasets`` packaged builder, in lookup order
+LOCAL_FORMATS: dict[str, str] = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+
+
+def bundled_demo_dir() -> Path:
+    """Folder of the demo data shipped inside the package (``compt/assets/demo_data``)."""
+    return Path(str(resources.files("compt").joinpath("assets", "demo_data")))
+
+
+def local_file(folder: str | Path, split: str) -> Path | None:
+    """The file holding ``split`` in a task folder (``<folder>/<split>.{parquet,jsonl,json,csv}``), or None."""
+    for ext in LOCAL_FORMATS:
+        path = Path(folder) / f"{split}{ext}"
+        if path.is_file():
+            return path
+    return None
+
+
+def task_folder(task: TaskSpec, source: str, root: str | Path | None) -> Path | None:
+    """Local folder of ``task`` (its ``data_dir``, else ``<root>/<task>`` for source=local); None = hub."""
+    if task.data_dir is not None:
+        return Path(task.data_dir)
+    if source == "local":
+        return Path(root or bundled_demo_dir()) / task.name
+    if source != "hub":
+        raise DataError(f"unknown data source {source!r}; use 'hub' or 'local'")
+    return None
+
+
+def load_local_file(path: Path) -> datasets.Dataset:
+    """Load one parquet/jsonl/csv file with the ``datasets`` packaged loaders."""
+    builder = LOCAL_FORMATS[path.suffix]
+    try:
+        return datasets.load_dataset(builder, data_files={"data": str(path)}, split="data")
+    except ValueError as err:  # an empty file: `datasets` finds "no data"; keep the columns we can see
+        if "corresponds to no data" not in str(err):
+            raise
+        if builder == "parquet":
+            import pyarrow.parquet as pq
+
+            return datasets.Dataset(pq.read_table(path))
+        return datasets.Dataset.from_dict({})
+
+
+def load_hub(task: TaskSpec, split: str) -> datasets.Dataset:
+    """``datasets.load_dataset(hub_path, hub_name, split=split)``; unreachable -> ``DataSourceError``."""
+    if task.hub_path is None:
+        raise DataError(f"task {task.name!r} has no hub_path; use data.source=local with data.dir=...")
+    try:
+        return datasets.load_dataset(task.hub_path, task.hub_name, split=split)
+    except Exception as err:  # offline / not cached / no such config: one actionable message
+        raise DataSourceError(
+            f"could not load {task.hub_path}"
+            + (f" ({task.hub_name})" if task.hub_name else "")
+            + f" split {split!r} for task {task.name!r}: {type(err).__name__}: {err}\n{HUB_HELP}"
+        ) from err
+
+
+def load_split(
+    task: TaskSpec, split: str, source: str = "hub", root: str | Path | None = None
+) -> datasets.Dataset:
+    """A validated raw split of ``task``.
+
+    Args:
+        task: the task (its ``data_dir``, when set, wins over ``source``).
+        split: split name, e.g. ``task.train_split``.
+        source: ``"hub"`` or ``"local"``.
+        root: local folder; None with ``source="local"`` = the bundled demo data.
+    Raises:
+        DataSourceError: hub unreachable and not cached.
+        DataError: missing file or column, empty split, label outside the task's labels.
+    """
+    folder = task_folder(task, source, root)
+    if folder is None:
+        dataset, origin = load_hub(task, split), f"hub {task.hub_path}"
+    else:
+        path = local_file(folder, split)
+        if path is None:
+            raise DataError(
+                f"no data for task {task.name!r} split {split!r}: expected {folder}/{split}.{{parquet,jsonl,csv}}. "
+                "Write the folder with `compt data snapshot` or check it with `compt data check DIR`."
+            )
+        dataset, origin = load_local_file(path), str(path)
+    check_split(task, split, dataset, origin)
+    return dataset

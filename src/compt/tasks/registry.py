@@ -1,0 +1,81 @@
+"""The task registry: built-in task definitions and task sets read from ``builtin.yaml``.
+
+``get_task`` and ``resolve_tasks`` accept per-task overrides (the Hydra ``tasks`` group composes to
+``{name: overrides}``); a name that is not built in must carry its full definition in its overrides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from compt.tasks.spec import TaskError, TaskSpec, as_plain
+
+
+@cache
+def _builtin() -> dict[str, Any]:
+    """Parsed ``builtin.yaml`` (``tasks`` and ``task_sets``)."""
+    text = resources.files("compt.tasks").joinpath("builtin.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def builtin_definitions() -> dict[str, dict[str, Any]]:
+    """Built-in task name -> its YAML definition (a fresh copy)."""
+    return {k: dict(v) for k, v in _builtin()["tasks"].items()}
+
+
+#: task-set name -> task names, in order ("glue", "set2", "set2_mnli", "demo")
+TASK_SETS: dict[str, list[str]] = {k: list(v) for k, v in _builtin()["task_sets"].items()}
+
+#: names of the built-in tasks, in definition order
+BUILTIN_TASKS: tuple[str, ...] = tuple(_builtin()["tasks"])
+
+
+def get_task(name: str, overrides: Mapping[str, Any] | None = None) -> TaskSpec:
+    """The task ``name``: its built-in definition updated by ``overrides``, or (for a user task) the
+    full definition given as ``overrides``. Unknown name without a definition: ``ValueError`` listing names."""
+    overrides = as_plain(overrides or {})
+    base = builtin_definitions().get(name)
+    if base is None and not overrides:
+        raise TaskError(
+            f"unknown task {name!r}; built-in tasks: {', '.join(BUILTIN_TASKS)}; "
+            f"task sets: {', '.join(TASK_SETS)}. A new task needs its definition "
+            f"(conf/tasks/{name}.yaml, see docs/tasks.md)"
+        )
+    return TaskSpec.from_dict(name, {**(base or {}), **overrides})
+
+
+def resolve_tasks(spec: Any) -> list[TaskSpec]:
+    """Tasks from a config value, in order, duplicates removed.
+
+    ``spec`` is a task or set name, a comma-separated string (``"rte,mrpc"``), a list mixing names, set names
+    and ``TaskSpec`` objects, or a mapping ``name -> overrides`` (``None``/``{}`` = the built-in definition),
+    which is what the Hydra ``tasks`` group composes to.
+    """
+    if isinstance(spec, TaskSpec):
+        return [spec]
+    if isinstance(spec, str):
+        spec = [s.strip() for s in spec.split(",") if s.strip()]
+    out: dict[str, TaskSpec] = {}
+    if isinstance(spec, Mapping):
+        for name, overrides in spec.items():
+            out[str(name)] = get_task(str(name), overrides)
+    elif isinstance(spec, Sequence):
+        for item in spec:
+            if isinstance(item, TaskSpec):
+                out[item.name] = item
+            elif str(item) in TASK_SETS:
+                out.update({n: get_task(n) for n in TASK_SETS[str(item)] if n not in out})
+            else:
+                out[str(item)] = get_task(str(item))
+    else:
+        raise TaskError(
+            f"cannot read tasks from {spec!r}: give names, a list, or a mapping name -> overrides"
+        )
+    if not out:
+        raise TaskError("no tasks selected")
+    return list(out.values())

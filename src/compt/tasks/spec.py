@@ -1,0 +1,219 @@
+"""``TaskSpec``: one task described as data (where its rows live, how a row becomes text, how text is read back).
+
+A task is never a code branch: every built-in task is a YAML entry (``builtin.yaml``) loaded into this class,
+and a user task is the same YAML written in ``conf/tasks/<name>.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
+
+#: metric names a task may list (computed by ``compt.evaluation``)
+KNOWN_METRICS = ("accuracy", "matthews", "f1", "pearson", "spearman")
+
+
+class TaskError(ValueError):
+    """A task definition is invalid, or a row does not fit its task (unknown label, missing column)."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: data source, text format, label words and metrics."""
+
+    #: short task name used in configs, logs and as the ``{task}`` prefix of the input text, e.g. ``"rte"``
+    name: str
+    #: text template filled with the row's columns, e.g. ``"rte: sentence1: {sentence1} sentence2: {sentence2}"``
+    template: str
+    #: hub dataset id for ``datasets.load_dataset``, e.g. ``"nyu-mll/glue"`` (None: local files only)
+    hub_path: str | None = None
+    #: hub configuration name, e.g. ``"rte"`` (None: the dataset has no configurations)
+    hub_name: str | None = None
+    #: split the k-shot training set is drawn from
+    train_split: str = "train"
+    #: split used as the test set (GLUE: validation, since GLUE test labels are hidden)
+    eval_split: str = "validation"
+    #: column holding the gold label (class id, label string or regression score)
+    label_column: str = "label"
+    #: target word of every class, index = class id; None for a regression task
+    label_words: tuple[str, ...] | None = None
+    #: label string -> class id, for datasets whose label column holds strings (scitail tsv_format); None: ids
+    label_values: Mapping[str, int] | None = field(default=None, hash=False)
+    #: regression only: targets are rounded to this grid and written as text, e.g. 0.2 -> "3.8"
+    regression_grid: float | None = None
+    #: regression only: (low, high) range of valid scores
+    regression_range: tuple[float, float] = (0.0, 5.0)
+    #: metric names from KNOWN_METRICS; the first one is the task's primary metric
+    metrics: tuple[str, ...] = ("accuracy",)
+    #: primary metric under the original authors' reading (cola, mrpc -> accuracy; stsb -> spearman)
+    compat_metric: str | None = None
+    #: optional folder holding this task's ``<split>.{parquet,jsonl,csv}``; when set, always read from it
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass normalisation)
+        if self.label_words is not None:
+            set_("label_words", tuple(str(w) for w in self.label_words))
+        if self.label_values is not None:
+            set_(
+                "label_values", MappingProxyType({str(k): int(v) for k, v in dict(self.label_values).items()})
+            )
+        set_("metrics", tuple(self.metrics))
+        set_("regression_range", tuple(float(x) for x in self.regression_range))
+        if self.compat_metric is None:
+            set_("compat_metric", self.metrics[0] if self.metrics else None)
+        self._validate()
+
+    def _validate(self) -> None:
+        where = f"task {self.name!r}"
+        if not self.name or not isinstance(self.name, str):
+            raise TaskError("a task needs a non-empty string `name`")
+        if (self.label_words is None) == (self.regression_grid is None):
+            raise TaskError(
+                f"{where}: set exactly one of `label_words` (classification) or `regression_grid`"
+            )
+        if self.label_words is not None and len(self.label_words) < 2:
+            raise TaskError(f"{where}: `label_words` needs at least two words")
+        if self.label_words is not None and len(set(self.label_words)) != len(self.label_words):
+            raise TaskError(f"{where}: `label_words` must be distinct, got {list(self.label_words)}")
+        if self.regression_grid is not None and self.regression_grid <= 0:
+            raise TaskError(f"{where}: `regression_grid` must be > 0, got {self.regression_grid}")
+        if self.label_values is not None:
+            n = len(self.label_words or ())
+            bad = {k: v for k, v in self.label_values.items() if not 0 <= v < n}
+            if bad:
+                raise TaskError(f"{where}: `label_values` maps to class ids outside 0..{n - 1}: {bad}")
+        if not self.metrics:
+            raise TaskError(f"{where}: `metrics` must list at least one metric")
+        for key, names in (("metrics", self.metrics), ("compat_metric", (self.compat_metric,))):
+            unknown = [m for m in names if m not in KNOWN_METRICS]
+            if unknown:
+                raise TaskError(f"{where}: unknown `{key}` {unknown}; known: {list(KNOWN_METRICS)}")
+        if not self.input_columns:
+            raise TaskError(f"{where}: `template` {self.template!r} names no column (use {{column}} fields)")
+        if self.hub_path is None and self.data_dir is None:
+            raise TaskError(f"{where}: set `hub_path` (hub dataset) or `data_dir` (local files)")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, name: str, definition: Mapping[str, Any]) -> TaskSpec:
+        """Build from a plain mapping (YAML entry); unknown keys raise ``TaskError`` naming them."""
+        allowed = {f.name for f in fields(cls)} - {"name"}
+        unknown = sorted(set(definition) - allowed)
+        if unknown:
+            raise TaskError(f"task {name!r}: unknown keys {unknown}; allowed: {sorted(allowed)}")
+        try:
+            return cls(name=name, **dict(definition))
+        except TypeError as err:  # a required key is missing
+            raise TaskError(f"task {name!r}: {err}") from err
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (for YAML, fingerprints and logs)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["label_values"] = dict(self.label_values) if self.label_values is not None else None
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def is_regression(self) -> bool:
+        """True for score tasks (stsb), False for classification."""
+        return self.label_words is None
+
+    @property
+    def num_labels(self) -> int:
+        """Number of classes (0 for regression)."""
+        return 0 if self.label_words is None else len(self.label_words)
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """Columns the template reads, in order of appearance."""
+        names = [f for _, f, _, _ in string.Formatter().parse(self.template) if f]
+        return tuple(dict.fromkeys(names))
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """Columns every row must have: template columns and the label column."""
+        return (*self.input_columns, self.label_column)
+
+    # ------------------------------------------------------------------ row -> text
+    def format_input(self, row: Mapping[str, Any]) -> str:
+        """Input text of one row, e.g. ``"rte: sentence1: A man sleeps. sentence2: A man rests."``."""
+        try:
+            return self.template.format_map({c: row[c] for c in self.input_columns})
+        except KeyError as err:
+            raise TaskError(
+                f"task {self.name!r}: row has no column {err.args[0]!r} (has {sorted(row)})"
+            ) from err
+
+    def label_id(self, row: Mapping[str, Any]) -> int:
+        """Class id of a classification row; ``TaskError`` when the label is not one of the task's labels."""
+        raw = row[self.label_column]
+        n = self.num_labels
+        if self.label_values is not None and isinstance(raw, str):
+            if raw not in self.label_values:
+                raise TaskError(
+                    f"task {self.name!r}: label {raw!r} is not one of {sorted(self.label_values)}"
+                )
+            return self.label_values[raw]
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != int(raw) or not 0 <= raw < n:
+            raise TaskError(f"task {self.name!r}: label {raw!r} is outside the class ids 0..{n - 1}")
+        return int(raw)
+
+    def score(self, row: Mapping[str, Any]) -> float:
+        """Regression score of a row; ``TaskError`` when it is missing or outside ``regression_range``."""
+        raw = row[self.label_column]
+        low, high = self.regression_range
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not low <= raw <= high:
+            raise TaskError(f"task {self.name!r}: score {raw!r} is outside the range {low}..{high}")
+        return float(raw)
+
+    def gold(self, row: Mapping[str, Any]) -> float:
+        """Gold value for metrics: the class id as a float, or the (unrounded) regression score."""
+        return self.score(row) if self.is_regression else float(self.label_id(row))
+
+    def format_target(self, row: Mapping[str, Any]) -> str:
+        """Target text: the label word, or the score rounded to the grid (stsb 3.77 -> ``"3.8"``)."""
+        if self.is_regression:
+            return self._grid_text(self.score(row))
+        return self.label_words[self.label_id(row)]  # type: ignore[index]
+
+    # ------------------------------------------------------------------ text -> value
+    def candidates(self) -> list[str]:
+        """Every valid target text: the label words, or each grid value ``"0.0" .. "5.0"`` for regression."""
+        if not self.is_regression:
+            return list(self.label_words)  # type: ignore[arg-type]
+        low, high = self.regression_range
+        steps = round((high - low) / self.regression_grid)  # type: ignore[operator]
+        return [self._grid_text(low + i * self.regression_grid) for i in range(steps + 1)]  # type: ignore[operator]
+
+    def parse(self, text: str) -> float | None:
+        """Prediction text -> class id (as float) or score; ``None`` when the text is not a valid answer."""
+        text = text.strip()
+        if not self.is_regression:
+            words = [w.lower() for w in self.label_words]  # type: ignore[union-attr]
+            return float(words.index(text.lower())) if text.lower() in words else None
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+        return value if math.isfinite(value) else None
+
+    def _grid_text(self, value: float) -> str:
+        """Round half-up to the regression grid and print with the grid's decimals (0.2 -> one decimal)."""
+        grid = self.regression_grid
+        rounded = math.floor(value / grid + 0.5 + 1e-9) * grid  # type: ignore[operator]
+        decimals = len(f"{grid:f}".rstrip("0").partition(".")[2])
+        return f"{rounded:.{decimals}f}"
+
+
+def as_plain(value: Any) -> Any:
+    """Recursively turn mapping/sequence containers (e.g. OmegaConf nodes) into dict/list."""
+    if isinstance(value, Mapping):
+        return {str(k): as_plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [as_plain(v) for v in value]
+    return value

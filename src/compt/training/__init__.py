@@ -1,0 +1,1 @@
+"""Training: the LightningModule, optimizer groups, the run driver and its outputs."""

@@ -1,0 +1,59 @@
+"""AdamW with the three named parameter groups and a linear warm-up/decay schedule (METHOD.md §4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from compt.prompts.bank import GROUPS, PromptBank
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation settings (paper §3.2)."""
+
+    lr_router: float = 0.1
+    """learning rate of the router logits"""
+    lr_sources: float = 0.05
+    """learning rate of the source prompts and their encoders"""
+    lr_private: float = 0.02
+    """learning rate of the private prompts and their encoders"""
+    eps: float = 1e-6
+    """AdamW epsilon"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    warmup_ratio: float = 0.2
+    """fraction of all optimizer steps spent warming up linearly from 0"""
+
+    def __post_init__(self) -> None:
+        for name in ("lr_router", "lr_sources", "lr_private", "eps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"optim.{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float:
+    """LR multiplier: 0 → 1 over ``warmup_steps``, then 1 → 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / max(1, warmup_steps)
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def build_optimizer(
+    bank: PromptBank, config: OptimConfig, total_steps: int
+) -> tuple[torch.optim.Optimizer, LambdaLR]:
+    """AdamW over the bank's groups ``router`` / ``sources`` / ``private`` (empty ones left out), each named."""
+    lrs = {"router": config.lr_router, "sources": config.lr_sources, "private": config.lr_private}
+    groups = [
+        {"name": name, "params": params, "lr": lrs[name]}
+        for name, params in bank.parameter_groups().items()
+        if params
+    ]
+    assert {g["name"] for g in groups} <= set(GROUPS)
+    optimizer = torch.optim.AdamW(groups, eps=config.eps, weight_decay=config.weight_decay)
+    warmup = int(config.warmup_ratio * total_steps)
+    scheduler = LambdaLR(optimizer, lambda step: linear_warmup_decay(step, total_steps, warmup))
+    return optimizer, scheduler

@@ -1,0 +1,187 @@
+"""End-to-end: the real train.py on the tiny model and the bundled demo data (CPU, offline)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from compt import ComptModel, PromptBank, PromptBankConfig
+from compt.evaluation import Predictor
+from compt.tasks import get_task
+from compt.training.optim import OptimConfig, build_optimizer
+from tests.helpers import FAST, read_results, run_script
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """One short demo run shared by several tests."""
+    run_dir = tmp_path_factory.mktemp("demo") / "run"
+    proc = run_script("train.py", *FAST, "optim.epochs=8", f"hydra.run.dir={run_dir}")
+    return run_dir, proc
+
+
+def test_demo_run_writes_its_outputs_and_loss_falls(demo_run):
+    run_dir, proc = demo_run
+    results = read_results(run_dir)
+    assert results["status"] == "complete"
+    assert results["tasks"] == ["sst2", "rte", "mnli", "stsb"]
+    losses = [loss for _, loss in results["curves"]["train_loss"]]
+    assert len(losses) == 8 and losses[-1] < losses[0] * 0.8
+    assert results["global_step"] == 8 * 4  # 8 epochs × (4 tasks × 16 examples / batch 16)
+    assert results["counts"] == {"sst2": 8, "rte": 8, "mnli": 8, "stsb": 8}
+    assert set(results["router_weights"]) == {"sst2", "rte", "mnli", "stsb"}
+    assert all(abs(sum(w) - 1) < 1e-5 for w in results["router_weights"].values())
+    assert results["avg"] == pytest.approx(sum(results["primary"].values()) / 4)
+    assert len(results["curves"]["val_avg"]) == 8
+    assert results["config"]["method"]["name"] == "ssum" and results["config"]["k"] == 16
+    predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 32
+    assert {"task", "example_id", "prediction", "gold", "valid", "input", "target"} <= set(predictions[0])
+    assert "| **avg** |" in proc.stdout
+    assert (run_dir / "bank" / "prompt_bank.safetensors").is_file()
+
+
+def test_checkpoint_holds_only_trainable_state_and_loads_weights_only(demo_run):
+    run_dir, _ = demo_run
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    bank = PromptBank.load(run_dir / "bank")
+    expected = sorted(f"model.bank.{name}" for name, _ in bank.named_parameters())
+    assert sorted(checkpoint["state_dict"]) == expected
+    assert len(checkpoint["optimizer_states"][0]["param_groups"]) == 3
+    assert [g["name"] for g in checkpoint["optimizer_states"][0]["param_groups"]] == [
+        "router",
+        "sources",
+        "private",
+    ]
+    assert checkpoint["hyper_parameters"]["model_name"] == "tiny"
+
+
+def test_resume_from_last_checkpoint_continues_the_step_count(tmp_path):
+    run_dir = tmp_path / "run"
+    run_script("train.py", *FAST, f"hydra.run.dir={run_dir}")
+    assert read_results(run_dir)["global_step"] == 8
+    (run_dir / "results.json").unlink()  # as if the run had died after its last checkpoint
+    proc = run_script("train.py", *FAST, "optim.epochs=3", f"hydra.run.dir={run_dir}")
+    assert "resuming from" in proc.stdout
+    results = read_results(run_dir)
+    assert results["global_step"] == 12
+    assert [step for step, _ in results["curves"]["train_loss"]] == [4, 8, 12]
+
+
+def test_a_complete_run_is_skipped_unless_forced(demo_run):
+    run_dir, _ = demo_run
+    proc = run_script("train.py", *FAST, "optim.epochs=8", f"hydra.run.dir={run_dir}")
+    assert "skipping" in proc.stdout
+
+
+def test_sweep_from_the_issue_title_makes_one_folder_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    run_script(
+        "train.py",
+        "-m",
+        *FAST,
+        "method=pt,ssum,msum,mcat",
+        "k=4,8",
+        "seed=1,2",
+        "trainer.max_steps=1",
+        "eval.max_samples=2",
+        f"hydra.sweep.dir={sweep}",
+    )
+    jobs = sorted(p.parent for p in sweep.glob("*/results.json"))
+    assert len(jobs) == 16
+    names = {p.name for p in jobs}
+    assert any("method=mcat" in n and "k=4" in n and "seed=2" in n for n in names)
+    groups = {read_results(p)["group"] for p in jobs}
+    assert len(groups) == 8  # seeds share a group
+    assert all(read_results(p)["global_step"] == 1 for p in jobs)
+
+
+def test_ddp_inside_a_sweep_is_refused_with_the_reason(tmp_path):
+    proc = run_script(
+        "train.py",
+        "-m",
+        *FAST,
+        "trainer.strategy=ddp",
+        "trainer.devices=2",
+        f"hydra.sweep.dir={tmp_path}",
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "re-launches this script once per rank" in proc.stderr + proc.stdout
+
+
+def test_wandb_offline_run_records_resolved_config_and_group(tmp_path):
+    run_dir = tmp_path / "run"
+    run_script(
+        "train.py",
+        *FAST,
+        "logger=wandb",
+        "trainer.max_steps=1",
+        "method=msum",
+        f"hydra.run.dir={run_dir}",
+        env={"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)},
+    )
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    config = (runs[0] / "files" / "config.yaml").read_text()
+    assert "msum" in config and "max_source_length" in config  # resolved, whole config
+    group = (
+        "callbacks.checkpoint_every_n_epochs=1,eval.max_samples=8,experiment=demo,logger=wandb,method=msum"
+    )
+    assert read_results(run_dir)["group"].startswith(group)
+    record = next(runs[0].glob("*.wandb")).read_bytes()
+    assert read_results(run_dir)["group"].encode() in record
+
+
+def _two_task_batch(tokenizer):
+    texts = [
+        "sst2: sentence: the food was fun",
+        "sst2: sentence: a dull film",
+        "rte: sentence1: a cat sentence2: a dog",
+    ]
+    enc = tokenizer([*texts, "rte: sentence1: a man sentence2: a boy"], padding=True, return_tensors="pt")
+    labels = tokenizer(
+        ["positive", "positive", "not_entailment", "not_entailment"], padding=True, return_tensors="pt"
+    )
+    labels = labels.input_ids.masked_fill(labels.input_ids == tokenizer.pad_token_id, -100)
+    batch = {
+        "input_ids": enc.input_ids,
+        "attention_mask": enc.attention_mask,
+        "task_ids": torch.tensor([0, 0, 1, 1]),
+    }
+    return batch, labels
+
+
+def test_memorisable_task_reaches_full_accuracy_through_router_and_sources(tiny_backbone):
+    """Two tasks with one label each, method=sources_only: the router weights are the only task-dependent
+    part, so 100% accuracy proves the gradient path through composition, router and encoders."""
+    backbone, tokenizer = tiny_backbone
+    tasks = [get_task("sst2"), get_task("rte")]
+    batch, labels = _two_task_batch(tokenizer)
+    torch.manual_seed(0)
+    config = PromptBankConfig(
+        method="sources_only", task_names=["sst2", "rte"], d_model=64, n_sources=2, source_length=4
+    )
+    bank = PromptBank(config)
+    model = ComptModel(backbone, bank, backbone_dropout=False).train()
+    optimizer, _ = build_optimizer(bank, OptimConfig(lr_router=0.1, lr_sources=0.05, warmup_ratio=0.0), 100)
+    bank.router.temperature = 1.0
+    for _ in range(100):
+        loss = model(batch["input_ids"], batch["attention_mask"], batch["task_ids"], labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    gold = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    ranked = Predictor(tasks, tokenizer, "rank")(model, batch)
+    generated = Predictor(tasks, tokenizer, "generate")(model, batch)
+    assert torch.equal(ranked.values, gold), ranked.texts
+    assert (
+        generated.texts == ranked.texts
+    )  # the two prediction modes agree on a model whose outputs are fixed
+    weights = bank.router_weights()
+    assert weights[0].argmax() != weights[1].argmax()  # the tasks route to different sources

@@ -1,0 +1,31 @@
+"""Train ComPT prompts: ``python train.py [overrides]`` or a sweep, ``python train.py -m method=ssum,msum k=8,16``.
+
+Configs live in ``conf/`` (see README). Each run writes results.json, predictions.jsonl, bank/ and
+checkpoints/last.ckpt to its output folder.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from compt.training.launch import check_launch
+from compt.training.run import train
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns the run's average metric (for Hydra sweepers)."""
+    hydra_cfg = HydraConfig.get()
+    check_launch(cfg, hydra_cfg)
+    results = train(cfg, hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task))
+    return None if not results else results.get("avg")
+
+
+if __name__ == "__main__":
+    main()
