@@ -43,12 +43,9 @@ class ComptModel(nn.Module):
         mask: PromptMask | str | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Encoder inputs with each example's target prompt inserted: ``(B, N+L, d)``, ``(B, N+L)``."""
-        prompts, prompt_mask = self.bank(mask)  # (T, L, d), (T, L) | None
         embeds = self.backbone.get_input_embeddings()(input_ids)  # (B, N, d)
-        example_mask = None if prompt_mask is None else prompt_mask[task_ids]
-        return insert_prompts(
-            embeds, attention_mask, prompts[task_ids], example_mask, self.bank.config.position
-        )
+        prompts, prompt_mask = self.bank.example_prompts(task_ids, embeds, attention_mask, mask)  # (B, L, d)
+        return insert_prompts(embeds, attention_mask, prompts, prompt_mask, self.bank.config.position)
 
     def forward(
         self,

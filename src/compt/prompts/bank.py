@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from compt.prompts.baselines import InputAttention, LowRankTaskMatrices
 from compt.prompts.compose import compose
 from compt.prompts.config import PromptBankConfig
 from compt.prompts.encoder import PromptTable
@@ -50,12 +51,24 @@ class PromptBank(nn.Module):
                 n, length, c.d_model, c.encoder, c.encoder_hidden, c.encoder_residual, c.encoder_dropout
             )
 
-        self.private = table(c.n_tasks, int(c.private_length)) if c.uses_private else None
+        if c.method == "mpt":
+            self.private = LowRankTaskMatrices(c.n_tasks, c.source_length, c.d_model, c.mpt_rank)
+        else:
+            self.private = table(c.n_tasks, int(c.private_length)) if c.uses_private else None
         self.sources = table(c.n_sources, c.source_length) if c.uses_sources else None
         self.router = (
-            Router(c.n_tasks, c.n_sources, c.router_learn, c.router_train_norm) if c.uses_sources else None
+            Router(c.n_tasks, c.n_sources, c.router_learn, c.router_train_norm) if c.uses_router else None
+        )
+        self.attention = (
+            InputAttention(
+                c.d_model, c.attempt_hidden or max(8, c.d_model // 8), c.attempt_temperature or c.d_model
+            )
+            if c.method == "attempt"
+            else None
         )
         self._initialise(vocab_embeddings, generator)
+        if c.freeze_sources and self.sources is not None:
+            self.sources.requires_grad_(False)
 
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
@@ -64,6 +77,9 @@ class PromptBank(nn.Module):
         if self.sources is not None:
             r = c.source_init_range
             self.sources.embedding.uniform_(-r, r, generator=generator)
+        if isinstance(self.private, LowRankTaskMatrices):
+            self.private.reset_parameters(generator)
+            return
         if self.private is None:
             return
         target = self.private.embedding  # (T, L_u, d)
@@ -122,6 +138,8 @@ class PromptBank(nn.Module):
             prompts ``(T, L_t, d)`` and an attention mask ``(T, L_t)`` (bool) when a mask removes prompt rows
             (mcat with dropped sources), else ``None`` (all rows attend).
         """
+        if self.attention is not None:
+            raise ValueError("method 'attempt' composes a prompt per example: use example_prompts(...)")
         mask = self.resolve_mask(mask)
         private = self.private() if self.private is not None else None
         sources = self.sources() if self.sources is not None else None
@@ -129,6 +147,36 @@ class PromptBank(nn.Module):
         if mask is None:
             return compose(self.method, private, sources, weights), None
         return self._compose_masked(mask, private, sources, weights)
+
+    def example_prompts(
+        self,
+        task_ids: Tensor,
+        inputs_embeds: Tensor,
+        attention_mask: Tensor,
+        mask: PromptMask | str | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Each example's prompt ``(B, L_t, d)`` and attention mask ``(B, L_t)`` (or None).
+
+        Per-task methods gather rows of :meth:`forward` by ``task_ids``; ``attempt`` mixes per example, from
+        the input's token embeddings ``(B, N, d)`` and ``attention_mask`` ``(B, N)``.
+        """
+        if self.attention is None:
+            prompts, prompt_mask = self(mask)
+            return prompts[task_ids], None if prompt_mask is None else prompt_mask[task_ids]
+        mask = self.resolve_mask(mask)
+        n_sources = self.config.n_sources
+        keep_sources = (True,) * n_sources if mask is None else mask.keep_sources
+        keep_private = True if mask is None else mask.keep_private
+        keep = torch.tensor([*keep_sources, keep_private], device=task_ids.device)
+        private = self.private()[task_ids]  # (B, L, d)
+        sources = self.sources()  # (S, L, d)
+        candidates = torch.cat(
+            [sources.unsqueeze(0).expand(len(task_ids), -1, -1, -1), private.unsqueeze(1)], 1
+        )
+        weights = self.attention(inputs_embeds, attention_mask, candidates, keep)  # (B, S + 1)
+        if not keep_private:
+            private = torch.zeros_like(private)
+        return compose("attempt", private, sources, weights), None
 
     def _compose_masked(
         self, mask: PromptMask, private: Tensor | None, sources: Tensor | None, weights: Tensor | None
@@ -150,14 +198,15 @@ class PromptBank(nn.Module):
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """The three named optimizer groups (router / sources / private), each with its encoders.
 
-        Groups with no parameters for this method (e.g. router for ``pt``) are empty lists.
+        ``router`` holds ATTEMPT's attention for ``attempt``; ``private`` MPT's task matrices for ``mpt``.
+        Groups with no trainable parameters (router for ``pt``, frozen sources) are empty lists.
         """
 
-        def params(module: nn.Module | None) -> list[nn.Parameter]:
-            return [] if module is None else [p for p in module.parameters() if p.requires_grad]
+        def params(*modules: nn.Module | None) -> list[nn.Parameter]:
+            return [p for m in modules if m is not None for p in m.parameters() if p.requires_grad]
 
         return {
-            "router": params(self.router),
+            "router": params(self.router, self.attention),
             "sources": params(self.sources),
             "private": params(self.private),
         }

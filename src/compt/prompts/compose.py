@@ -8,21 +8,26 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-#: methods that have a private prompt per task
-METHODS_WITH_PRIVATE = ("pt", "ssum", "msum", "mcat")
-#: methods that use the shared source prompts and a router
-METHODS_WITH_SOURCES = ("ssum", "msum", "mcat", "sources_only")
-METHODS = ("pt", "ssum", "msum", "mcat", "sources_only")
+#: methods that have a private prompt (or task matrix) per task
+METHODS_WITH_PRIVATE = ("pt", "ssum", "msum", "mcat", "mpt", "attempt")
+#: methods that use shared source prompts
+METHODS_WITH_SOURCES = ("ssum", "msum", "mcat", "sources_only", "mpt", "attempt")
+#: methods whose source weights come from the ComPT router (per task)
+METHODS_WITH_ROUTER = ("ssum", "msum", "mcat", "sources_only")
+METHODS = ("pt", "ssum", "msum", "mcat", "sources_only", "mpt", "attempt")
 
 
 def compose(method: str, private: Tensor | None, sources: Tensor | None, weights: Tensor | None) -> Tensor:
     """Compose every task's target prompt.
 
     Args:
-        method: one of ``pt``, ``ssum``, ``msum``, ``mcat``, ``sources_only``.
+        method: one of ``pt``, ``ssum``, ``msum``, ``mcat``, ``sources_only``, ``mpt``, ``attempt``.
         private: private prompts ``(T, L_u, d)``; ignored (may be ``None``) for ``sources_only``.
-        sources: source prompts ``(S, L_s, d)``; ignored (may be ``None``) for ``pt``.
-        weights: router weights ``(T, S)``; ignored for ``pt``.
+            For ``mpt`` the task matrices ``W_t = u_t v_tᵀ`` ``(T, L, d)``; for ``attempt`` one row per
+            *example* (its task's prompt), ``(B, L, d)``.
+        sources: source prompts ``(S, L_s, d)``; ignored (may be ``None``) for ``pt``. ``mpt``: ``(1, L, d)``.
+        weights: router weights ``(T, S)``; ignored for ``pt`` and ``mpt``. ``attempt``: per-example
+            attention ``(B, S + 1)`` over the S sources and, last, the example's own task prompt.
 
     Returns:
         target prompts ``(T, L_t, d)`` where, with ``mix_t = Σ_s w_ts · P_s`` ``(L_s, d)``:
@@ -35,13 +40,19 @@ def compose(method: str, private: Tensor | None, sources: Tensor | None, weights
         ``ssum``                  ``P_u + mix_t``                             ``L_u = L_s``
         ``msum``                  ``P_u ⊙ mix_t``                             ``L_u = L_s``
         ``mcat``                  ``P_u ⊙ concat_s(w_ts · P_s)`` (length)     ``L_u = S · L_s``
+        ``mpt``                   ``P* ⊙ W_t`` (P* the one shared prompt)      ``L``
+        ``attempt``               ``P_t + Σ_s a_s P_s + a_{S} P_t``            ``L``
         ========================  ==========================================  =================
     """
     if method == "pt":
         return _require(private, "private", method)
     sources = _require(sources, "sources", method)
+    if method == "mpt":
+        if sources.shape[0] != 1:
+            raise ValueError(f"mpt has one shared prompt, got sources {tuple(sources.shape)}")
+        return sources * _require(private, "private", method)
     weights = _require(weights, "weights", method)
-    if weights.shape[-1] != sources.shape[0]:
+    if method != "attempt" and weights.shape[-1] != sources.shape[0]:
         raise ValueError(
             f"weights {tuple(weights.shape)} must have one column per source ({sources.shape[0]})"
         )
@@ -51,6 +62,14 @@ def compose(method: str, private: Tensor | None, sources: Tensor | None, weights
         scaled = weights[:, :, None, None] * sources.unsqueeze(0)  # (T, S, L_s, d)
         concatenated = scaled.reshape(n_tasks, n_sources * source_len, d_model)  # (T, S·L_s, d)
         return _require(private, "private", method) * concatenated
+    if method == "attempt":
+        private = _require(private, "private", method)
+        if weights.shape[-1] != sources.shape[0] + 1:
+            raise ValueError(
+                f"attempt weights {tuple(weights.shape)} need S + 1 = {sources.shape[0] + 1} columns"
+            )
+        mixed = torch.einsum("bs,sld->bld", weights[:, :-1], sources)  # (B, L, d)
+        return private * (1 + weights[:, -1, None, None]) + mixed
     mix = torch.einsum("ts,sld->tld", weights, sources)  # (T, L_s, d)
     if method == "sources_only":
         return mix

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from compt.prompts.compose import METHODS, METHODS_WITH_PRIVATE, METHODS_WITH_SOURCES
+from compt.prompts.compose import METHODS, METHODS_WITH_PRIVATE, METHODS_WITH_ROUTER, METHODS_WITH_SOURCES
 from compt.prompts.encoder import ENCODER_KINDS
 from compt.prompts.router import TRAIN_NORMS
 
@@ -18,7 +18,7 @@ class PromptBankConfig:
     """Everything needed to rebuild a prompt bank (saved next to its weights as JSON)."""
 
     method: str = "ssum"
-    """composition: pt | ssum | msum | mcat | sources_only (METHOD.md §2)"""
+    """composition: pt | ssum | msum | mcat | sources_only (METHOD.md §2) | mpt | attempt (baselines)"""
     task_names: list[str] = field(default_factory=list)
     """the T tasks, in task-id order"""
     d_model: int = 768
@@ -49,6 +49,14 @@ class PromptBankConfig:
     """where the prompt goes in the encoder input: after the text (before </s>) or before it"""
     backbone: str | None = None
     """the backbone the bank was trained with (name or path), recorded for loading"""
+    freeze_sources: bool = False
+    """keep the source prompts and their encoders fixed (e.g. loaded from an earlier run)"""
+    mpt_rank: int = 1
+    """method=mpt only: rank r of the task matrices W_t = u_t v_tᵀ"""
+    attempt_hidden: int | None = None
+    """method=attempt only: width of the attention's down projection; None = max(8, d_model // 8)"""
+    attempt_temperature: float | None = None
+    """method=attempt only: the attention's softmax temperature; None = d_model"""
 
     def __post_init__(self) -> None:
         _choice("method", self.method, METHODS)
@@ -69,14 +77,39 @@ class PromptBankConfig:
         expected = self.derived_private_length()
         if self.private_length is None:
             self.private_length = expected
-        elif self.method in ("ssum", "msum", "mcat") and self.private_length != expected:
+        elif self.method not in ("pt", "sources_only") and self.private_length != expected:
             raise ValueError(
                 f"method {self.method!r} needs private_length == {expected} "
                 f"(from n_sources={self.n_sources}, source_length={self.source_length}), "
                 f"got {self.private_length}; leave private_length unset to derive it"
             )
+        self._check_method_options()
         if not 0.0 <= self.encoder_dropout < 1.0:
             raise ValueError(f"encoder_dropout must be in [0, 1), got {self.encoder_dropout}")
+
+    def _check_method_options(self) -> None:
+        """Options of one method given to another fail, naming the method they belong to."""
+        if self.method != "mpt" and self.mpt_rank != 1:
+            raise ValueError(f"mpt_rank applies to method=mpt only (method={self.method!r})")
+        if self.method != "attempt" and (
+            self.attempt_hidden is not None or self.attempt_temperature is not None
+        ):
+            raise ValueError(
+                f"attempt_hidden / attempt_temperature apply to method=attempt only (method={self.method!r})"
+            )
+        if self.method == "mpt" and self.n_sources != 1:
+            raise ValueError(
+                f"method=mpt has exactly one shared prompt: n_sources must be 1, got {self.n_sources}"
+            )
+        if self.mpt_rank < 1:
+            raise ValueError(f"mpt_rank must be >= 1, got {self.mpt_rank}")
+        if self.freeze_sources and not self.uses_sources:
+            raise ValueError(f"freeze_sources: method {self.method!r} has no source prompts")
+
+    @property
+    def uses_router(self) -> bool:
+        """Whether source weights come from ComPT's per-task router."""
+        return self.method in METHODS_WITH_ROUTER
 
     def derived_private_length(self) -> int:
         """L_u implied by the method: S·L_s for mcat, otherwise L_s."""

@@ -31,12 +31,12 @@ def parse_mask(name: str, method: str, n_sources: int) -> PromptMask:
 
     ``total``: everything; ``private``: the private prompt alone; ``all_src``: every source, no private;
     ``src{i}``: source i alone — with the private prompt kept for ``msum``/``mcat`` (their product needs it)
-    and dropped for ``ssum``/``sources_only`` (so the column isolates the source).
+    and dropped for the additive ``ssum``/``attempt``/``sources_only`` (so the column isolates the source).
     """
     if name == "total":
         return PromptMask(name, method != "sources_only", (True,) * n_sources)
-    if method == "pt":
-        raise ValueError(f"mask {name!r} needs source prompts; method 'pt' has only 'total'")
+    if method in ("pt", "mpt"):
+        raise ValueError(f"mask {name!r} needs several source prompts; method {method!r} has only 'total'")
     if name == "private":
         if method == "sources_only":
             raise ValueError("mask 'private' needs a private prompt; method 'sources_only' has none")
