@@ -1,0 +1,203 @@
+"""``compt export``: one task's composed target prompt as a Hugging Face PEFT prompt-tuning adapter.
+
+The composed prompt (evaluation-mode router weights, optional mask) is fixed, so it is an ordinary soft prompt:
+``PromptTuningConfig(task_type=SEQ_2_SEQ_LM, num_virtual_tokens=L_t, token_dim=d)`` with
+``prompt_embeddings`` = the prompt. PEFT puts a prompt-tuning prompt *before* the input tokens; a bank
+trained with ``position=after`` (the paper's placement) was tuned for the slot after the text, so its export
+is refused unless ``allow_position_change`` is given (then it is exported with a warning).
+
+    peft_model = peft.PeftModel.from_pretrained(backbone, "exported/rte")
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+
+from compt.backbone import resolve_model_name
+from compt.inference import InferenceError, locate_bank
+from compt.prompts.bank import PromptBank
+
+FORMATS = ("peft",)
+PEFT_POSITION = "before"
+#: PEFT's adapter weights file and the state-dict key of a prompt-tuning prompt
+PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
+PEFT_PROMPT_KEY = "prompt_embeddings"
+
+
+class ExportError(ValueError):
+    """The bank cannot be exported as asked (the message says why and what to do)."""
+
+
+@dataclass
+class ExportedPrompt:
+    """A task's composed prompt ready to save: ``(L, d)`` rows (masked-out rows already removed)."""
+
+    task: str
+    mask: str
+    prompt: Tensor
+    bank: PromptBank
+    router_weights: list[float] | None
+
+
+@torch.no_grad()
+def composed_prompt(bank: PromptBank, task: str, mask: str = "total") -> ExportedPrompt:
+    """The target prompt of ``task`` in evaluation mode under ``mask``; rows a mask removes
+    (mcat with dropped sources) are left out."""
+    if task not in bank.task_names:
+        raise ExportError(
+            f"this bank was not trained on task {task!r}; its tasks are: {', '.join(bank.task_names)}"
+        )
+    index = bank.task_names.index(task)
+    was_training = bank.training
+    bank.eval()
+    try:
+        prompts, rows = bank(mask)  # (T, L, d), (T, L) | None
+        weights = bank.router_weights(mask)
+    finally:
+        bank.train(was_training)
+    prompt = prompts[index] if rows is None else prompts[index][rows[index].bool()]
+    router = None if weights is None else weights[index].tolist()
+    return ExportedPrompt(task, mask, prompt.detach().float().cpu().contiguous(), bank, router)
+
+
+def check_position(bank: PromptBank, allow_position_change: bool) -> None:
+    """Refuse (or warn about) a bank trained with its prompt somewhere PEFT will not put it."""
+    position = bank.config.position
+    if position == PEFT_POSITION:
+        return
+    message = (
+        f"this bank was trained with prompt.position={position!r} (prompt after the input text), but PEFT "
+        "prompt tuning puts the prompt BEFORE the input tokens, so the exported adapter will not behave "
+        "like the trained model."
+    )
+    if not allow_position_change:
+        raise ExportError(
+            message + " Train with prompt.position=before for a faithful export, or pass "
+            "--allow-position-change (allow_position_change=True) to export anyway."
+        )
+    warnings.warn(message + " Exporting anyway (--allow-position-change).", stacklevel=2)
+
+
+def write_peft_adapter(exported: ExportedPrompt, out: Path, backbone: str | None) -> Path:
+    """``adapter_config.json`` + ``adapter_model.safetensors`` loadable by ``PeftModel.from_pretrained``."""
+    from peft import PromptTuningConfig, TaskType
+
+    length, d_model = exported.prompt.shape
+    config = PromptTuningConfig(
+        task_type=TaskType.SEQ_2_SEQ_LM,
+        num_virtual_tokens=length,
+        token_dim=d_model,
+        num_transformer_submodules=1,  # encoder prompt only (PEFT's seq2seq default 2 would add a decoder one)
+        base_model_name_or_path=backbone,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(str(out))
+    save_file({PEFT_PROMPT_KEY: exported.prompt}, str(out / PEFT_WEIGHTS_FILE))
+    return out
+
+
+def write_readme(exported: ExportedPrompt, out: Path, source: Path, position_changed: bool) -> Path:
+    """``README.md`` in the adapter folder: what it holds, the placement it assumes and how to load it."""
+    c = exported.bank.config
+    backbone = resolve_model_name(c.backbone) if c.backbone else None
+    length, d_model = exported.prompt.shape
+    lines = [
+        f"# ComPT prompt for `{exported.task}` as a PEFT prompt-tuning adapter",
+        "",
+        f"- exported from: `{source}` (method `{c.method}`, tasks {', '.join(c.task_names)})",
+        f"- backbone: `{backbone}`",
+        f"- mask: `{exported.mask}`; prompt rows: {length} (L_t), width {d_model} (d)",
+        f"- router weights (evaluation mode): {exported.router_weights}",
+        f"- placement assumed: the prompt goes **{PEFT_POSITION}** the input tokens (PEFT prompt tuning); "
+        f"the bank was trained with `position={c.position}`"
+        + (
+            " — **the placement differs from training; expect different predictions**."
+            if position_changed
+            else "."
+        ),
+        "- encoder prompt only (`num_transformer_submodules=1`).",
+        "",
+        "```python",
+        "from peft import PeftModel",
+        "from transformers import AutoModelForSeq2SeqLM",
+        f'model = PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained("{backbone}"), "{out}")',
+        "```",
+        "",
+        "Inputs use compt's text format, e.g. `rte: sentence1: ... sentence2: ...` (see `compt.tasks`).",
+    ]
+    path = out / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def export_peft(
+    path: str | Path,
+    task: str,
+    out: str | Path,
+    mask: str = "total",
+    allow_position_change: bool = False,
+) -> Path:
+    """Export ``task``'s composed prompt from a run (or bank) folder as a PEFT adapter in ``out``."""
+    files = locate_bank(path)
+    bank = PromptBank.load(files.bank_dir)
+    check_position(bank, allow_position_change)
+    exported = composed_prompt(bank, task, mask)
+    out = Path(out)
+    backbone = resolve_model_name(bank.config.backbone) if bank.config.backbone else None
+    write_peft_adapter(exported, out, backbone)
+    meta = {
+        "task": task,
+        "mask": mask,
+        "method": bank.config.method,
+        "source": str(files.bank_dir),
+        "position_trained": bank.config.position,
+        "position_assumed": PEFT_POSITION,
+    }
+    (out / "compt_export.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_readme(exported, out, files.bank_dir, bank.config.position != PEFT_POSITION)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a task's composed prompt (e.g. as a PEFT prompt-tuning adapter)",
+        description="Compose the task's target prompt (evaluation-mode router weights, mask applied) and "
+        "write it as a Hugging Face PEFT prompt-tuning adapter (loads with PeftModel.from_pretrained).",
+    )
+    parser.add_argument(
+        "--bank", required=True, type=Path, metavar="RUN_DIR", help="run folder or bank folder"
+    )
+    parser.add_argument("--task", required=True, help="a task the bank was trained on")
+    parser.add_argument("--format", choices=FORMATS, default="peft")
+    parser.add_argument("--out", required=True, type=Path, help="adapter folder to write")
+    parser.add_argument("--mask", default="total", help="total, private, all_src, src{i}")
+    parser.add_argument(
+        "--allow-position-change",
+        action="store_true",
+        help="export a bank trained with position=after anyway (PEFT puts prompts before the text)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        out = export_peft(args.bank, args.task, args.out, args.mask, args.allow_position_change)
+    except (ExportError, InferenceError, FileNotFoundError, ValueError) as err:
+        print(f"compt export: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote a PEFT prompt-tuning adapter for {args.task!r} to {out}", file=sys.stderr)
+    return 0
+
+
+__all__ = ["ExportError", "composed_prompt", "export_peft"]

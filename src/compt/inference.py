@@ -1,0 +1,277 @@
+"""Predictions from a trained run: ``compt predict`` and the Python API.
+
+    from compt.inference import load_for_inference
+    predictor = load_for_inference("multirun/demo/k=8,method=ssum,seed=1")
+    predictor.predict([{"sentence1": "A man sleeps.", "sentence2": "A man rests."}], task="rte")
+
+Rows use the task's hub columns (``TaskSpec.input_columns``, e.g. sentence1/sentence2 for rte); they are
+formatted with the task's template, tokenised like training data, and predicted with compt's own
+:class:`compt.evaluation.Predictor` (rank classification or greedy generation) under an optional mask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from compt.backbone import load_backbone
+from compt.data.encode import Collator
+from compt.evaluation.predict import EVAL_MODES, Predictor
+from compt.model import ComptModel
+from compt.prompts.bank import CONFIG_FILE, PromptBank
+from compt.tasks import TaskError, TaskSpec, get_task, resolve_tasks
+from compt.training.results import BANK_DIR, RESULTS_FILE
+
+DEFAULT_MODE = "rank"
+DEFAULT_MAX_SOURCE_LENGTH = 256
+DEFAULT_MAX_NEW_TOKENS = 8
+
+
+class InferenceError(ValueError):
+    """A run folder, task or input that cannot be used for prediction (the message says what to do)."""
+
+
+@dataclass
+class RunFiles:
+    """Where a trained bank lives and, when known, the run folder around it."""
+
+    bank_dir: Path
+    run_dir: Path | None
+
+
+def locate_bank(path: str | Path) -> RunFiles:
+    """``path`` is a run folder (its ``bank/`` is used) or a bank folder itself."""
+    path = Path(path)
+    if (path / BANK_DIR / CONFIG_FILE).is_file():
+        return RunFiles(path / BANK_DIR, path)
+    if (path / CONFIG_FILE).is_file():
+        parent = path.parent
+        run_dir = parent if (parent / RESULTS_FILE).is_file() or (parent / ".hydra").is_dir() else None
+        return RunFiles(path, run_dir)
+    raise InferenceError(
+        f"{path} holds no prompt bank: expected a run folder with {BANK_DIR}/{CONFIG_FILE} "
+        f"or a bank folder with {CONFIG_FILE}"
+    )
+
+
+def run_settings(run_dir: Path | None) -> dict[str, Any]:
+    """The run's resolved config as plain data (empty when there is no run folder or no config)."""
+    if run_dir is None:
+        return {}
+    from omegaconf import OmegaConf
+
+    from compt.evaluation.cli import run_config
+
+    try:
+        return OmegaConf.to_container(run_config(run_dir), resolve=False)  # type: ignore[return-value]
+    except (FileNotFoundError, ValueError, KeyError):
+        return {}
+
+
+def bank_tasks(bank: PromptBank, settings: Mapping[str, Any]) -> list[TaskSpec]:
+    """The bank's tasks in task-id order: the run's task definitions when known (user tasks, overrides),
+    else the built-in ones."""
+    defined = {t.name: t for t in resolve_tasks(settings["tasks"])} if settings.get("tasks") else {}
+    try:
+        return [defined.get(name) or get_task(name) for name in bank.task_names]
+    except TaskError as err:
+        raise InferenceError(f"cannot rebuild the bank's tasks: {err}") from err
+
+
+class PromptPredictor:
+    """A trained prompt bank on its frozen backbone, ready to predict rows of any of its tasks.
+
+    Args:
+        model: backbone + bank.
+        tokenizer: the backbone's tokenizer.
+        tasks: the bank's tasks in task-id order.
+        mode: default prediction mode (``rank`` or ``generate``).
+        max_source_length: input truncation in tokens (as in training).
+        max_new_tokens: generation length for ``mode="generate"``.
+    """
+
+    def __init__(
+        self,
+        model: ComptModel,
+        tokenizer: PreTrainedTokenizerBase,
+        tasks: Sequence[TaskSpec],
+        mode: str = DEFAULT_MODE,
+        max_source_length: int = DEFAULT_MAX_SOURCE_LENGTH,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.tasks = list(tasks)
+        self.mode = mode
+        self.max_source_length = max_source_length
+        self.max_new_tokens = max_new_tokens
+        pad = tokenizer.pad_token_id
+        self.collator = Collator(pad if pad is not None else 0)
+        self._predictors: dict[str, Predictor] = {}
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.bank.parameters()).device
+
+    def task_id(self, task: str) -> int:
+        """Index of ``task`` in the bank; :class:`InferenceError` listing the bank's tasks otherwise."""
+        if task not in self.task_names:
+            raise InferenceError(
+                f"this bank was not trained on task {task!r}; its tasks are: {', '.join(self.task_names)}"
+            )
+        return self.task_names.index(task)
+
+    def _predictor(self, mode: str) -> Predictor:
+        if mode not in EVAL_MODES:
+            raise InferenceError(f"mode={mode!r}; choose one of {', '.join(EVAL_MODES)}")
+        if mode not in self._predictors:
+            predictor = Predictor(self.tasks, self.tokenizer, mode, self.max_new_tokens)
+            self._predictors[mode] = predictor.to(self.device)
+        return self._predictors[mode]
+
+    @torch.no_grad()
+    def predict(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        task: str,
+        mode: str | None = None,
+        mask: str = "total",
+        batch_size: int = 64,
+    ) -> list[dict[str, Any]]:
+        """Predict ``rows`` (dicts with the task's input columns) of ``task``.
+
+        Returns one dict per row: ``index``, ``task``, ``input`` (formatted text), ``prediction`` (text),
+        ``value`` (class id or score; None when the generated text is not a valid answer), ``valid``, and
+        ``gold`` when the row carries a valid label.
+        """
+        spec = self.tasks[self.task_id(task)]
+        predictor = self._predictor(mode or self.mode)
+        rows = list(rows)
+        texts = [spec.format_input(row) for row in rows]
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(rows), batch_size):
+            chunk = texts[start : start + batch_size]
+            ids = self.tokenizer(chunk, truncation=True, max_length=self.max_source_length)["input_ids"]
+            examples = [{"input_ids": x, "labels": [], "task_id": self.task_id(task)} for x in ids]
+            batch = {k: v.to(self.device) for k, v in self.collator(examples).items()}
+            predictions = predictor(self.model, batch, mask)
+            for offset, (text, value) in enumerate(zip(predictions.texts, predictions.values.tolist())):
+                index = start + offset
+                record = {
+                    "index": index,
+                    "task": task,
+                    "input": chunk[offset],
+                    "prediction": text,
+                    "value": None if value != value else value,
+                    "valid": value == value,
+                }
+                gold = _gold(spec, rows[index])
+                if gold is not None:
+                    record["gold"] = gold
+                out.append(record)
+        return out
+
+
+def _gold(task: TaskSpec, row: Mapping[str, Any]) -> float | None:
+    try:
+        return task.gold(row)
+    except (TaskError, KeyError, TypeError, ValueError):
+        return None
+
+
+def load_for_inference(
+    path: str | Path, backbone: str | None = None, device: str | torch.device | None = None
+) -> PromptPredictor:
+    """Load a run's (or a bank folder's) prompt bank on the backbone named in its config.
+
+    Args:
+        path: the run folder (``RUN_DIR/bank`` is used) or the bank folder.
+        backbone: load this backbone instead (name or directory), e.g. when the recorded path moved.
+        device: ``cpu``, ``cuda``...; default CUDA when available.
+    """
+    files = locate_bank(path)
+    settings = run_settings(files.run_dir)
+    meta = json.loads((files.bank_dir / CONFIG_FILE).read_text())
+    name = backbone or meta["config"].get("backbone")
+    if not name:
+        raise InferenceError(f"the bank in {files.bank_dir} records no backbone; pass one (--backbone NAME)")
+    model, tokenizer = load_backbone(name)
+    bank = PromptBank.load(files.bank_dir, d_model=model.get_input_embeddings().embedding_dim)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    compt_model = ComptModel(model, bank, backbone_dropout=False).to(device)
+    data, evaluation = settings.get("data") or {}, settings.get("eval") or {}
+    return PromptPredictor(
+        compt_model,
+        tokenizer,
+        bank_tasks(bank, settings),
+        mode=evaluation.get("mode", DEFAULT_MODE),
+        max_source_length=data.get("max_source_length", DEFAULT_MAX_SOURCE_LENGTH),
+        max_new_tokens=evaluation.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
+    )
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``.jsonl``/``.json``/``.csv``/``.parquet`` file (the hub's column names)."""
+    from compt.data.sources import LOCAL_FORMATS, load_local_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise InferenceError(f"input file {path} does not exist")
+    if path.suffix not in LOCAL_FORMATS:
+        raise InferenceError(f"input {path}: use one of {', '.join(LOCAL_FORMATS)}")
+    return load_local_file(path).to_list()
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict rows of a task with a trained run's prompts",
+        description="Format each input row with the task's template and predict it with the run's prompt "
+        "bank on its backbone. Prints JSON lines (or writes them with --output).",
+    )
+    parser.add_argument(
+        "--bank", required=True, type=Path, metavar="RUN_DIR", help="run folder or bank folder"
+    )
+    parser.add_argument("--task", required=True, help="a task the bank was trained on")
+    parser.add_argument("--input", required=True, type=Path, help="rows: .jsonl, .json, .csv or .parquet")
+    parser.add_argument("--output", type=Path, default=None, help="write JSON lines here (default: stdout)")
+    parser.add_argument(
+        "--mode", choices=EVAL_MODES, default=None, help="default: the run's eval.mode, else rank"
+    )
+    parser.add_argument("--mask", default="total", help="evaluation mask: total, private, all_src, src{i}")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--backbone", default=None, help="override the backbone recorded in the bank")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        rows = read_rows(args.input)
+        predictor = load_for_inference(args.bank, backbone=args.backbone, device=args.device)
+        predictions = predictor.predict(rows, args.task, args.mode, args.mask, args.batch_size)
+    except (InferenceError, TaskError, FileNotFoundError, ValueError) as err:
+        print(f"compt predict: error: {err}", file=sys.stderr)
+        return 2
+    lines = "".join(json.dumps(p) + "\n" for p in predictions)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(lines)
+        valid = sum(p["valid"] for p in predictions)
+        print(f"wrote {len(predictions)} predictions ({valid} valid) to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(lines)
+    return 0

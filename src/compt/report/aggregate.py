@@ -1,0 +1,302 @@
+"""Find the runs of one or more sweeps and group them over seeds: mean ± std (n) per task and on average.
+
+A *run* is a folder holding a complete ``results.json``; a *job* is any folder Hydra made for one run (it has
+``.hydra/``). Jobs without a complete ``results.json`` are reported as missing, never silently dropped.
+Runs are grouped by their *settings* — the command-line overrides minus the seed (and ``hydra.*``/``force``),
+plus ``method``, ``k`` and ``n_sources`` as the run recorded them — so runs that differ only by seed
+(even from separate sweep folders) share a group.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from compt.prompts.compose import METHODS
+from compt.training.results import RESULTS_FILE
+
+#: override keys that never define a group (they vary between repeats of the same experiment)
+IGNORED_KEYS = ("seed", "force", "name")
+IGNORED_PREFIXES = ("hydra.",)
+#: settings every run records in ``results.json`` itself (they win over the overrides)
+RECORDED_KEYS = ("method", "k", "n_sources")
+#: label columns that always come first in tables, in this order
+LEADING_KEYS = ("method", "k")
+AVG = "Avg."
+
+
+class NoResultsError(RuntimeError):
+    """A folder holds no complete ``results.json`` at all."""
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean, sample standard deviation (ddof = 1; NaN when n < 2) and count of a cell's values."""
+
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[float | None]) -> Stat:
+        """Summarise ``values``, skipping ``None``/NaN (a metric a run could not compute)."""
+        kept = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+        if not kept:
+            return cls(math.nan, math.nan, 0)
+        std = statistics.stdev(kept) if len(kept) > 1 else math.nan
+        return cls(statistics.fmean(kept), std, len(kept))
+
+
+@dataclass
+class Run:
+    """One finished run: its folder and its parsed ``results.json``."""
+
+    path: Path
+    results: dict[str, Any]
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """Overrides minus seed/hydra/force, plus the recorded method, k and n_sources (as strings)."""
+        out = parse_overrides(self.results.get("overrides", []))
+        for key in RECORDED_KEYS:
+            if self.results.get(key) is not None:
+                out[key] = str(self.results[key])
+        return out
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.results.get("tasks") or self.results.get("primary", {}))
+
+
+@dataclass
+class MissingJob:
+    """A job folder without a usable result, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class Group:
+    """Runs with identical settings (repeats over seeds)."""
+
+    settings: dict[str, str]
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return group_key(self.settings)
+
+    @property
+    def tasks(self) -> list[str]:
+        """Tasks in the order of the first run, then any others the later runs add."""
+        return list(dict.fromkeys(t for run in self.runs for t in run.tasks))
+
+    @property
+    def seeds(self) -> list[Any]:
+        return [run.results.get("seed") for run in self.runs]
+
+    def stat(self, column: str, mask: str | None = None) -> Stat:
+        """``column`` is a task (its primary metric) or ``Avg.``; ``mask`` reads ``results.masks[mask]``."""
+        values = []
+        for run in self.runs:
+            source = run.results if mask is None else (run.results.get("masks") or {}).get(mask)
+            if source is None:
+                continue
+            values.append(source.get("avg") if column == AVG else (source.get("primary") or {}).get(column))
+        return Stat.of(values)
+
+    def label(self, keys: Sequence[str]) -> dict[str, str]:
+        """The values of ``keys`` for this group (``-`` where a setting is absent)."""
+        return {key: self.settings.get(key, "-") for key in keys}
+
+
+@dataclass
+class Scan:
+    """What a set of sweep folders holds."""
+
+    roots: list[Path]
+    runs: list[Run]
+    missing: list[MissingJob]
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
+    """``["method=ssum", "+x.y=1", "seed=2"]`` -> ``{"method": "ssum", "x.y": "1"}`` (seed, hydra.* dropped)."""
+    out: dict[str, str] = {}
+    for item in overrides:
+        key, sep, value = str(item).lstrip("+~").partition("=")
+        if not sep or key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES):
+            continue
+        out[key] = value
+    return out
+
+
+def group_key(settings: dict[str, str]) -> str:
+    """A stable string naming a group: its sorted settings joined by commas."""
+    return ",".join(f"{k}={v}" for k, v in sorted(settings.items())) or "default"
+
+
+def job_folders(root: Path) -> tuple[list[Path], list[Path]]:
+    """``(results files, job folders)`` under ``root``, recursively; a job folder is one with ``.hydra/``."""
+    results = sorted(root.rglob(RESULTS_FILE))
+    jobs = sorted(p.parent for p in root.rglob(".hydra") if p.is_dir())
+    return results, jobs
+
+
+def read_run(path: Path) -> Run | MissingJob:
+    """Parse one ``results.json``; an unreadable or unfinished one becomes a :class:`MissingJob`."""
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return MissingJob(path.parent, f"unreadable {RESULTS_FILE} ({type(err).__name__}: {err})")
+    status = results.get("status") if isinstance(results, dict) else None
+    if status != "complete":
+        return MissingJob(path.parent, f"{RESULTS_FILE} is not complete (status={status!r})")
+    return Run(path.parent, results)
+
+
+def expected_jobs(root: Path) -> list[list[str]]:
+    """The override lists of every job Hydra's basic sweeper would launch for ``root/multirun.yaml``
+    (empty when there is none, or another sweeper made the sweep)."""
+    path = root / "multirun.yaml"
+    if not path.is_file():
+        return []
+    try:
+        import yaml
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        hydra = yaml.safe_load(path.read_text())["hydra"]
+        if "BasicSweeper" not in str(hydra.get("sweeper", {}).get("_target_", "")):
+            return []
+        parsed = OverridesParser.create().parse_overrides(hydra["overrides"]["task"])
+        return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    except Exception:  # an unusual sweep file: the job folders still tell what is missing
+        return []
+
+
+def job_overrides(job: Path) -> list[str] | None:
+    """A job folder's overrides (``.hydra/overrides.yaml``), or None."""
+    import yaml
+
+    try:
+        return list(yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or [])
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+
+
+def never_started(root: Path, runs: Sequence[Run], jobs: Sequence[Path]) -> list[MissingJob]:
+    """Jobs of ``root``'s sweep that have no folder at all (the sweep stopped before launching them)."""
+    seen = {frozenset(r.results.get("overrides", [])) for r in runs}
+    seen |= {frozenset(o) for o in map(job_overrides, jobs) if o is not None}
+    return [
+        MissingJob(root, f"never started (in multirun.yaml): {','.join(job)}")
+        for job in expected_jobs(root)
+        if frozenset(job) not in seen
+    ]
+
+
+def scan(roots: Sequence[str | Path], progress: bool | None = None) -> Scan:
+    """Read every ``results.json`` under ``roots`` and list the job folders that have none.
+
+    Raises:
+        NoResultsError: a root does not exist or holds no complete result (the message names it).
+    """
+    paths = [Path(r) for r in roots]
+    runs: list[Run] = []
+    missing: list[MissingJob] = []
+    for root in paths:
+        if not root.is_dir():
+            raise NoResultsError(f"{root}: no such folder")
+        result_files, jobs = job_folders(root)
+        found: list[Run] = []
+        for path in tqdm(
+            result_files,
+            desc=f"reading {root.name or root}",
+            unit="run",
+            disable=None if progress is None else not progress,
+        ):
+            item = read_run(path)
+            (found if isinstance(item, Run) else missing).append(item)  # type: ignore[arg-type]
+        have = {p.parent for p in result_files}
+        missing.extend(
+            MissingJob(job, f"no {RESULTS_FILE} (not run yet, still running, or failed)")
+            for job in jobs
+            if job not in have
+        )
+        missing.extend(never_started(root, found, jobs))
+        if not found:
+            raise NoResultsError(
+                f"{root}: no complete {RESULTS_FILE} found under this folder "
+                f"({len(jobs)} job folder(s), {len(result_files)} results file(s)). "
+                "Is it a sweep folder (hydra.sweep.dir) whose jobs have finished?"
+            )
+        runs.extend(found)
+    return Scan(paths, runs, sorted(missing, key=lambda m: str(m.path)))
+
+
+# ---------------------------------------------------------------------------------------------- grouping
+def group_runs(runs: Iterable[Run]) -> list[Group]:
+    """Runs grouped by settings, sorted by method (compt's order), k, then the other settings."""
+    groups: dict[str, Group] = {}
+    for run in runs:
+        settings = run.settings
+        groups.setdefault(group_key(settings), Group(settings)).runs.append(run)
+    return sorted(groups.values(), key=lambda g: sort_key(g.settings))
+
+
+def varying_keys(groups: Sequence[Group]) -> list[str]:
+    """Settings whose value differs between groups: method and k first, the rest alphabetical."""
+    keys = {k for g in groups for k in g.settings}
+    varying = {k for k in keys if len({g.settings.get(k) for g in groups}) > 1}
+    rest = sorted(varying - set(LEADING_KEYS))
+    return [k for k in LEADING_KEYS if k in varying] + rest
+
+
+def label_keys(groups: Sequence[Group]) -> list[str]:
+    """Row-label columns of a table: method and k always (as the paper's tables), then what else varies."""
+    return list(LEADING_KEYS) + [k for k in varying_keys(groups) if k not in LEADING_KEYS]
+
+
+def natural(value: str | None) -> tuple[int, float, str]:
+    """Sort numbers numerically and before text."""
+    if value is None:
+        return (2, 0.0, "")
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def sort_key(settings: dict[str, str]) -> tuple:
+    method = settings.get("method", "")
+    order = METHODS.index(method) if method in METHODS else len(METHODS)
+    rest = tuple(natural(settings[k]) for k in sorted(settings) if k not in LEADING_KEYS)
+    return (order, method, natural(settings.get("k")), rest)
+
+
+def split_by(groups: Sequence[Group], key: str) -> dict[str, list[Group]]:
+    """Groups partitioned by one setting's value (insertion order kept)."""
+    out: dict[str, list[Group]] = {}
+    for g in groups:
+        out.setdefault(g.settings.get(key, "-"), []).append(g)
+    return out
+
+
+def series_label(settings: dict[str, str], keys: Sequence[str]) -> str:
+    """``"method=ssum, k=8"`` from the given keys (empty keys -> ``"all runs"``)."""
+    return ", ".join(f"{k}={settings.get(k, '-')}" for k in keys) or "all runs"
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of ``text``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "all"

@@ -1,0 +1,241 @@
+"""Result tables like the paper's Tables 1/2 (rows method × k × other varying settings, columns tasks + Avg.),
+their side-by-side comparison with the published numbers, and their Markdown / CSV / LaTeX renderings."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from compt.report.aggregate import AVG, Group, Stat, label_keys
+
+#: a table cell: a statistic over seeds, a number, a published number as printed (text), or empty
+Cell = Stat | float | str | None
+
+
+@dataclass
+class Table:
+    """A rendered-agnostic table: label columns, value columns and rows of cells."""
+
+    name: str
+    """file stem, e.g. ``results`` or ``paper_table1``"""
+    title: str
+    label_keys: list[str]
+    columns: list[str]
+    rows: list[tuple[dict[str, str], dict[str, Cell]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------- building
+def task_sets(groups: Sequence[Group]) -> dict[tuple[str, ...], list[Group]]:
+    """Groups partitioned by their task list (one results table per distinct task set)."""
+    out: dict[tuple[str, ...], list[Group]] = {}
+    for g in groups:
+        out.setdefault(tuple(g.tasks), []).append(g)
+    return out
+
+
+def results_tables(groups: Sequence[Group]) -> list[Table]:
+    """One table per task set: each cell the primary metric's mean ± std (n) over the group's seeds."""
+    by_tasks = task_sets(groups)
+    tables = []
+    for index, (tasks, members) in enumerate(by_tasks.items()):
+        name = "results" if len(by_tasks) == 1 else f"results_{index + 1}"
+        columns = [*tasks, AVG]
+        keys = label_keys(members)
+        table = Table(name, f"Results ({', '.join(tasks)}): mean ± std (n seeds)", keys, columns)
+        table.rows = [(g.label(keys), {c: g.stat(c) for c in columns}) for g in members]
+        table.notes = [describe_setup(members)]
+        tables.append(table)
+    return tables
+
+
+def describe_setup(groups: Sequence[Group]) -> str:
+    """One line on what the numbers are: backbone(s), evaluation mode(s), evaluation size(s), metric reading."""
+
+    def values(getter) -> str:
+        return ", ".join(sorted({str(getter(r.results)) for g in groups for r in g.runs}))
+
+    return (
+        f"backbone: {values(lambda r: config_value(r, 'model.name'))}; "
+        f"eval.mode: {values(lambda r: r.get('eval_mode'))}; "
+        f"eval.max_samples: {values(lambda r: config_value(r, 'eval.max_samples'))}; "
+        f"metrics.compat: {values(lambda r: r.get('metrics_compat'))}; "
+        "cells: primary metric (%) mean ± sample std (n seeds)"
+    )
+
+
+def config_value(results: dict[str, Any], dotted: str) -> Any:
+    """A value of a run's resolved config by dotted key (None when absent)."""
+    node: Any = results.get("config") or {}
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+# ---------------------------------------------------------------------------------------------- paper
+@cache
+def paper_tables() -> list[dict[str, Any]]:
+    """The published tables (``paper_numbers.yaml``)."""
+    text = resources.files("compt.report").joinpath("paper_numbers.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)["tables"]
+
+
+def _row_matches(row: dict[str, Any], group: Group) -> bool:
+    s = group.settings
+    if row["method"] != s.get("method") or str(row["k"]) != s.get("k"):
+        return False
+    if "n_sources" in row and str(row["n_sources"]) != s.get("n_sources"):
+        return False
+    if "router_learn" in row:
+        learned = {config_value(r.results, "router.learn") for r in group.runs}
+        return learned == {row["router_learn"]}
+    return True
+
+
+def paper_comparisons(table: Table, groups: Sequence[Group]) -> list[Table]:
+    """Each published table whose task set equals ``table``'s, side by side with the matching groups:
+    rows ``ours`` (mean ± std (n)), ``paper`` and ``Δ`` (ours − paper) per matched group."""
+    tasks = [c for c in table.columns if c != AVG]
+    members = [g for g in groups if g.tasks == tasks]
+    out = []
+    for paper in paper_tables():
+        if set(paper["tasks"]) != set(tasks):
+            continue
+        compared = Table(
+            f"paper_{paper['id']}",
+            f"{paper['title']} vs these runs",
+            [*table.label_keys, "source"],
+            table.columns,
+            notes=[
+                *table.notes,
+                "paper: T5-base, full evaluation sets, greedy decoding; Δ = ours − paper",
+            ],
+        )
+        for group in members:
+            row = next((r for r in paper["rows"] if _row_matches(r, group)), None)
+            if row is None:
+                continue
+            label = group.label(table.label_keys)
+            ours = {c: group.stat(c) for c in table.columns}
+            numbers = {**row["tasks"], AVG: row["avg"]}
+            published: dict[str, Cell] = {c: str(float(v)) for c, v in numbers.items()}
+            delta = {c: _delta(ours[c], numbers.get(c)) for c in table.columns}
+            compared.rows += [
+                ({**label, "source": "ours"}, ours),
+                ({**label, "source": "paper"}, published),
+                ({**label, "source": "Δ"}, delta),
+            ]
+        if compared.rows:
+            out.append(compared)
+    return out
+
+
+def _delta(ours: Stat, paper: float | None) -> float | None:
+    if paper is None or math.isnan(ours.mean):
+        return None
+    return ours.mean - float(paper)
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+def cell_text(cell: Cell, digits: int = 1, pm: str = "±") -> str:
+    """``63.4 ± 1.2 (3)`` for a statistic, ``63.4`` for a number, empty for none."""
+    if cell is None:
+        return ""
+    if isinstance(cell, Stat):
+        if cell.n == 0:
+            return "–"
+        std = "–" if math.isnan(cell.std) else f"{cell.std:.{digits}f}"
+        return f"{cell.mean:.{digits}f} {pm} {std} ({cell.n})"
+    if isinstance(cell, str):  # a published number, as printed
+        return cell
+    return f"{cell:.{digits}f}"
+
+
+def to_markdown(table: Table) -> str:
+    header = [*table.label_keys, *table.columns]
+    lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, cells in table.rows:
+        values = [label[k] for k in table.label_keys] + [cell_text(cells.get(c)) for c in table.columns]
+        lines.append("| " + " | ".join(values) + " |")
+    lines += ["", *(f"_{note}_" for note in table.notes)]
+    return "\n".join(lines)
+
+
+def write_csv(table: Table, path: Path) -> Path:
+    """One row per table row: the labels, then ``<column>_mean``, ``<column>_std``, ``<column>_n``."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            [*table.label_keys, *(f"{c}_{part}" for c in table.columns for part in ("mean", "std", "n"))]
+        )
+        for label, cells in table.rows:
+            values: list[Any] = [label[k] for k in table.label_keys]
+            for column in table.columns:
+                values += _csv_cell(cells.get(column))
+            writer.writerow(values)
+    return path
+
+
+def _csv_cell(cell: Cell) -> list[Any]:
+    if isinstance(cell, Stat):
+        return ["" if math.isnan(x) else x for x in (cell.mean, cell.std)] + [cell.n]
+    return ["" if cell is None else cell, "", ""]
+
+
+def to_latex(table: Table) -> str:
+    """A ``tabular`` in the paper's layout (booktabs rules), cells ``$63.4 \\pm 1.2$``."""
+    header = [*table.label_keys, *table.columns]
+    lines = [
+        "% " + table.title,
+        "\\begin{tabular}{" + "l" * len(table.label_keys) + "r" * len(table.columns) + "}",
+        "\\toprule",
+        " & ".join(_tex(h) for h in header) + " \\\\",
+        "\\midrule",
+    ]
+    for label, cells in table.rows:
+        values = [_tex(label[k]) for k in table.label_keys]
+        values += [_tex_cell(cells.get(c)) for c in table.columns]
+        lines.append(" & ".join(values) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def _tex(text: str) -> str:
+    for char, escaped in (
+        ("\\", "\\textbackslash{}"),
+        ("_", "\\_"),
+        ("%", "\\%"),
+        ("&", "\\&"),
+        ("#", "\\#"),
+    ):
+        text = text.replace(char, escaped)
+    return text.replace("Δ", "$\\Delta$")
+
+
+def _tex_cell(cell: Cell) -> str:
+    if isinstance(cell, Stat):
+        if cell.n == 0:
+            return "--"
+        if math.isnan(cell.std):
+            return f"${cell.mean:.1f}$"
+        return f"${cell.mean:.1f} \\pm {cell.std:.1f}$"
+    return cell_text(cell)
+
+
+def write_table(table: Table, out_dir: Path) -> list[Path]:
+    """``<name>.md``, ``<name>.csv`` and ``<name>.tex`` in ``out_dir``."""
+    md = out_dir / f"{table.name}.md"
+    md.write_text(to_markdown(table) + "\n")
+    tex = out_dir / f"{table.name}.tex"
+    tex.write_text(to_latex(table))
+    return [md, write_csv(table, out_dir / f"{table.name}.csv"), tex]
