@@ -111,3 +111,18 @@ def test_bad_combinations_fail_clearly():
         PromptBankConfig(method="mpt", task_names=["a"], n_sources=3)
     with pytest.raises(ValueError, match="no source prompts"):
         PromptBankConfig(method="pt", task_names=["a"], freeze_sources=True)
+
+
+def test_sources_initialised_from_another_bank_and_spot_style_private_init():
+    donor = _bank("ssum", n_sources=2)
+    receiver = _bank("mcat", n_sources=2)
+    receiver.init_sources_from(donor)
+    assert torch.equal(receiver.sources(), donor.sources())
+    with pytest.raises(ValueError, match="do not fit"):
+        _bank("ssum", n_sources=3).init_sources_from(donor)
+    shared = _bank("sources_only", n_sources=1, router_learn=False)
+    target = _bank("pt")
+    target.init_private_from_source(shared)
+    assert torch.equal(target()[0][0], shared.sources()[0]) and torch.equal(
+        target()[0][1], shared.sources()[0]
+    )

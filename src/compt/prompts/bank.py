@@ -211,6 +211,40 @@ class PromptBank(nn.Module):
             "private": params(self.private),
         }
 
+    # ------------------------------------------------------------------ initialisation from earlier runs
+    @torch.no_grad()
+    def init_sources_from(self, other: PromptBank) -> None:
+        """Copy ``other``'s source prompts and encoders into this bank (``sources.init_from``).
+
+        Both banks need the same number, length and width of sources and the same encoder kind.
+        """
+        if self.sources is None or other.sources is None:
+            raise ValueError(
+                f"sources.init_from: method {self.method!r} and the loaded bank's {other.method!r} must both "
+                "have source prompts"
+            )
+        mine, theirs = self.sources.state_dict(), other.sources.state_dict()
+        if {k: v.shape for k, v in mine.items()} != {k: v.shape for k, v in theirs.items()}:
+            raise ValueError(
+                "sources.init_from: the loaded sources do not fit this bank: "
+                f"{ {k: tuple(v.shape) for k, v in theirs.items()} } vs { {k: tuple(v.shape) for k, v in mine.items()} }"
+                " (n_sources, source_length, d_model and prompt.encoder must match)"
+            )
+        self.sources.load_state_dict(theirs)
+
+    @torch.no_grad()
+    def init_private_from_source(self, other: PromptBank, index: int = 0) -> None:
+        """Start every task's private prompt (and encoder) as ``other``'s source prompt ``index`` (SPoT)."""
+        if not isinstance(self.private, PromptTable) or other.sources is None:
+            raise ValueError("init_private_from_source needs private prompt tables here and sources there")
+        source = {k: v[index] for k, v in other.sources.state_dict().items()}
+        mine = self.private.state_dict()
+        if {k: v.shape[1:] for k, v in mine.items()} != {k: v.shape for k, v in source.items()}:
+            raise ValueError(
+                "the source prompt does not fit the private prompts (length, width and encoder must match)"
+            )
+        self.private.load_state_dict({k: source[k].expand_as(v).clone() for k, v in mine.items()})
+
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, fold_encoders: bool = False) -> Path:
         """Write ``prompt_bank.safetensors`` + ``prompt_bank.json`` into ``directory``.
