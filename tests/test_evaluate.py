@@ -48,3 +48,26 @@ def test_evaluate_rejects_a_folder_that_is_not_a_run(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="not a compt run folder"):
         run_config(tmp_path)
+
+
+def test_lightning_test_from_a_backbone_free_checkpoint(mcat_run):
+    """trainer.test(ckpt_path=...) restores the bank from a checkpoint that holds no backbone weights."""
+    import pytorch_lightning as pl
+    from omegaconf import OmegaConf
+
+    from compt.data import ComptDataModule
+    from compt.evaluation.cli import run_config
+    from compt.tasks import resolve_tasks
+    from compt.training.run import build_module, data_config
+
+    cfg = run_config(mcat_run)
+    tasks = resolve_tasks(OmegaConf.to_container(cfg.tasks, resolve=True))
+    module = build_module(cfg, tasks)  # a fresh, untrained bank
+    datamodule = ComptDataModule(tasks, module.tokenizer, data_config(cfg))
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.test(
+        module, datamodule=datamodule, ckpt_path=str(mcat_run / "checkpoints" / "last.ckpt"), verbose=False
+    )
+    assert module.last_eval["by_mask"]["total"]["primary"] == pytest.approx(read_results(mcat_run)["primary"])
