@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from compt.training.launch import check_launch
+from compt.training.launch import check_launch, joblib_gpu, shared_output_dir
 from compt.training.run import train
 
 
@@ -23,7 +23,9 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the run's average metric (for Hydra sweepers)."""
     hydra_cfg = HydraConfig.get()
     check_launch(cfg, hydra_cfg)
-    results = train(cfg, hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task))
+    output_dir = shared_output_dir(hydra_cfg.runtime.output_dir)
+    with joblib_gpu(cfg, hydra_cfg):
+        results = train(cfg, output_dir, list(hydra_cfg.overrides.task))
     return None if not results else results.get("avg")
 
 

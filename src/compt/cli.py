@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "report": "compt.report.cli",
     "predict": "compt.inference",
     "export": "compt.export",
+    "sweep": "compt.sweeps",
 }
 
 

@@ -144,7 +144,7 @@ class ComptDataModule(pl.LightningDataModule):
             self.config.seed,
             self._stream_length(),
         )
-        trainer = getattr(self, "_trainer", None)
+        trainer = getattr(self, "trainer", None)
         sampler.set_epoch(trainer.current_epoch if trainer is not None else 0)
         batches = ShardedBatchSampler(
             sampler,

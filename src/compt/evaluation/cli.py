@@ -56,7 +56,7 @@ def evaluate_run(
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, merge=False)
     tasks = resolve_tasks(OmegaConf.to_container(cfg.tasks, resolve=True))
-    module = build_module(cfg, tasks)
+    module = build_module(cfg, tasks, initialise=False)
     load_trained_bank(module.model.bank, run_dir, checkpoint)
     datamodule = ComptDataModule(tasks, module.tokenizer, data_config(cfg))
     trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_model_summary=False)

@@ -1,11 +1,17 @@
-"""Small callbacks: training curves kept for results.json without a host sync per step."""
+"""Small callbacks: training curves kept for results.json without a host sync per step; the resume checkpoint
+``last.ckpt`` written at epoch ends; RNG state in it, so a resumed run continues the same random stream."""
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.data import _set_sampler_epoch
+from pytorch_lightning.utilities import rank_zero_warn
 
 
 class CurveRecorder(pl.Callback):
@@ -35,3 +41,117 @@ class CurveRecorder(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.train_loss = [tuple(p) for p in state_dict.get("train_loss", [])]
+
+
+class ResumeState(pl.Callback):
+    """Makes a resumed run continue exactly where the checkpoint left it: the same random stream and the same
+    training-data stream as an uninterrupted run.
+
+    Lightning restores the model, optimizer, schedulers and loop counters, but not the random number
+    generators (the router's Relaxed-Bernoulli samples and dropout use torch's), and on resume it creates the
+    training iterator before telling the sampler the restored epoch, so the first resumed epoch would replay
+    epoch 0's batches. This callback stores Python's ``random``, numpy's, torch's CPU and (when used) CUDA
+    generator states in each checkpoint (read when the checkpoint is written, at a training epoch end after
+    the epoch's validation), and at ``on_train_start`` of a resumed run puts them back, sets the sampler's
+    epoch and re-creates the training iterator (which draws its seed from torch's RNG, as at the start of every
+    epoch of an uninterrupted run). Checkpoints are written at epoch ends only (:class:`LastCheckpoint`), so
+    no mid-epoch position is needed. Under DDP every rank starts from the same seed and draws the same number
+    of values, so rank 0's state (the one saved) is every rank's. Everything is stored as tensors and plain
+    values: ``torch.load(weights_only=True)`` still reads the checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "python": random.getstate(),
+            "numpy": _numpy_state(),
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = dict(state_dict) or None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if self._pending is None:
+            return
+        _set_rng_state(self._pending)
+        self._pending = None
+        _restart_train_iterator(trainer)
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_as_python_state(state["python"]))
+    _set_numpy_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _restart_train_iterator(trainer: pl.Trainer) -> None:
+    """Set the restored epoch on the training samplers and re-create the iterator Lightning made before it."""
+    loop = trainer.fit_loop
+    loader, fetcher = getattr(loop, "_combined_loader", None), getattr(loop, "_data_fetcher", None)
+    if loader is None or fetcher is None:
+        rank_zero_warn(
+            "compt: cannot re-position the training data stream on resume (Lightning internals changed)"
+        )
+        return
+    for dataloader in loader.flattened:
+        _set_sampler_epoch(dataloader, trainer.current_epoch)
+    iter(fetcher)
+
+
+def _as_python_state(state: Any) -> tuple:
+    """``random.setstate`` needs tuples; a checkpoint round trip may give lists."""
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+def _numpy_state() -> dict[str, Any]:
+    """numpy's legacy global state as tensors and plain values (no numpy objects in the checkpoint)."""
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "name": name,
+        "key": torch.from_numpy(key.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
+
+
+def _set_numpy_state(state: dict[str, Any]) -> None:
+    key = state["key"].numpy().astype(np.uint32)
+    np.random.set_state((state["name"], key, state["pos"], state["has_gauss"], state["cached"]))
+
+
+class LastCheckpoint(pl.Callback):
+    """Writes ``path`` (``last.ckpt``) at the end of every ``every_n_epochs``-th training epoch and when
+    training ends, for resuming an interrupted run.
+
+    (Lightning ≥ 2.6's ``ModelCheckpoint(save_top_k=0, save_last=True)`` only writes ``last.ckpt`` when a
+    top-k checkpoint was written in the same step, i.e. never before the end.) Saved after the epoch's
+    validation and the other callbacks' epoch-end hooks (put this callback last), through
+    ``trainer.save_checkpoint``: rank 0 writes, atomically. ``every_n_epochs <= 0``: only at the end.
+    """
+
+    def __init__(self, path: str | Path, every_n_epochs: int = 1) -> None:
+        self.path = Path(path)
+        self.every_n_epochs = int(every_n_epochs)
+        self._saved_step = -1
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if trainer.global_step != self._saved_step and not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path)
+            self._saved_step = trainer.global_step
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self._save(trainer)

@@ -1,11 +1,25 @@
-"""Checks on how a run was launched, before any work starts."""
+"""How a job was launched, settled before any work starts: refusing launches that cannot work, the output
+folder shared by the ranks of a DDP run, and one GPU per job under the joblib launcher."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
+
+RUN_DIR_ENV = "COMPT_RUN_DIR"
+"""Set by rank 0 to its output folder; processes it starts (DDP ranks) write into the same folder."""
+
+GPU_LOCK_DIR_ENV = "COMPT_GPU_LOCK_DIR"
+"""Folder of the per-GPU lock files of joblib jobs (default: ``<tmp>/compt-gpu-locks-<uid>``)."""
 
 
 class LaunchError(RuntimeError):
@@ -16,7 +30,8 @@ def check_launch(cfg: DictConfig, hydra_cfg: Any) -> None:
     """Refuse in-process ``strategy=ddp`` under ``-m``: Lightning would relaunch the whole sweep once per rank.
 
     Use ``trainer.strategy=ddp_spawn`` in a sweep, one GPU per job (``hydra/launcher=slurm`` or ``joblib``),
-    or plain ``ddp`` for a single run.
+    or plain ``ddp`` for a single run. Allowed when SLURM started the ranks (``hydra/launcher=slurm`` with
+    ``tasks_per_node`` = devices): nothing is re-launched then.
     """
     strategy = str(cfg.trainer.get("strategy", "auto"))
     devices = cfg.trainer.get("devices", 1)
@@ -26,9 +41,98 @@ def check_launch(cfg: DictConfig, hydra_cfg: Any) -> None:
         and strategy.startswith("ddp")
         and "spawn" not in strategy
         and several
+        and not _slurm_started_ranks()
     ):
         raise LaunchError(
             f"trainer.strategy={strategy} cannot run inside a -m sweep: Lightning re-launches this script once "
             "per rank, which would re-run the whole sweep on every rank. Use trainer.strategy=ddp_spawn, "
             "or one GPU per job (hydra/launcher=slurm or joblib), or run the DDP job on its own without -m."
         )
+
+
+def _slurm_started_ranks() -> bool:
+    """Whether SLURM started this job's ranks (``tasks_per_node`` > 1): Lightning then re-launches nothing."""
+    return os.environ.get("SLURM_NTASKS", "1").isdigit() and int(os.environ.get("SLURM_NTASKS", "1")) > 1
+
+
+def _rank() -> int:
+    """This process's rank as set by the launcher of a DDP run (Lightning, torchrun, SLURM); 0 otherwise."""
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def shared_output_dir(hydra_output_dir: str) -> str:
+    """The run folder of this process: rank 0's for every rank of a DDP run.
+
+    Lightning re-launches ``train.py`` once per extra rank with ``hydra.run.dir`` set to rank 0's folder;
+    this also covers launchers that do not (a timestamped ``hydra.run.dir`` resolves differently in each
+    process): rank 0 exports its folder in ``COMPT_RUN_DIR`` before starting the other ranks, and a process
+    with rank > 0 that finds it uses it.
+    """
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if _rank() > 0 and inherited:
+        return inherited
+    os.environ[RUN_DIR_ENV] = hydra_output_dir
+    return hydra_output_dir
+
+
+def _uses_joblib(hydra_cfg: Any) -> bool:
+    return "joblib" in str(hydra_cfg.launcher.get("_target_", ""))
+
+
+@contextmanager
+def joblib_gpu(cfg: DictConfig, hydra_cfg: Any) -> Iterator[int | None]:
+    """Under ``hydra/launcher=joblib`` on a machine with GPUs, hold one GPU for the whole job.
+
+    The job takes the first free GPU, starting at ``job number mod GPU count``, by locking
+    ``<lock dir>/gpu<i>.lock`` (``fcntl.flock``; released when the job ends or its process dies), waits when
+    all are taken, and sets ``trainer.devices=[i]``. With ``hydra.launcher.n_jobs`` = the GPU count, every
+    job has a GPU to itself and none waits. ``CUDA_VISIBLE_DEVICES`` is not used: joblib re-uses worker
+    processes, and CUDA reads that variable once per process. Yields the GPU index, or None (CPU runs,
+    other launchers, several devices per job) when nothing is pinned.
+    """
+    import torch
+
+    count = torch.cuda.device_count()
+    devices = cfg.trainer.get("devices", 1)
+    if (
+        not _uses_joblib(hydra_cfg)
+        or count == 0
+        or str(cfg.trainer.get("accelerator", "auto")) == "cpu"
+        or devices not in (1, "1")
+    ):
+        yield None
+        return
+    lock_dir = Path(
+        os.environ.get(GPU_LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / f"compt-gpu-locks-{os.getuid()}"
+    )
+    with gpu_lease(lock_dir, count, preferred=int(hydra_cfg.job.num) % count) as index:
+        with open_dict(cfg):
+            cfg.trainer.devices = [index]
+        print(f"[compt] joblib job {hydra_cfg.job.num}: GPU {index} of {count}")
+        yield index
+
+
+@contextmanager
+def gpu_lease(lock_dir: Path, count: int, preferred: int = 0, poll_s: float = 5.0) -> Iterator[int]:
+    """An exclusive lease on one of ``count`` GPUs (``flock`` on ``lock_dir/gpu<i>.lock``), trying
+    ``preferred`` first; waits, polling every ``poll_s`` seconds, while all are held."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    order = [(preferred + i) % count for i in range(count)]
+    while True:
+        for index in order:
+            handle = (lock_dir / f"gpu{index}.lock").open("w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            try:
+                yield index
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+            return
+        time.sleep(poll_s)

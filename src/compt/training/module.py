@@ -32,7 +32,8 @@ class ComptModule(pl.LightningModule):
         tasks: ``{name: TaskSpec.to_dict()}`` in task-id order.
         optim: :class:`OptimConfig` fields.
         router: ``anneal`` (linear|step_compat), ``tau0``, ``tau_min``, ``decrement``, ``k`` (for step_compat).
-        evaluation: ``mode`` (generate|rank), ``max_new_tokens``, ``masks`` (list of mask names; first = main).
+        evaluation: ``mode`` (generate|rank), ``max_new_tokens``, ``masks`` (list of mask names; first = main;
+            ``src*`` = every single-source mask ``src0 .. src{S-1}``, so one list serves sweeps over S).
         backbone_dropout: keep the backbone's dropout active in training (the authors' code did).
         metrics_compat: report the authors' primary metrics (METHOD.md §6).
         seed: seed of the bank's initialisation.
@@ -58,7 +59,7 @@ class ComptModule(pl.LightningModule):
         self.router_config = {"anneal": "linear", "tau0": 5.0, "tau_min": 1e-3, "decrement": 0.02, "k": 16}
         self.router_config.update(router or {})
         evaluation = {"mode": "generate", "max_new_tokens": 8, "masks": ["total"], **(evaluation or {})}
-        self.eval_masks: list[str] = list(evaluation["masks"]) or ["total"]
+        self.eval_masks = expand_masks(evaluation["masks"], int(bank.get("n_sources", 0)))
 
         backbone, self.tokenizer = load_backbone(model_name)
         d_model = backbone.get_input_embeddings().embedding_dim
@@ -179,7 +180,9 @@ class ComptModule(pl.LightningModule):
         weights = self.router_weights()
         for task, row in (weights or {}).items():
             logged.update({f"router/{task}/src{i}": w for i, w in enumerate(row)})
-        self.log_dict(logged, sync_dist=False, rank_zero_only=True)
+        # The values are already the same on every rank (torchmetrics synced them in compute(); DDP keeps the
+        # router in sync): sync_dist averages identical numbers, and keeps Lightning from warning about it.
+        self.log_dict(logged, sync_dist=True)
         self.last_eval = {"stage": stage, "by_mask": results, "router_weights": weights}
         if stage == "val" and not self.trainer.sanity_checking:
             self.val_curve.append([self.global_step, main["avg"]])
@@ -194,6 +197,14 @@ class ComptModule(pl.LightningModule):
             weights = self.bank.router_weights().cpu().tolist()
         self.bank.train(was_training)
         return dict(zip(self.bank.task_names, weights))
+
+
+def expand_masks(names: list[str], n_sources: int) -> list[str]:
+    """Evaluation masks with ``src*`` replaced by ``src0 .. src{n_sources-1}`` (``["total"]`` if empty)."""
+    out: list[str] = []
+    for name in names or ["total"]:
+        out += [f"src{i}" for i in range(n_sources)] if name == "src*" else [name]
+    return list(dict.fromkeys(out))
 
 
 def gather_objects(items: list[Any]) -> list[Any]:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from compt.data import ComptDataModule, DataConfig
 from compt.prompts.bank import PromptBank
 from compt.tasks import resolve_tasks
-from compt.training.callbacks import CurveRecorder
+from compt.training.callbacks import CurveRecorder, LastCheckpoint, ResumeState
+from compt.training.init_from import initialise_bank
 from compt.training.loggers import build_logger, finish_wandb, run_group
 from compt.training.module import ComptModule
 from compt.training.results import (
@@ -23,12 +26,17 @@ from compt.training.results import (
     PREDICTIONS_FILE,
     RESULTS_FILE,
     is_complete,
+    load_results,
     summary_table,
     write_json_atomic,
     write_predictions,
 )
+from compt.training.spot import STAGE1_DIR, spot_stages
 
 CHECKPOINT_DIR = "checkpoints"
+#: method-specific prompt bank options a method config may carry
+METHOD_BANK_OPTIONS = ("mpt_rank", "attempt_hidden", "attempt_temperature")
+LAST_CHECKPOINT = "last.ckpt"
 
 
 def data_config(cfg: DictConfig) -> DataConfig:
@@ -56,14 +64,18 @@ def data_config(cfg: DictConfig) -> DataConfig:
 
 
 def bank_settings(cfg: DictConfig) -> dict[str, Any]:
-    """:class:`PromptBankConfig` fields from the run config (task names and d_model come from elsewhere)."""
-    p = cfg.prompt
-    return {
-        "method": cfg.method.name,
-        "n_sources": cfg.n_sources,
-        "source_length": cfg.method.source_length,
-        "private_length": cfg.method.private_length,
-        "encoder": p.encoder,
+    """:class:`PromptBankConfig` fields from the run config (task names and d_model come from elsewhere).
+
+    A method's config may set its own ``n_sources`` and ``encoder`` (mpt, attempt) and its own options
+    (``mpt_rank``, ``attempt_*``); ``bank_method`` names the bank a multi-stage method trains (SPoT).
+    """
+    m, p = cfg.method, cfg.prompt
+    settings = {
+        "method": m.get("bank_method") or m.name,
+        "n_sources": m.get("n_sources", cfg.n_sources),
+        "source_length": m.source_length,
+        "private_length": m.private_length,
+        "encoder": m.get("encoder", p.encoder),
         "encoder_hidden": p.encoder_hidden,
         "encoder_residual": p.encoder_residual,
         "encoder_dropout": p.encoder_dropout,
@@ -72,7 +84,10 @@ def bank_settings(cfg: DictConfig) -> dict[str, Any]:
         "router_learn": cfg.router.learn,
         "router_train_norm": cfg.router.train_norm,
         "position": p.position,
+        "freeze_sources": bool(OmegaConf.select(cfg, "sources.freeze", default=False)),
     }
+    settings.update({key: m[key] for key in METHOD_BANK_OPTIONS if key in m})
+    return settings
 
 
 def epochs_for(cfg: DictConfig) -> int:
@@ -83,9 +98,11 @@ def epochs_for(cfg: DictConfig) -> int:
     return int(epochs)
 
 
-def build_module(cfg: DictConfig, tasks: list) -> ComptModule:
+def build_module(cfg: DictConfig, tasks: list, initialise: bool = True) -> ComptModule:
+    """The LightningModule of a run config; ``initialise`` applies ``sources.init_from`` and
+    ``prompt.private_init_from`` (left out when trained weights are loaded next)."""
     o, r = cfg.optim, cfg.router
-    return ComptModule(
+    module = ComptModule(
         model_name=cfg.model.name,
         bank=bank_settings(cfg),
         tasks={t.name: {k: v for k, v in t.to_dict().items() if k != "name"} for t in tasks},
@@ -113,6 +130,23 @@ def build_module(cfg: DictConfig, tasks: list) -> ComptModule:
         metrics_compat=cfg.metrics.compat,
         seed=cfg.seed,
     )
+    if initialise:
+        initialise_bank(
+            module.bank,
+            OmegaConf.select(cfg, "sources.init_from", default=None),
+            OmegaConf.select(cfg, "prompt.private_init_from", default=None),
+        )
+    return module
+
+
+def cluster_plugins() -> list[Any] | None:
+    """Under SLURM: Lightning's SLURM environment with its own auto-requeue off.
+
+    Re-queueing on a time limit or pre-emption is submitit's job (``hydra/launcher=slurm``: the requeued job
+    re-runs in the same folder and resumes from ``checkpoints/last.ckpt``, see docs/scaling.md). Lightning's
+    requeue would write a mid-epoch ``hpc_ckpt`` that this resume path does not read, and requeue twice.
+    """
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None
 
 
 def train(
@@ -130,10 +164,68 @@ def train(
             f"[compt] {output_dir} already has a complete {RESULTS_FILE}; skipping (force=true re-runs it)."
         )
         return None
+    if cfg.method.name == "spot" and not cfg.method.get("bank_method"):
+        stage1, stage2 = spot_stages(cfg, output_dir)
+        train(stage1, output_dir / STAGE1_DIR, overrides)
+        return train(stage2, output_dir, overrides)
     try:
+        world = spawned_world_size(cfg)
+        if world > 1:
+            return _spawn_ranks(cfg, output_dir, overrides, world)
         return _train(cfg, output_dir, overrides)
     finally:
         finish_wandb()
+
+
+def spawned_world_size(cfg: DictConfig) -> int:
+    """Processes compt starts itself for ``trainer.strategy=ddp_spawn`` (its devices), else 1."""
+    if not str(cfg.trainer.get("strategy", "auto")).startswith("ddp_spawn"):
+        return 1
+    devices = cfg.trainer.get("devices", 1)
+    if devices == -1 or devices == "auto":
+        return max(torch.cuda.device_count(), 1) if cfg.trainer.get("accelerator") != "cpu" else 1
+    return len(devices) if isinstance(devices, list | ListConfig) else int(devices)
+
+
+def _spawn_ranks(cfg: DictConfig, output_dir: Path, overrides: list[str], world: int) -> dict[str, Any]:
+    """``ddp_spawn``: start one process per rank (``torch.multiprocessing.spawn``) and run plain DDP in them.
+
+    Each rank runs :func:`_train` exactly as under ``trainer=ddp`` (rank 0 writes the results), which
+    Lightning's own ``ddp_spawn`` cannot offer: it trains in the children and hands only the weights back,
+    losing the evaluation results, predictions and curves kept on the module and callbacks. Unlike ``ddp``
+    it does not re-run the script, so it works inside a ``-m`` sweep. Returns rank 0's results.json.
+    """
+    port = _free_port()
+    torch.multiprocessing.spawn(
+        _spawned_rank, args=(world, port, cfg, str(output_dir), overrides), nprocs=world, join=True
+    )
+    return load_results(output_dir) if is_complete(output_dir) else {}
+
+
+def _spawned_rank(
+    rank: int, world: int, port: int, cfg: DictConfig, output_dir: str, overrides: list[str]
+) -> None:
+    os.environ.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "WORLD_SIZE": str(world),
+            "NODE_RANK": "0",
+            "LOCAL_RANK": str(rank),  # Lightning: the processes were created externally, run DDP in them
+        }
+    )
+    with open_dict(cfg):
+        cfg.trainer.strategy = "ddp"
+    try:
+        _train(cfg, Path(output_dir), overrides)
+    finally:
+        finish_wandb()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
@@ -155,24 +247,20 @@ def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str,
         resolved,
         dict(cfg.logger.get("wandb", {})),
     )
-    checkpoint = ModelCheckpoint(
-        dirpath=output_dir / CHECKPOINT_DIR,
-        save_last=True,
-        save_top_k=0,
-        every_n_epochs=cfg.callbacks.checkpoint_every_n_epochs,
-        save_on_train_epoch_end=True,
-    )
+    last = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    checkpoint = LastCheckpoint(last, cfg.callbacks.checkpoint_every_n_epochs)
     curves = CurveRecorder()
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = pl.Trainer(
         **trainer_kwargs,
         max_epochs=epochs_for(cfg),
         logger=logger,
-        callbacks=[checkpoint, curves],
+        callbacks=[curves, ResumeState(), checkpoint],  # checkpoint last: it saves the others' epoch state
+        enable_checkpointing=False,  # LastCheckpoint instead of Lightning's default ModelCheckpoint
         default_root_dir=str(output_dir),
         use_distributed_sampler=False,
+        plugins=cluster_plugins(),
     )
-    last = output_dir / CHECKPOINT_DIR / "last.ckpt"
     resume = str(last) if last.is_file() else None
     if resume:
         print(f"[compt] resuming from {last}")
@@ -214,7 +302,7 @@ def collect_results(
         "method": cfg.method.name,
         "k": cfg.k,
         "seed": cfg.seed,
-        "n_sources": cfg.n_sources,
+        "n_sources": module.bank.config.n_sources,
         "tasks": [t.name for t in module.tasks],
         "eval_mode": cfg.eval.mode,
         "metrics_compat": cfg.metrics.compat,

@@ -21,6 +21,7 @@ def spot_stages(cfg: DictConfig, output_dir: str | Path) -> tuple[DictConfig, Di
     """The configs of stage 1 (shared prompt) and stage 2 (target prompts initialised from it)."""
     stage1, stage2 = copy.deepcopy(cfg), copy.deepcopy(cfg)
     with open_dict(stage1), open_dict(stage2):
+        stage1.method.name = "spot_stage1"
         stage1.method.bank_method = "sources_only"
         stage1.method.n_sources = 1
         stage1.method.source_length = cfg.method.source_length

@@ -1,0 +1,102 @@
+"""Sweeps: the paper's sweep configs expand to the expected jobs; toy sweeps through the submitit and joblib
+launchers write one folder per job; relaunching a finished sweep trains nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from compt.sweeps import expand, list_jobs, main, sweep_names
+from tests.helpers import REPO_ROOT, read_results, run_script
+
+CONF = REPO_ROOT / "conf"
+
+#: jobs per paper experiment (experiments/<name>/README.md)
+EXPECTED_JOBS = {
+    "table1": 4 * 3 * 3,  # methods x k x seeds
+    "table2": 4 * 3 * 3,
+    "table3_4": 2 * 3,  # task sets x methods
+    "table7": 2 * 3 * 3,  # with/without mnli x methods x seeds
+    "fig2": 2 * 3 * 5 * 3,  # task sets x methods x n_sources x seeds
+    "fig3_4": 3 * 2 * 3 * 3,  # methods x task sets x n_sources x seeds
+    "fig5": 2 * 3 * 5 * 3,  # learned/constant x methods x n_sources x seeds
+    "fig7": 3 * 4 * 2 * 3,  # methods x private lr x epochs x seeds
+    "baselines": 5 * 3 * 3,  # pt, ssum, spot, attempt, mpt x k x seeds
+}
+
+#: a toy sweep: 2 jobs of one optimizer step each
+TOY = ["experiment=demo", "trainer.max_steps=1", "eval.max_samples=2", "method=pt,ssum"]
+
+
+def test_every_paper_experiment_has_a_sweep_a_readme_and_the_expected_job_count():
+    assert sweep_names(CONF) == sorted(EXPECTED_JOBS)
+    for name, count in EXPECTED_JOBS.items():
+        jobs = expand(name, config_dir=CONF)
+        assert len(jobs) == count, name
+        assert len({tuple(sorted(job)) for job in jobs}) == count, f"{name}: duplicate jobs"
+        readme = (REPO_ROOT / "experiments" / name / "README.md").read_text()
+        assert f"+sweep={name}" in readme and "GPU-h" in readme
+
+
+def test_listed_folders_are_named_after_the_swept_values(tmp_path):
+    jobs = list_jobs("table3_4", [f"paths.log_dir={tmp_path}"], CONF)
+    names = sorted(job.folder.name for job in jobs)
+    assert {job.folder.parent for job in jobs} == {tmp_path / "multirun" / "table3_4"}
+    assert names[0] == "method=mcat,seed=1,tasks=glue"  # +sweep, name and paths.log_dir are not in the name
+    assert {job.status for job in jobs} == {"new"}
+    fig3 = list_jobs("fig3_4", ["method=ssum", "tasks=glue", "n_sources=2", "seed=1"], CONF)
+    assert len(fig3) == 1  # command-line values replace the sweep's
+
+
+def test_cli_lists_one_line_per_job(capsys):
+    assert main(["list", "table3_4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and all(line.split()[0] in {"done", "resume", "new"} for line in lines)
+    assert main(["list", "no_such_sweep"]) == 2
+
+
+def _sweep(tmp_path, launcher: list[str]):
+    return run_script("train.py", "-m", *TOY, *launcher, f"hydra.sweep.dir={tmp_path}")
+
+
+def _check_jobs_and_relaunch(tmp_path, launcher: list[str]) -> str:
+    """Run the toy sweep, check its folders against ``compt sweep list``, relaunch it; the relaunch output."""
+    _sweep(tmp_path, launcher)
+    jobs = list_jobs(None, [*TOY, f"hydra.sweep.dir={tmp_path}"], CONF)
+    assert sorted(p.parent for p in tmp_path.glob("*/results.json")) == sorted(j.folder for j in jobs)
+    assert all(read_results(j.folder)["global_step"] == 1 for j in jobs)
+    assert {j.status for j in jobs} == {"done"}
+    before = _mtimes(jobs)
+    proc = _sweep(tmp_path, launcher)
+    assert _mtimes(jobs) == before  # nothing trained, nothing rewritten
+    return proc.stdout + proc.stderr
+
+
+def _mtimes(jobs) -> dict:
+    names = ("results.json", "predictions.jsonl", "checkpoints/last.ckpt")
+    return {(j.folder, n): (j.folder / n).stat().st_mtime_ns for j in jobs for n in names}
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep_and_relaunch_runs_nothing(tmp_path):
+    _check_jobs_and_relaunch(tmp_path, ["hydra/launcher=submitit_local"])
+    logs = "".join(p.read_text() for p in (tmp_path / ".submitit").glob("*/*_log.out"))
+    assert logs.count("skipping") == 2  # the second launch's two jobs
+    assert logs.count("wrote ") == 2  # the first launch's
+
+
+@pytest.mark.slow
+def test_joblib_sweep_runs_jobs_in_parallel_processes_and_relaunch_runs_nothing(tmp_path):
+    output = _check_jobs_and_relaunch(tmp_path, ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])
+    assert output.count("skipping") == 2 and "wrote " not in output
+
+
+def test_launcher_configs_compose():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        slurm = compose("train", ["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
+        local = compose("train", ["hydra/launcher=submitit_local"], return_hydra_config=True).hydra.launcher
+        joblib = compose("train", ["hydra/launcher=joblib"], return_hydra_config=True).hydra.launcher
+    assert slurm._target_.endswith("SlurmLauncher") and slurm.gpus_per_node == 1
+    assert slurm.max_num_timeout > 0 and {"partition", "account", "array_parallelism"} <= set(slurm)
+    assert local._target_.endswith("LocalLauncher") and joblib._target_.endswith("JoblibLauncher")
