@@ -129,7 +129,9 @@ def test_wandb_offline_run_records_resolved_config_and_group(tmp_path):
     assert len(runs) == 1
     record = next(runs[0].glob("*.wandb")).read_bytes()  # the offline run's record (config, summary, ...)
     assert b"max_source_length" in record and b"msum" in record  # the whole resolved config
-    group = "callbacks.checkpoint_every_n_epochs=1,eval.max_samples=8,experiment=demo,logger=wandb,method=msum"
+    group = (
+        "callbacks.checkpoint_every_n_epochs=1,eval.max_samples=8,experiment=demo,logger=wandb,method=msum"
+    )
     results = read_results(run_dir)
     assert results["group"].startswith(group)
     assert results["group"].encode() in record
