@@ -99,9 +99,11 @@ class ComptModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.model(batch["input_ids"], batch["attention_mask"], batch["task_ids"], batch["labels"])
-        self.log(
-            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["task_ids"])
-        )
+        size = len(batch["task_ids"])
+        # the logger reads the step loss every log_every_n_steps; the progress bar shows the epoch mean, so no
+        # step forces a host-device sync
+        self.log("train/loss", loss, on_step=True, on_epoch=False, batch_size=size)
+        self.log("loss", loss, on_step=False, on_epoch=True, prog_bar=True, logger=False, batch_size=size)
         logged = {f"lr/{g['name']}": g["lr"] for g in self.optimizers().optimizer.param_groups}
         if self.bank.router is not None:
             logged["router/temperature"] = self.bank.router.temperature
