@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,8 @@ class LastCheckpoint(pl.Callback):
     (Lightning ≥ 2.6's ``ModelCheckpoint(save_top_k=0, save_last=True)`` only writes ``last.ckpt`` when a
     top-k checkpoint was written in the same step, i.e. never before the end.) Saved after the epoch's
     validation and the other callbacks' epoch-end hooks (put this callback last), through
-    ``trainer.save_checkpoint``: rank 0 writes, atomically. ``every_n_epochs <= 0``: only at the end.
+    ``trainer.save_checkpoint`` to a temporary file renamed into place by rank 0, so a kill mid-write never
+    leaves a truncated ``last.ckpt``. ``every_n_epochs <= 0``: only at the end.
     """
 
     def __init__(self, path: str | Path, every_n_epochs: int = 1) -> None:
@@ -145,8 +147,13 @@ class LastCheckpoint(pl.Callback):
         self._saved_step = -1
 
     def _save(self, trainer: pl.Trainer) -> None:
+        """Write to ``<path>.tmp`` then rename: a run killed while writing keeps its previous ``last.ckpt``."""
         if trainer.global_step != self._saved_step and not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)
+            partial = self.path.with_name(self.path.name + ".tmp")
+            trainer.save_checkpoint(partial)  # every rank calls it; rank 0 writes
+            trainer.strategy.barrier("compt_last_checkpoint")
+            if trainer.is_global_zero:
+                os.replace(partial, self.path)
             self._saved_step = trainer.global_step
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
