@@ -14,6 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from compt.errors import USER_ERRORS
 from compt.training.launch import check_launch, joblib_gpu, shared_output_dir
 from compt.training.run import train
 
@@ -22,10 +23,13 @@ from compt.training.run import train
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the run's average metric (for Hydra sweepers)."""
     hydra_cfg = HydraConfig.get()
-    check_launch(cfg, hydra_cfg)
-    output_dir = shared_output_dir(hydra_cfg.runtime.output_dir)
-    with joblib_gpu(cfg, hydra_cfg):
-        results = train(cfg, output_dir, list(hydra_cfg.overrides.task))
+    try:
+        check_launch(cfg, hydra_cfg)
+        output_dir = shared_output_dir(hydra_cfg.runtime.output_dir)
+        with joblib_gpu(cfg, hydra_cfg):
+            results = train(cfg, output_dir, list(hydra_cfg.overrides.task))
+    except USER_ERRORS as err:  # a message that says what to do, not a stack trace
+        raise SystemExit(f"compt: {err}") from None
     return None if not results else results.get("avg")
 
 

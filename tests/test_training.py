@@ -185,3 +185,16 @@ def test_memorisable_task_reaches_full_accuracy_through_router_and_sources(tiny_
     )  # the two prediction modes agree on a model whose outputs are fixed
     weights = bank.router_weights()
     assert weights[0].argmax() != weights[1].argmax()  # the tasks route to different sources
+
+
+def test_a_missing_model_fails_with_one_message_and_no_traceback(tmp_path):
+    proc = run_script(
+        "train.py",
+        *FAST,
+        f"model.name={tmp_path / 'no-model'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("compt: could not load the backbone")
+    assert "model.name=tiny" in proc.stderr and "Traceback" not in proc.stderr
