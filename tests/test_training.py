@@ -198,3 +198,26 @@ def test_a_missing_model_fails_with_one_message_and_no_traceback(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("compt: could not load the backbone")
     assert "model.name=tiny" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.real_data
+def test_real_glue_rows_train_and_evaluate_through_the_local_source(tmp_path):
+    from tests.conftest import GLUE_REAL
+
+    run_dir = tmp_path / "run"
+    run_script(
+        "train.py",
+        "model=tiny",
+        "tasks=glue",
+        "data.source=local",
+        f"data.dir={GLUE_REAL}",
+        "trainer.max_steps=2",
+        "eval.max_samples=6",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+    )
+    results = read_results(run_dir)
+    assert results["tasks"] == ["mnli", "qnli", "rte", "cola", "sst2", "stsb", "mrpc", "qqp"]
+    assert results["counts"] == dict.fromkeys(results["tasks"], 6)
+    assert sum(1 for _ in (run_dir / "predictions.jsonl").open()) == 48
