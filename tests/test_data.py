@@ -271,13 +271,17 @@ def test_local_folder_and_in_memory_dataset_give_identical_batches(tokenizer):
             assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
-def test_encoding_is_cached_across_runs(tokenizer):
-    ComptDataModule(["sst2"], tokenizer, demo_config(seed=1)).setup()
+def test_encoding_is_cached_across_runs_and_covers_only_selected_rows(tokenizer):
+    ComptDataModule(["sst2"], tokenizer, demo_config(seed=1, k=4)).setup()
     before = len(_MEMO)
+    ComptDataModule(["sst2"], tokenizer, demo_config(seed=1, k=4)).setup()
+    assert len(_MEMO) == before  # the same run again: nothing re-encoded
     ComptDataModule(["sst2"], tokenizer, demo_config(seed=2, k=4)).setup()
-    assert len(_MEMO) == before
-    ComptDataModule(["sst2"], tokenizer, demo_config(max_source_length=9)).setup()
-    assert len(_MEMO) == before + 2  # new lengths: train and eval split re-encoded
+    assert len(_MEMO) == before + 1  # a new seed: only its k-shot rows; the evaluation subset is shared
+    new = list(_MEMO.values())[-1]
+    assert len(new) == 4  # 4 of the split's 64 rows were tokenised, not the whole split
+    ComptDataModule(["sst2"], tokenizer, demo_config(seed=2, k=4, max_source_length=9)).setup()
+    assert len(_MEMO) == before + 3  # new lengths: train and eval rows re-encoded
 
 
 # ------------------------------------------------------------------------------------ errors

@@ -75,36 +75,50 @@ class ComptDataModule(pl.LightningDataModule):
             return given
         return load_split(task, split, self.config.source, self.config.dir)
 
-    def _encoded(self, task: TaskSpec, split: str, tok_fp: str) -> datasets.Dataset:
+    def _encoded_rows(
+        self,
+        task: TaskSpec,
+        raw: datasets.Dataset,
+        indices: Sequence[int],
+        task_id: int,
+        tok_fp: str,
+        *,
+        eval_fields: bool,
+    ) -> list[dict]:
+        """Encode only the selected rows (cached by ``datasets`` under the selection's fingerprint)."""
         c = self.config
-        return encode_split(
-            task, self._raw(task, split), self.tokenizer, c.max_source_length, c.max_target_length, tok_fp
-        )
+        subset = raw.select(indices)
+        encoded = encode_split(task, subset, self.tokenizer, c.max_source_length, c.max_target_length, tok_fp)
+        return _examples(encoded, indices, task_id, with_eval_fields=eval_fields)
 
     def setup(self, stage: str | None = None) -> None:
-        """Load, validate, encode and select every task's training and evaluation examples (once)."""
+        """Load and validate every task's splits, select the k-shot and evaluation rows (from the labels
+        alone), and encode just those rows (once)."""
         if self._ready:
             return
         c = self.config
         tok_fp = tokenizer_fingerprint(self.tokenizer)
         self._train, self._eval = [], {"validate": [], "test": []}
         for task_id, task in enumerate(self.tasks):
-            train = self._encoded(task, task.train_split, tok_fp)
+            train = self._raw(task, task.train_split)
+            golds = [task.gold({task.label_column: value}) for value in train[task.label_column]]
             train_idx, val_idx = select_train(
                 task,
-                train["gold"],
+                golds,
                 c.k,
                 c.seed,
                 balanced=c.kshot_balanced,
                 allow_fewer=c.kshot_allow_fewer,
                 n_validation=c.validation_from_train,
             )
-            self._train.append(_examples(train, train_idx, task_id, with_eval_fields=False))
-            test = self._encoded(task, task.eval_split, tok_fp)
+            self._train.append(self._encoded_rows(task, train, train_idx, task_id, tok_fp, eval_fields=False))
+            test = self._raw(task, task.eval_split)
             test_idx = eval_indices(task.name, len(test), c.eval_max_samples, c.eval_seed)
-            self._eval["test"].append(_examples(test, test_idx, task_id, with_eval_fields=True))
+            self._eval["test"].append(
+                self._encoded_rows(task, test, test_idx, task_id, tok_fp, eval_fields=True)
+            )
             self._eval["validate"].append(
-                _examples(train, sorted(val_idx), task_id, with_eval_fields=True)
+                self._encoded_rows(task, train, sorted(val_idx), task_id, tok_fp, eval_fields=True)
                 if c.validation_from_train
                 else self._eval["test"][-1]
             )
@@ -201,16 +215,16 @@ class ComptDataModule(pl.LightningDataModule):
 def _examples(
     encoded: datasets.Dataset, indices: Sequence[int], task_id: int, *, with_eval_fields: bool
 ) -> list[dict]:
-    """Selected encoded rows as plain dicts (+ ``task_id``; + ``example_id`` for evaluation rows)."""
-    columns = ["input_ids", "labels"] + (
-        ["row", "input_text", "target_text", "gold"] if with_eval_fields else []
-    )
-    data = encoded.select(indices).select_columns(columns).to_dict()
+    """Encoded rows (``encoded`` holds exactly the selected rows, in order) as plain dicts, with ``task_id``;
+    evaluation rows also get ``example_id`` and ``row`` = the index in the original split."""
+    columns = ["input_ids", "labels"] + (["input_text", "target_text", "gold"] if with_eval_fields else [])
+    data = encoded.select_columns(columns).to_dict()
     out = []
-    for i in range(len(indices)):
+    for i, row in enumerate(indices):
         example = {c: data[c][i] for c in columns}
         example["task_id"] = task_id
         if with_eval_fields:
             example["example_id"] = i
+            example["row"] = int(row)
         out.append(example)
     return out
