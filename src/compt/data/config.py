@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from compt.fields import unknown_keys
+
 SOURCES = ("hub", "local")
 
 
@@ -96,10 +98,9 @@ class DataConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> DataConfig:
         """From a mapping (e.g. ``cfg.data``); unknown keys raise ``ValueError`` naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown, known = unknown_keys(cls, values)
         if unknown:
-            raise ValueError(f"unknown data option(s) {unknown}; known: {sorted(known)}")
+            raise ValueError(f"unknown data option(s) {unknown}; known: {known}")
         return cls(**dict(values))
 
     @classmethod

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from compt.fields import unknown_keys
 from compt.prompts.compose import METHODS, METHODS_WITH_PRIVATE, METHODS_WITH_ROUTER, METHODS_WITH_SOURCES
 from compt.prompts.encoder import ENCODER_KINDS
 from compt.prompts.router import TRAIN_NORMS
@@ -142,10 +143,9 @@ class PromptBankConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PromptBankConfig:
         """Build from a dict, rejecting unknown keys by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown, known = unknown_keys(cls, values)
         if unknown:
-            raise ValueError(f"unknown prompt bank option(s) {unknown}; known: {sorted(known)}")
+            raise ValueError(f"unknown prompt bank option(s) {unknown}; known: {known}")
         return cls(**values)
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
+from compt.fields import unknown_keys
+
 #: metric names a task may list (computed by ``compt.evaluation``)
 KNOWN_METRICS = ("accuracy", "matthews", "f1", "pearson", "spearman")
 
@@ -102,10 +104,9 @@ class TaskSpec:
     @classmethod
     def from_dict(cls, name: str, definition: Mapping[str, Any]) -> TaskSpec:
         """Build from a plain mapping (YAML entry); unknown keys raise ``TaskError`` naming them."""
-        allowed = {f.name for f in fields(cls)} - {"name"}
-        unknown = sorted(set(definition) - allowed)
+        unknown, allowed = unknown_keys(cls, definition, exclude=("name",))
         if unknown:
-            raise TaskError(f"task {name!r}: unknown keys {unknown}; allowed: {sorted(allowed)}")
+            raise TaskError(f"task {name!r}: unknown keys {unknown}; allowed: {allowed}")
         try:
             return cls(name=name, **dict(definition))
         except TypeError as err:  # a required key is missing
