@@ -78,6 +78,17 @@ def test_a_complete_run_is_skipped_unless_forced(demo_run):
     assert "skipping" in proc.stdout
 
 
+def test_force_retrains_a_complete_run_from_scratch(tmp_path):
+    run_dir = tmp_path / "run"
+    run_script("train.py", *FAST, f"hydra.run.dir={run_dir}")
+    assert read_results(run_dir)["global_step"] == 8
+    proc = run_script("train.py", *FAST, "optim.epochs=1", "force=true", f"hydra.run.dir={run_dir}")
+    assert "resuming from" not in proc.stdout and "training starts from scratch" in proc.stdout
+    results = read_results(run_dir)
+    assert results["global_step"] == 4  # one fresh epoch, not the 8 finished steps "resumed"
+    assert [step for step, _ in results["curves"]["train_loss"]] == [4]
+
+
 def test_sweep_from_the_issue_title_makes_one_folder_per_job(tmp_path):
     sweep = tmp_path / "sweep"
     run_script(

@@ -159,11 +159,13 @@ def train(
     """
     output_dir = Path(output_dir)
     overrides = list(overrides or [])
-    if is_complete(output_dir) and not cfg.force:
-        print(
-            f"[compt] {output_dir} already has a complete {RESULTS_FILE}; skipping (force=true re-runs it)."
-        )
-        return None
+    if is_complete(output_dir):
+        if not cfg.force:
+            print(
+                f"[compt] {output_dir} already has a complete {RESULTS_FILE}; skipping (force=true re-runs it)."
+            )
+            return None
+        discard_finished_checkpoint(output_dir)
     if cfg.method.name == "spot" and not cfg.method.get("bank_method"):
         stage1, stage2 = spot_stages(cfg, output_dir)
         train(stage1, output_dir / STAGE1_DIR, overrides)
@@ -175,6 +177,17 @@ def train(
         return _train(cfg, output_dir, overrides)
     finally:
         finish_wandb()
+
+
+def discard_finished_checkpoint(output_dir: Path) -> None:
+    """``force=true`` on a complete run: remove its final ``last.ckpt`` so that training starts from scratch.
+
+    Without this the re-run would "resume" at the last step of the finished training and only re-test it.
+    """
+    last = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if last.is_file():
+        last.unlink()
+        print(f"[compt] force=true: removed the finished run's {last}; training starts from scratch")
 
 
 def spawned_world_size(cfg: DictConfig) -> int:
