@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from compt.sweeps import expand, list_jobs, main, sweep_names
+from compt.training.launch import job_folder_name
 from tests.helpers import REPO_ROOT, read_results, run_script
 
 CONF = REPO_ROOT / "conf"
@@ -22,6 +23,10 @@ EXPECTED_JOBS = {
     "fig7": 3 * 4 * 2 * 3,  # methods x private lr x epochs x seeds
     "baselines": 5 * 3 * 3,  # pt, ssum, spot, attempt, mpt x k x seeds
 }
+
+#: the bundled demo data, as a path relative to the repository root (where run_script runs)
+DEMO_DATA = "src/compt/assets/demo_data"
+DEMO_DATA_ESCAPED = DEMO_DATA.replace("/", "%2F")
 
 #: a toy sweep: 2 jobs of one optimizer step each
 TOY = ["experiment=demo", "trainer.max_steps=1", "eval.max_samples=2", "method=pt,ssum"]
@@ -47,6 +52,30 @@ def test_listed_folders_are_named_after_the_swept_values(tmp_path):
     assert len(fig3) == 1  # command-line values replace the sweep's
 
 
+def test_job_folder_names_are_one_folder_and_at_most_255_bytes():
+    assert job_folder_name("k=8,method=ssum") == "k=8,method=ssum"
+    assert job_folder_name("model.name=google/t5-base,data.dir=/a/b") == (
+        "model.name=google%2Ft5-base,data.dir=%2Fa%2Fb"
+    )
+    assert job_folder_name("x=50%") == "x=50%25"  # "%" escaped too, so names map back to overrides
+    long = ",".join(f"optim.lr_key_{i}=0.{i:04d}" for i in range(30))
+    name = job_folder_name(long)
+    assert len(name.encode()) <= 255 and "/" not in name
+    assert name.startswith(long[:200]) and name[200] == "~" and len(name) == 213
+    assert job_folder_name(long) == name  # stable across relaunches
+    assert job_folder_name(long.replace("0.0029", "0.0030")) != name  # differs where the cut text agrees
+
+
+def test_listing_names_long_and_slashed_overrides_like_a_launch(tmp_path):
+    jobs = list_jobs("table3_4", [f"paths.log_dir={tmp_path}", "model.name=google/t5-base-lm-adapt"], CONF)
+    assert all(job.folder.parent == tmp_path / "multirun" / "table3_4" for job in jobs)
+    assert all("model.name=google%2Ft5-base-lm-adapt" in job.folder.name for job in jobs)
+    many = [f"data.max_source_length={256}", *(f"+extra_key_{i}=value_{i:03d}" for i in range(20))]
+    jobs = list_jobs("table3_4", [f"paths.log_dir={tmp_path}", *many], CONF)
+    assert all(len(job.folder.name.encode()) <= 255 and "~" in job.folder.name for job in jobs)
+    assert len({job.folder for job in jobs}) == len(jobs) == 6
+
+
 def test_cli_lists_one_line_per_job(capsys):
     assert main(["list", "table3_4"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -61,7 +90,7 @@ def _sweep(tmp_path, launcher: list[str]):
 def _check_jobs_and_relaunch(tmp_path, launcher: list[str]) -> str:
     """Run the toy sweep, check its folders against ``compt sweep list``, relaunch it; the relaunch output."""
     _sweep(tmp_path, launcher)
-    jobs = list_jobs(None, [*TOY, f"hydra.sweep.dir={tmp_path}"], CONF)
+    jobs = list_jobs(None, [*TOY, *launcher, f"hydra.sweep.dir={tmp_path}"], CONF)
     assert sorted(p.parent for p in tmp_path.glob("*/results.json")) == sorted(j.folder for j in jobs)
     assert all(read_results(j.folder)["global_step"] == 1 for j in jobs)
     assert {j.status for j in jobs} == {"done"}
@@ -78,7 +107,13 @@ def _mtimes(jobs) -> dict:
 
 @pytest.mark.slow
 def test_submitit_local_sweep_and_relaunch_runs_nothing(tmp_path):
-    _check_jobs_and_relaunch(tmp_path, ["hydra/launcher=submitit_local"])
+    # a value with "/" (a path): one flat folder per job, named in the pickled job as in the listing
+    _check_jobs_and_relaunch(tmp_path, ["hydra/launcher=submitit_local", f"data.dir={DEMO_DATA}"])
+    folders = sorted(p.parent.name for p in tmp_path.glob("*/results.json"))
+    assert folders == [
+        f"data.dir={DEMO_DATA_ESCAPED},eval.max_samples=2,experiment=demo,method={m},trainer.max_steps=1"
+        for m in ("pt", "ssum")
+    ]
     logs = "".join(p.read_text() for p in (tmp_path / ".submitit").glob("*/*_log.out"))
     assert logs.count("skipping") == 2  # the second launch's two jobs
     assert logs.count("wrote ") == 2  # the first launch's

@@ -19,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from compt.training.launch import register_job_folder_resolver
 from compt.training.results import is_complete
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -63,6 +64,7 @@ def _arguments(sweep: str | None, overrides: Sequence[str]) -> list[str]:
 
 
 def _hydra(config_dir: Path | None) -> initialize_config_dir:
+    register_job_folder_resolver()
     return initialize_config_dir(
         str(config_dir or default_config_dir()), version_base="1.3", job_name="train"
     )

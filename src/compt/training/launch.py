@@ -4,6 +4,7 @@ folder shared by the ranks of a DDP run, and one GPU per job under the joblib la
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import tempfile
 import time
@@ -13,13 +14,49 @@ from pathlib import Path
 from typing import Any
 
 from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 RUN_DIR_ENV = "COMPT_RUN_DIR"
 """Set by rank 0 to its output folder; processes it starts (DDP ranks) write into the same folder."""
 
 GPU_LOCK_DIR_ENV = "COMPT_GPU_LOCK_DIR"
 """Folder of the per-GPU lock files of joblib jobs (default: ``<tmp>/compt-gpu-locks-<uid>``)."""
+
+
+JOB_FOLDER_RESOLVER = "compt_job_folder"
+"""OmegaConf resolver naming a sweep job's folder (``conf/hydra/default.yaml``: ``hydra.sweep.subdir``)."""
+
+MAX_FOLDER_NAME = 255
+"""Bytes in one folder name on common file systems (ext4, xfs, Lustre, GPFS)."""
+
+
+def job_folder_name(override_dirname: str) -> str:
+    """One folder name for a sweep job from its overrides (Hydra's ``override_dirname``), never a path.
+
+    ``/`` in a value (``model.name=google/t5-base-lm-adapt``, ``data.root=/scratch/glue``) would nest folders:
+    it becomes ``%2F``. A name over 255 bytes (a long override list) is cut to 200 bytes plus ``~`` and 12 hex
+    digits of its SHA-256, so it stays unique and stable across relaunches; the job's full overrides are in
+    its ``results.json`` and ``.hydra/overrides.yaml``.
+    """
+    name = override_dirname.replace("%", "%25").replace("/", "%2F")
+    if name in {".", ".."}:
+        name = name.replace(".", "%2E")
+    encoded = name.encode()
+    if len(encoded) <= MAX_FOLDER_NAME:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:12]
+    return f"{encoded[:200].decode(errors='ignore')}~{digest}"
+
+
+def register_job_folder_resolver() -> None:
+    """Make ``${compt_job_folder:...}`` known to OmegaConf (idempotent)."""
+    if not OmegaConf.has_resolver(JOB_FOLDER_RESOLVER):
+        OmegaConf.register_new_resolver(JOB_FOLDER_RESOLVER, lambda name: job_folder_name(str(name)))
+
+
+# on import: train.py and the launchers' pickled jobs (submitit, joblib) import this module before Hydra
+# resolves a job's folder
+register_job_folder_resolver()
 
 
 class LaunchError(RuntimeError):
