@@ -111,3 +111,46 @@ def test_snapshot_writes_checkable_parquet_layout(tmp_path, monkeypatch, capsys)
     ]
     assert main(["data", "check", str(out)]) == 0
     assert "OK:" in capsys.readouterr().out
+
+
+def test_check_validates_user_tasks_defined_in_the_config_folder(tmp_path, capsys):
+    conf = tmp_path / "conf"
+    (conf / "tasks").mkdir(parents=True)
+    (conf / "tasks" / "sentiment.yaml").write_text(
+        "sentiment:\n"
+        "  hub_path: someone/sentiment\n"
+        "  template: 'sentiment: {sentence}'\n"
+        "  label_words: [bad, good]\n"
+        "  metrics: [accuracy]\n"
+    )
+    root = tmp_path / "data"
+    shutil.copytree(bundled_demo_dir() / "sst2", root / "sentiment")
+    shutil.copytree(bundled_demo_dir() / "rte", root / "rte")
+    (root / "notes").mkdir()  # not a task: ignored by the default selection
+    assert main(["data", "check", str(root), "--config-dir", str(conf)]) == 0
+    assert capsys.readouterr().out.strip() == f"OK: {root} (rte, sentiment)"
+
+    path = root / "sentiment" / "train.jsonl"
+    rows = _rows(path)
+    rows[3]["label"] = 2
+    _write(path, rows)
+    assert main(["data", "check", str(root), "--tasks", "sentiment", "--config-dir", str(conf)]) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM sentiment/train" in out and "1 row(s) with a label outside" in out
+
+
+def test_check_names_the_folder_searched_for_an_unknown_task(tmp_path, capsys):
+    conf = tmp_path / "conf"
+    (conf / "tasks").mkdir(parents=True)
+    args = ["data", "check", str(bundled_demo_dir()), "--tasks", "rte,nosuchtask", "--config-dir", str(conf)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "unknown task 'nosuchtask'" in err and str(conf / "tasks") in err
+
+
+def test_the_example_user_task_of_the_repository_config_is_known(tmp_path, capsys):
+    from tests.helpers import REPO_ROOT
+
+    args = ["data", "check", str(tmp_path), "--tasks", "emotion", "--config-dir", str(REPO_ROOT / "conf")]
+    assert main(args) == 1  # known (conf/tasks/emotion.yaml), but its folder is missing
+    assert f"PROBLEM emotion: missing task folder {tmp_path / 'emotion'}" in capsys.readouterr().out

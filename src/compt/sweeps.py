@@ -19,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from compt.config_dir import default_config_dir
 from compt.training.launch import register_job_folder_resolver
 from compt.training.results import is_complete
 
@@ -38,12 +39,6 @@ class Job:
         if is_complete(self.folder):
             return "done"
         return "resume" if (self.folder / CHECKPOINT).is_file() else "new"
-
-
-def default_config_dir() -> Path:
-    """``./conf`` when run from a checkout's root, else the ``conf`` folder of this source tree."""
-    here = Path.cwd() / "conf"
-    return here if (here / "train.yaml").is_file() else Path(__file__).resolve().parents[2] / "conf"
 
 
 def sweep_names(config_dir: Path | None = None) -> list[str]:

@@ -6,16 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
+from compt.config_dir import default_config_dir
 from compt.data.errors import DataError
 from compt.data.sources import load_hub, load_local_file, local_file
 from compt.data.validate import find_problems
-from compt.tasks import BUILTIN_TASKS, TaskError, TaskSpec, resolve_tasks
+from compt.tasks import BUILTIN_TASKS, TaskError, TaskSpec, resolve_task_names, user_task_definition
 
 
-def _tasks(value: list[str] | None, default: list[str]) -> list[TaskSpec]:
-    """Task names, set names or comma lists (``--tasks glue``, ``--tasks rte,mrpc imdb``)."""
-    items = [s for v in (value or default) for s in v.split(",") if s.strip()]
-    return resolve_tasks(items)
+def _config_dir(args: argparse.Namespace) -> Path:
+    return Path(args.config_dir) if args.config_dir else default_config_dir()
+
+
+def _tasks(value: list[str] | None, default: list[str], config_dir: Path) -> list[TaskSpec]:
+    """Task names, set names or comma lists (``--tasks glue``, ``--tasks rte,mrpc imdb``); a user task is
+    read from ``<config_dir>/tasks/<name>.yaml``, as ``train.py`` reads it."""
+    items = [s.strip() for v in (value or default) for s in v.split(",") if s.strip()]
+    return resolve_task_names(items, config_dir)
 
 
 def _splits(task: TaskSpec, splits: list[str] | None) -> list[str]:
@@ -30,7 +36,7 @@ def snapshot(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     try:
-        tasks = _tasks(args.tasks, ["glue"])
+        tasks = _tasks(args.tasks, ["glue"], _config_dir(args))
     except TaskError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -76,7 +82,8 @@ def check_folder(root: str | Path, tasks: list[TaskSpec], splits: list[str] | No
 
 
 def check(args: argparse.Namespace) -> int:
-    """Validate a local folder against the registry; print every problem; exit 1 if there is any."""
+    """Validate a local folder against the task definitions (built-in and ``conf/tasks/<name>.yaml``); print
+    every problem; exit 1 if there is any."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -84,9 +91,14 @@ def check(args: argparse.Namespace) -> int:
     if not root.is_dir():
         print(f"error: {root} is not a folder", file=sys.stderr)
         return 1
-    default = [p.name for p in sorted(root.iterdir()) if p.is_dir() and p.name in BUILTIN_TASKS]
+    config_dir = _config_dir(args)
+    default = [
+        p.name
+        for p in sorted(root.iterdir())
+        if p.is_dir() and (p.name in BUILTIN_TASKS or user_task_definition(p.name, config_dir))
+    ]
     try:
-        tasks = _tasks(args.tasks, default)
+        tasks = _tasks(args.tasks, default, config_dir)
     except TaskError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -101,6 +113,7 @@ def check(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``compt data snapshot`` and ``compt data check``."""
     data = subparsers.add_parser("data", help="prepare and check task data")
+    config_help = "Hydra config folder whose tasks/<name>.yaml define user tasks (default: ./conf)"
     sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     snap = sub.add_parser("snapshot", help="download tasks from the hub into a local parquet folder")
@@ -109,12 +122,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     snap.add_argument(
         "--splits", nargs="+", help="splits to write (default: each task's train and eval split)"
     )
+    snap.add_argument("--config-dir", default=None, help=config_help)
     snap.set_defaults(func=snapshot)
 
     chk = sub.add_parser("check", help="validate a local data folder; reports every problem, exit 1 if any")
     chk.add_argument("dir", help="folder laid out <dir>/<task>/<split>.{parquet,jsonl,csv}")
-    chk.add_argument("--tasks", nargs="+", help="task or set names (default: every known task folder in DIR)")
+    chk.add_argument(
+        "--tasks", nargs="+", help="task or set names (default: every folder in DIR naming a known task)"
+    )
     chk.add_argument(
         "--splits", nargs="+", help="splits to check (default: each task's train and eval split)"
     )
+    chk.add_argument("--config-dir", default=None, help=config_help)
     chk.set_defaults(func=check)

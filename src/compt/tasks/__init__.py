@@ -1,6 +1,14 @@
 """Tasks as data: ``TaskSpec`` (text format, label words, metrics) and the built-in registry."""
 
-from compt.tasks.registry import BUILTIN_TASKS, TASK_SETS, builtin_definitions, get_task, resolve_tasks
+from compt.tasks.registry import (
+    BUILTIN_TASKS,
+    TASK_SETS,
+    builtin_definitions,
+    get_task,
+    resolve_task_names,
+    resolve_tasks,
+    user_task_definition,
+)
 from compt.tasks.spec import KNOWN_METRICS, TaskError, TaskSpec
 
 __all__ = [
@@ -11,5 +19,7 @@ __all__ = [
     "TaskSpec",
     "builtin_definitions",
     "get_task",
+    "resolve_task_names",
     "resolve_tasks",
+    "user_task_definition",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -76,6 +77,47 @@ def resolve_tasks(spec: Any) -> list[TaskSpec]:
         raise TaskError(
             f"cannot read tasks from {spec!r}: give names, a list, or a mapping name -> overrides"
         )
+    if not out:
+        raise TaskError("no tasks selected")
+    return list(out.values())
+
+
+def user_task_definition(name: str, config_dir: str | Path) -> dict[str, Any] | None:
+    """The definition of user task ``name`` in ``<config_dir>/tasks/<name>.yaml`` (docs/tasks.md), or None.
+
+    Such a file's only key is ``name`` and its value a full task definition; a built-in task's selector file
+    (``rte: {}``) or a task set's defaults list is not a definition, so None.
+    """
+    path = Path(config_dir) / "tasks" / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise TaskError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(content, dict) or set(content) != {name} or not content[name]:
+        return None
+    if not isinstance(content[name], Mapping):
+        raise TaskError(f"{path}: the value of {name!r} must be a mapping of task fields (docs/tasks.md)")
+    return dict(content[name])
+
+
+def resolve_task_names(names: Sequence[str], config_dir: str | Path) -> list[TaskSpec]:
+    """Tasks from names as typed on a command line: built-in tasks, task sets, and user tasks defined in
+    ``<config_dir>/tasks/<name>.yaml`` (as ``train.py tasks=[...]`` finds them), in order, duplicates removed."""
+    out: dict[str, TaskSpec] = {}
+    for name in names:
+        definition = (
+            None if name in BUILTIN_TASKS or name in TASK_SETS else user_task_definition(name, config_dir)
+        )
+        if definition is None:
+            try:
+                specs = resolve_tasks([name])
+            except TaskError as err:
+                raise TaskError(f"{err}; looked for a definition in {Path(config_dir) / 'tasks'}") from None
+        else:
+            specs = [get_task(name, definition)]
+        out.update({spec.name: spec for spec in specs if spec.name not in out})
     if not out:
         raise TaskError("no tasks selected")
     return list(out.values())
