@@ -89,6 +89,14 @@ def test_force_retrains_a_complete_run_from_scratch(tmp_path):
     assert [step for step, _ in results["curves"]["train_loss"]] == [4]
 
 
+def test_a_complete_run_can_drop_its_resume_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    run_script("train.py", *FAST, "callbacks.keep_last_checkpoint=false", f"hydra.run.dir={run_dir}")
+    assert read_results(run_dir)["status"] == "complete"
+    assert not (run_dir / "checkpoints" / "last.ckpt").exists()
+    assert (run_dir / "bank" / "prompt_bank.safetensors").is_file()
+
+
 def test_sweep_from_the_issue_title_makes_one_folder_per_job(tmp_path):
     sweep = tmp_path / "sweep"
     run_script(

@@ -293,6 +293,8 @@ def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str,
     inputs = {task.name: datamodule.eval_rows(task.name) for task in tasks}
     write_predictions(output_dir / PREDICTIONS_FILE, module.predictions, inputs)
     write_json_atomic(output_dir / RESULTS_FILE, results)
+    if not cfg.callbacks.get("keep_last_checkpoint", True):
+        last.unlink(missing_ok=True)  # the run is complete: resuming is no longer needed
     print("\n" + summary_table(results) + f"\n\nwrote {output_dir / RESULTS_FILE}")
     return results
 
