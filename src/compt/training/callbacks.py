@@ -150,7 +150,7 @@ class LastCheckpoint(pl.Callback):
         """Write to ``<path>.tmp`` then rename: a run killed while writing keeps its previous ``last.ckpt``."""
         if trainer.global_step != self._saved_step and not trainer.sanity_checking:
             partial = self.path.with_name(self.path.name + ".tmp")
-            trainer.save_checkpoint(partial)  # every rank calls it; rank 0 writes
+            trainer.save_checkpoint(partial, weights_only=False)  # every rank calls it; rank 0 writes
             trainer.strategy.barrier("compt_last_checkpoint")
             if trainer.is_global_zero:
                 os.replace(partial, self.path)

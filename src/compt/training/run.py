@@ -18,7 +18,7 @@ from compt.prompts.bank import PromptBank
 from compt.tasks import resolve_tasks
 from compt.training.callbacks import CurveRecorder, LastCheckpoint, ResumeState
 from compt.training.init_from import initialise_bank
-from compt.training.loggers import build_logger, finish_wandb, run_group
+from compt.training.loggers import build_logger, finish_wandb, quiet_known_noise, run_group
 from compt.training.module import ComptModule
 from compt.training.results import (
     BANK_DIR,
@@ -243,6 +243,7 @@ def _free_port() -> int:
 
 def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
+    quiet_known_noise()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
