@@ -97,6 +97,24 @@ def test_a_complete_run_can_drop_its_resume_checkpoint(tmp_path):
     assert (run_dir / "bank" / "prompt_bank.safetensors").is_file()
 
 
+def test_bf16_mixed_precision_trains_and_evaluates_on_cpu_too(tmp_path):
+    """The GPU trainer's precision (trainer=gpu) through CPU autocast: the same module code under bf16."""
+    run_dir = tmp_path / "run"
+    run_script(
+        "train.py",
+        *FAST,
+        "method=mcat",
+        "trainer.precision=bf16-mixed",
+        "eval.mode=generate",
+        f"hydra.run.dir={run_dir}",
+    )
+    results = read_results(run_dir)
+    assert results["config"]["trainer"]["precision"] == "bf16-mixed"
+    assert all(loss == loss for _, loss in results["curves"]["train_loss"])  # no NaN
+    bank = PromptBank.load(run_dir / "bank")
+    assert all(p.dtype == torch.float32 for p in bank.parameters())  # the bank stays fp32 under autocast
+
+
 def test_sweep_from_the_issue_title_makes_one_folder_per_job(tmp_path):
     sweep = tmp_path / "sweep"
     run_script(
