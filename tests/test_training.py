@@ -45,6 +45,35 @@ def test_demo_run_writes_its_outputs_and_loss_falls(demo_run):
     assert (run_dir / "bank" / "prompt_bank.safetensors").is_file()
 
 
+def test_the_demo_learns_its_tasks_through_the_prompts_alone(tmp_path):
+    """The committed tiny backbone answers a task only behind a hidden instruction (scripts/make_tiny_model.py);
+    untrained prompts make it copy words (every generation invalid), trained ones recover the tasks."""
+    run_dir = tmp_path / "run"
+    proc = run_script(
+        "train.py",
+        "experiment=demo",
+        "eval.mode=generate",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+    )
+    results = read_results(run_dir)
+    assert results["primary"]["mnli"] >= 90 and results["primary"]["sst2"] >= 80, proc.stdout[-2000:]
+    assert results["invalid"]["mnli"] == 0 and results["invalid"]["sst2"] == 0
+    untrained_dir = tmp_path / "untrained"
+    run_script(
+        "train.py",
+        *FAST,
+        "optim.epochs=1",
+        "optim.lr.router=1e-12",
+        "optim.lr.sources=1e-12",
+        "optim.lr.private=1e-12",
+        "eval.mode=generate",
+        f"hydra.run.dir={untrained_dir}",
+    )
+    untrained = read_results(untrained_dir)
+    assert untrained["primary"]["mnli"] == 0 and untrained["invalid"]["mnli"] == 8
+
+
 def test_checkpoint_holds_only_trainable_state_and_loads_weights_only(demo_run):
     run_dir, _ = demo_run
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
@@ -235,6 +264,26 @@ def test_a_missing_model_fails_with_one_message_and_no_traceback(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("compt: could not load the backbone")
     assert "model.name=tiny" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr.router=0", "compt: optim.lr_router must be > 0, got 0"),
+        ("eval.masks=[total,src7]", "compt: mask 'src7': the bank has 3 sources (src0..src2)"),
+        ("logger=none", None),  # the control: the same command runs
+    ],
+)
+def test_a_config_value_that_cannot_work_fails_with_one_message(tmp_path, override, message):
+    proc = run_script(
+        "train.py", *FAST, "trainer.max_steps=1", override, f"hydra.run.dir={tmp_path / 'run'}", check=False
+    )
+    if message is None:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == message, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "Trainer.fit" not in proc.stderr  # fails before training
 
 
 @pytest.mark.real_data

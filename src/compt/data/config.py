@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from compt.fields import unknown_keys
+from compt.fields import ConfigError, unknown_keys
 
 SOURCES = ("hub", "local")
 
@@ -59,7 +59,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         def bad(name: str, rule: str) -> None:
-            raise ValueError(f"DataConfig.{name} {rule}, got {getattr(self, name)!r}")
+            raise ConfigError(f"DataConfig.{name} {rule}, got {getattr(self, name)!r}")
 
         if self.source not in SOURCES:
             bad("source", f"must be one of {list(SOURCES)}")
@@ -100,7 +100,7 @@ class DataConfig:
         """From a mapping (e.g. ``cfg.data``); unknown keys raise ``ValueError`` naming them."""
         unknown, known = unknown_keys(cls, values)
         if unknown:
-            raise ValueError(f"unknown data option(s) {unknown}; known: {known}")
+            raise ConfigError(f"unknown data option(s) {unknown}; known: {known}")
         return cls(**dict(values))
 
     @classmethod

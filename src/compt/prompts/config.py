@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from compt.fields import unknown_keys
+from compt.fields import ConfigError, unknown_keys
 from compt.prompts.compose import METHODS, METHODS_WITH_PRIVATE, METHODS_WITH_ROUTER, METHODS_WITH_SOURCES
 from compt.prompts.encoder import ENCODER_KINDS
 from compt.prompts.router import TRAIN_NORMS
@@ -67,45 +67,45 @@ class PromptBankConfig:
         _choice("position", self.position, POSITIONS)
         self.task_names = list(self.task_names)
         if not self.task_names:
-            raise ValueError("task_names must name at least one task")
+            raise ConfigError("task_names must name at least one task")
         if len(set(self.task_names)) != len(self.task_names):
-            raise ValueError(f"task_names has duplicates: {self.task_names}")
+            raise ConfigError(f"task_names has duplicates: {self.task_names}")
         for name in ("d_model", "source_length"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.uses_sources and self.n_sources < 1:
-            raise ValueError(f"method {self.method!r} needs n_sources >= 1, got {self.n_sources}")
+            raise ConfigError(f"method {self.method!r} needs n_sources >= 1, got {self.n_sources}")
         expected = self.derived_private_length()
         if self.private_length is None:
             self.private_length = expected
         elif self.method not in ("pt", "sources_only") and self.private_length != expected:
-            raise ValueError(
+            raise ConfigError(
                 f"method {self.method!r} needs private_length == {expected} "
                 f"(from n_sources={self.n_sources}, source_length={self.source_length}), "
                 f"got {self.private_length}; leave private_length unset to derive it"
             )
         self._check_method_options()
         if not 0.0 <= self.encoder_dropout < 1.0:
-            raise ValueError(f"encoder_dropout must be in [0, 1), got {self.encoder_dropout}")
+            raise ConfigError(f"encoder_dropout must be in [0, 1), got {self.encoder_dropout}")
 
     def _check_method_options(self) -> None:
         """Options of one method given to another fail, naming the method they belong to."""
         if self.method != "mpt" and self.mpt_rank != 1:
-            raise ValueError(f"mpt_rank applies to method=mpt only (method={self.method!r})")
+            raise ConfigError(f"mpt_rank applies to method=mpt only (method={self.method!r})")
         if self.method != "attempt" and (
             self.attempt_hidden is not None or self.attempt_temperature is not None
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"attempt_hidden / attempt_temperature apply to method=attempt only (method={self.method!r})"
             )
         if self.method == "mpt" and self.n_sources != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"method=mpt has exactly one shared prompt: n_sources must be 1, got {self.n_sources}"
             )
         if self.mpt_rank < 1:
-            raise ValueError(f"mpt_rank must be >= 1, got {self.mpt_rank}")
+            raise ConfigError(f"mpt_rank must be >= 1, got {self.mpt_rank}")
         if self.freeze_sources and not self.uses_sources:
-            raise ValueError(f"freeze_sources: method {self.method!r} has no source prompts")
+            raise ConfigError(f"freeze_sources: method {self.method!r} has no source prompts")
 
     @property
     def uses_router(self) -> bool:
@@ -145,10 +145,10 @@ class PromptBankConfig:
         """Build from a dict, rejecting unknown keys by name."""
         unknown, known = unknown_keys(cls, values)
         if unknown:
-            raise ValueError(f"unknown prompt bank option(s) {unknown}; known: {known}")
+            raise ConfigError(f"unknown prompt bank option(s) {unknown}; known: {known}")
         return cls(**values)
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from compt.fields import ConfigError
+
 
 @dataclass(frozen=True)
 class PromptMask:
@@ -36,10 +38,10 @@ def parse_mask(name: str, method: str, n_sources: int) -> PromptMask:
     if name == "total":
         return PromptMask(name, method != "sources_only", (True,) * n_sources)
     if method in ("pt", "mpt"):
-        raise ValueError(f"mask {name!r} needs several source prompts; method {method!r} has only 'total'")
+        raise ConfigError(f"mask {name!r} needs several source prompts; method {method!r} has only 'total'")
     if name == "private":
         if method == "sources_only":
-            raise ValueError("mask 'private' needs a private prompt; method 'sources_only' has none")
+            raise ConfigError("mask 'private' needs a private prompt; method 'sources_only' has none")
         return PromptMask(name, True, (False,) * n_sources)
     if name == "all_src":
         return PromptMask(name, False, (True,) * n_sources)
@@ -47,7 +49,7 @@ def parse_mask(name: str, method: str, n_sources: int) -> PromptMask:
     if match:
         index = int(match.group(1))
         if index >= n_sources:
-            raise ValueError(f"mask {name!r}: the bank has {n_sources} sources (src0..src{n_sources - 1})")
+            raise ConfigError(f"mask {name!r}: the bank has {n_sources} sources (src0..src{n_sources - 1})")
         keep = tuple(i == index for i in range(n_sources))
         return PromptMask(name, method in ("msum", "mcat"), keep)
-    raise ValueError(f"unknown mask {name!r}; choose from {', '.join(mask_names(n_sources))}")
+    raise ConfigError(f"unknown mask {name!r}; choose from {', '.join(mask_names(n_sources))}")

@@ -12,6 +12,8 @@ from typing import Any
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
 
+from compt.fields import ConfigError
+
 LOGGERS = ("wandb", "csv", "none")
 
 
@@ -67,7 +69,7 @@ def build_logger(
     if kind == "csv":
         return CSVLogger(save_dir=str(save_dir), name="csv", version="")
     if kind != "wandb":
-        raise ValueError(f"logger={kind!r}; choose one of {', '.join(LOGGERS)}")
+        raise ConfigError(f"logger={kind!r}; choose one of {', '.join(LOGGERS)}")
     mode = os.environ.get("WANDB_MODE") or wandb_options.get("mode")
     if mode is None:
         mode = "online" if wandb_logged_in() else "offline"

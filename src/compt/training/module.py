@@ -12,7 +12,7 @@ from torch import Tensor
 from compt.backbone import load_backbone
 from compt.evaluation import Predictor, TaskMetrics
 from compt.model import ComptModel
-from compt.prompts import PromptBank, PromptBankConfig, temperature_at
+from compt.prompts import PromptBank, PromptBankConfig, parse_mask, temperature_at
 from compt.prompts.router import compat_initial_temperature
 from compt.tasks import TaskSpec
 from compt.training.optim import OptimConfig, build_optimizer
@@ -69,6 +69,8 @@ class ComptModule(pl.LightningModule):
         generator = torch.Generator().manual_seed(seed)
         vocab = backbone.get_input_embeddings().weight
         self.model = ComptModel(backbone, PromptBank(bank_config, vocab, generator), backbone_dropout)
+        for mask in self.eval_masks:  # a bad eval.masks entry fails now, not after training
+            parse_mask(mask, bank_config.method, bank_config.n_sources)
         self.predictor = Predictor(
             self.tasks, self.tokenizer, evaluation["mode"], evaluation["max_new_tokens"]
         )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from compt.fields import ConfigError
 from compt.prompts.bank import GROUPS, PromptBank
 
 
@@ -30,9 +31,9 @@ class OptimConfig:
     def __post_init__(self) -> None:
         for name in ("lr_router", "lr_sources", "lr_private", "eps"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"optim.{name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"optim.{name} must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            raise ConfigError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
 def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float:
