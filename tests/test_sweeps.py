@@ -70,7 +70,7 @@ def test_listing_names_long_and_slashed_overrides_like_a_launch(tmp_path):
     jobs = list_jobs("table3_4", [f"paths.log_dir={tmp_path}", "model.name=google/t5-base-lm-adapt"], CONF)
     assert all(job.folder.parent == tmp_path / "multirun" / "table3_4" for job in jobs)
     assert all("model.name=google%2Ft5-base-lm-adapt" in job.folder.name for job in jobs)
-    many = [f"data.max_source_length={256}", *(f"+extra_key_{i}=value_{i:03d}" for i in range(20))]
+    many = ["data.max_source_length=256", *(f"+extra_key_{i}=value_{i:03d}" for i in range(20))]
     jobs = list_jobs("table3_4", [f"paths.log_dir={tmp_path}", *many], CONF)
     assert all(len(job.folder.name.encode()) <= 255 and "~" in job.folder.name for job in jobs)
     assert len({job.folder for job in jobs}) == len(jobs) == 6

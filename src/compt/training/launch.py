@@ -39,8 +39,6 @@ def job_folder_name(override_dirname: str) -> str:
     its ``results.json`` and ``.hydra/overrides.yaml``.
     """
     name = override_dirname.replace("%", "%25").replace("/", "%2F")
-    if name in {".", ".."}:
-        name = name.replace(".", "%2E")
     encoded = name.encode()
     if len(encoded) <= MAX_FOLDER_NAME:
         return name
