@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.distributions import RelaxedBernoulli
 
 from compt import PromptBank, PromptBankConfig, compose, temperature_at
-from compt.prompts.router import Router, compat_initial_temperature
+from compt.prompts.router import Router, compat_initial_temperature, normalise_sample
 
 T, S, L, D = 2, 3, 2, 2
 
@@ -82,6 +83,47 @@ def test_router_sum_compat_normalises_by_the_sum():
     weights = router()
     assert torch.allclose(weights.sum(-1), torch.ones(1))
     assert (weights > 0).all()
+
+
+def test_sum_compat_is_the_softmax_of_the_sum_normalised_sample():
+    """The authors' code: softmax(z / Σz + 1e-8) — not z / Σz (issue 12's example sample)."""
+    z = torch.tensor([[0.999, 1e-6, 0.001]])  # z / Σz ≈ [0.999, 0, 0.001]
+    expected = torch.softmax(z / z.sum(-1, keepdim=True) + 1e-8, -1)
+    assert torch.allclose(normalise_sample(z, "sum_compat"), expected)
+    assert torch.allclose(expected, torch.tensor([[0.576, 0.212, 0.212]]), atol=1e-3)
+    assert torch.allclose(normalise_sample(z, "softmax"), torch.softmax(z, -1))
+    # the router's training output is exactly that of its own Relaxed-Bernoulli sample
+    router = Router(2, 3, train_norm="sum_compat").train()
+    router.temperature = 0.7
+    with torch.no_grad():
+        router.logits.copy_(torch.tensor([[1.0, -1.0, 0.5], [0.0, 2.0, -2.0]]))
+    torch.manual_seed(3)
+    weights = router()
+    torch.manual_seed(3)
+    sample = RelaxedBernoulli(torch.tensor(0.7), logits=router.logits).rsample()
+    assert torch.allclose(weights, normalise_sample(sample, "sum_compat"))
+
+
+def test_per_example_samples_differ_within_a_task_in_training_and_agree_in_evaluation():
+    torch.manual_seed(0)
+    config = PromptBankConfig(method="ssum", task_names=["a", "b"], d_model=4, n_sources=3, source_length=2)
+    bank = PromptBank(config).train()
+    bank.router.temperature = 1.0
+    task_ids = torch.tensor([0, 0, 1])
+    weights = bank.router_weights(task_ids=task_ids)  # (B, S): one sample per example
+    assert weights.shape == (3, 3) and not torch.allclose(weights[0], weights[1])
+    embeds, attention = torch.zeros(3, 5, 4), torch.ones(3, 5, dtype=torch.long)
+    prompts, _ = bank.example_prompts(task_ids, embeds, attention)
+    assert not torch.allclose(prompts[0], prompts[1])  # two rows of task a, two compositions in one step
+    per_task = PromptBank(PromptBankConfig(**{**config.to_dict(), "router_sample": "per_task"})).train()
+    per_task.load_state_dict(bank.state_dict())
+    per_task.router.temperature = 1.0
+    shared, _ = per_task.example_prompts(task_ids, embeds, attention)
+    assert torch.allclose(shared[0], shared[1])  # per_task: one sample shared by the task's rows
+    bank.eval()
+    evaluated, _ = bank.example_prompts(task_ids, embeds, attention)
+    assert torch.allclose(evaluated[0], evaluated[1])
+    assert torch.allclose(evaluated, bank()[0][task_ids])  # evaluation: softmax(W[t]), per task
 
 
 def test_constant_router_gives_one_over_s_in_train_and_eval():

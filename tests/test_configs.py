@@ -59,3 +59,44 @@ def test_epochs_double_for_small_k():
     assert epochs_for(composed("k=16")) == 50
     assert epochs_for(composed("method=mcat", "k=8")) == 80
     assert epochs_for(composed("experiment=demo", "k=8")) == 30  # the demo fixes its epochs
+
+
+def test_protocol_authors_composes_to_every_row_of_method_md_section_8():
+    paper, authors = composed(), composed("protocol=authors", "method=mcat", "k=8")
+    assert (paper.protocol, authors.protocol) == ("paper", "authors")
+    expected = {
+        "metrics.compat": True,  # metric reading: accuracy, stsb spearman
+        "router.sample": "per_example",  # router noise: one sample per example (the default in both)
+        "router.train_norm": "sum_compat",  # softmax(z / Σz + 1e-8)
+        "router.anneal": "step_compat",  # τ0 by k (5 at k=8), −0.02 per step
+        "data.temperature": 1.0,  # task mixing: every example once per epoch (quotas ∝ n_i, the default)
+        "optim.schedule": "linear_compat",  # horizon steps + warm-up + 5
+        "optim.lr.router": 0.15,  # MCAT learning rates
+        "optim.lr.sources": 0.05,
+        "optim.lr.private": 0.08,
+        "prompt.private_init": "vocab_first_rows",
+        "data.truncation": "chars_compat",
+        "data.max_source_length": 512,  # no token limit of 256
+        "data.regression_targets": "round1_compat",
+        "eval.answer_parsing": "first_word_compat",
+        "trainer.precision": "32-true",
+    }
+    for key, value in expected.items():
+        assert OmegaConf.select(authors, key) == value, key
+    assert composed("protocol=authors", "method=ssum").optim.lr.private == 0.02  # MCAT rates only for mcat
+    assert composed("protocol=authors", "trainer=gpu").trainer.precision == "32-true"  # fp32 on GPU too
+    # each item stays overridable
+    overridden = composed("protocol=authors", "method=mcat", "metrics.compat=false", "optim.lr.router=0.3")
+    assert (overridden.metrics.compat, overridden.optim.lr.router) == (False, 0.3)
+    same = {key for key in expected if OmegaConf.select(paper, key) == expected[key]}
+    assert same == {"router.sample", "data.temperature", "optim.lr.sources", "trainer.precision"}
+
+
+def test_the_authors_pt_baseline_is_its_own_method():
+    cfg = composed("method=pt_single")
+    assert (cfg.method.name, cfg.method.private_length, cfg.method.epochs) == ("pt_single", 50, 20)
+    assert (cfg.prompt.position, cfg.optim.lr.private, cfg.data.batch_size) == ("before", 0.05, 12)
+    assert cfg.optim.double_epochs_max_k is None
+    from compt.training.run import epochs_for
+
+    assert epochs_for(composed("method=pt_single", "k=8")) == 20

@@ -19,6 +19,7 @@ from compt.data import (
     MixedTaskSampler,
     ShardedBatchSampler,
     bundled_demo_dir,
+    epoch_quotas,
     eval_indices,
     kshot_indices,
     mixed_stream,
@@ -131,20 +132,35 @@ def test_validation_from_train_is_disjoint_and_keeps_kshot(tokenizer):
 
 # ------------------------------------------------------------------------------------ mixing and DDP
 @pytest.mark.parametrize("temperature", [1.0, 1000.0])
-def test_mixing_frequencies_follow_temperature(temperature):
+def test_mixing_quotas_follow_temperature_and_rows_are_drawn_without_replacement(temperature):
     sizes = [10, 40, 160]
     expected = mixing_probabilities(sizes, temperature)
+    quotas = epoch_quotas(sizes, temperature, 210)
     if temperature == 1.0:
         assert expected == pytest.approx([10 / 210, 40 / 210, 160 / 210])
+        assert quotas == [10, 40, 160]
     else:
         assert expected == pytest.approx([1 / 3] * 3, abs=0.01)
-    stream = mixed_stream(["a", "b", "c"], sizes, temperature, seed=0, epoch=0, length=30_000)
+        assert quotas == [70, 70, 70]
+    stream = mixed_stream(["a", "b", "c"], sizes, temperature, seed=0, epoch=0, length=210)
     counts = Counter(t for t, _ in stream)
-    for t, p in enumerate(expected):
-        assert counts[t] / len(stream) == pytest.approx(p, abs=0.015)
-    # each task walks a shuffled cycle: every row of the small task appears before any repeats
-    rows_a = [r for t, r in stream if t == 0]
-    assert sorted(rows_a[:10]) == list(range(10))
+    assert [counts[t] for t in range(3)] == quotas
+    # each task walks a shuffled cycle: every row of a task is used once before any is used twice
+    for t, size in enumerate(sizes):
+        uses = Counter(r for task, r in stream if task == t)
+        assert sum(uses.values()) == quotas[t] and len(uses) == min(size, quotas[t])
+        assert max(uses.values()) - min(uses.values()) <= 1
+    # the cycle continues across epochs: the small task's rows stay balanced over epochs 0 and 1
+    two_epochs = stream + mixed_stream(["a", "b", "c"], sizes, temperature, seed=0, epoch=1, length=210)
+    small = Counter(r for t, r in two_epochs if t == 0)
+    assert max(small.values()) - min(small.values()) <= 1
+
+
+def test_quotas_use_the_largest_remainder_and_sum_to_the_epoch_size():
+    assert epoch_quotas([1, 1, 1], 1.0, 10) == [4, 3, 3]  # 3.33 each: the first task takes the extra one
+    assert epoch_quotas([30, 10], 1.0, 9) == [7, 2]  # 6.75 / 2.25
+    assert epoch_quotas([2, 6], 1.0, 3) == [1, 2]  # 0.75 / 2.25: remainders 0.75 > 0.25
+    assert sum(epoch_quotas([3, 5, 7, 11], 2.0, 97)) == 97
 
 
 def test_stream_depends_on_seed_and_epoch():
@@ -155,12 +171,12 @@ def test_stream_depends_on_seed_and_epoch():
 
 
 @pytest.mark.parametrize("group_by_length", [False, True])
-def test_ddp_shards_are_disjoint_and_cover_the_stream(group_by_length):
-    names, sizes = ["a", "b", "c"], [6, 9, 12]
+def test_ddp_shards_are_disjoint_cover_the_stream_and_pad_less_than_one_example_per_rank(group_by_length):
+    names, sizes = ["a", "b", "c"], [6, 9, 12]  # 27 examples per epoch
     lengths = [i % 7 for i in range(sum(sizes))]
 
     def batches(rank, world, epoch):
-        sampler = MixedTaskSampler(names, sizes, 1.0, seed=4, length=40)
+        sampler = MixedTaskSampler(names, sizes, 1.0, seed=4, length=27)
         bs = ShardedBatchSampler(
             sampler, 5, rank=rank, world_size=world, lengths=lengths, group_by_length=group_by_length
         )
@@ -168,14 +184,17 @@ def test_ddp_shards_are_disjoint_and_cover_the_stream(group_by_length):
         return list(bs), len(bs)
 
     full, n_full = batches(0, 1, 0)
+    assert n_full == 6 and [len(b) for b in full if not group_by_length] in ([5, 5, 5, 5, 5, 2], [])
+    assert Counter(i for b in full for i in b) == Counter(range(27))  # one device: each example once
     (r0, n0), (r1, n1) = batches(0, 2, 0), batches(1, 2, 0)
-    assert n_full == 8 and n0 == n1 == 4 and len(r0) == len(r1) == 4
-    assert r0 == full[0::2] and r1 == full[1::2]
-    stream_multiset = Counter(i for b in full for i in b)
-    assert Counter(i for b in r0 + r1 for i in b) == stream_multiset
-    positions0 = {(k, j) for k, b in enumerate(full) for j in range(len(b)) if k % 2 == 0}
-    positions1 = {(k, j) for k, b in enumerate(full) for j in range(len(b)) if k % 2 == 1}
-    assert not positions0 & positions1 and len(positions0 | positions1) == 40
+    assert n0 == n1 == 3 and len(r0) == len(r1) == 3  # 27 -> 28 (one padded example) -> 14 per rank
+    share0, share1 = [i for b in r0 for i in b], [i for b in r1 for i in b]
+    assert len(share0) == len(share1) == 14
+    stream = list(MixedTaskSampler(names, sizes, 1.0, seed=4, length=27))
+    assert Counter(share0 + share1) == Counter(stream + stream[:1])
+    if not group_by_length:
+        padded = stream + stream[:1]
+        assert share0 == padded[0::2] and share1 == padded[1::2]
     assert batches(0, 2, 1)[0] != r0  # set_epoch changes the shard
 
 
@@ -183,8 +202,8 @@ def test_datamodule_train_loader_shards_and_steps(tokenizer):
     cfg = demo_config(k=10, batch_size=4)
     dms = [ComptDataModule(["sst2", "rte", "mnli"], tokenizer, cfg, rank=r, world_size=2) for r in (0, 1)]
     single = ComptDataModule(["sst2", "rte", "mnli"], tokenizer, cfg, rank=0, world_size=1)
-    assert single.steps_per_epoch() == len(single.train_dataloader()) == 8  # 30 examples -> 32 / 4
-    assert [dm.steps_per_epoch() for dm in dms] == [4, 4]
+    assert single.steps_per_epoch() == len(single.train_dataloader()) == 8  # 30 examples: 7 × 4 + 2
+    assert [dm.steps_per_epoch() for dm in dms] == [4, 4]  # 15 per rank: 3 × 4 + 3
     ids = [
         torch.cat([torch.stack([b["task_ids"], b["input_ids"][:, 0]], 1) for b in dm.train_dataloader()])
         for dm in dms
@@ -192,9 +211,47 @@ def test_datamodule_train_loader_shards_and_steps(tokenizer):
     full = torch.cat(
         [torch.stack([b["task_ids"], b["input_ids"][:, 0]], 1) for b in single.train_dataloader()]
     )
-    # rank r gets global batches r, r+2, ...
-    assert torch.equal(ids[0], torch.cat([full[i * 4 : (i + 1) * 4] for i in range(0, 8, 2)]))
-    assert torch.equal(ids[1], torch.cat([full[i * 4 : (i + 1) * 4] for i in range(1, 8, 2)]))
+    assert len(full) == 30
+    # rank r gets examples r, r+2, ... of the one-device stream
+    assert torch.equal(ids[0], full[0::2]) and torch.equal(ids[1], full[1::2])
+
+
+def test_every_kshot_example_appears_exactly_once_per_epoch_of_the_real_loader(tokenizer):
+    """k = 8 over the 8 GLUE tasks on one device: 64 examples per epoch, each (task, example) once, 3 epochs."""
+    dm = ComptDataModule(TASK_SETS["glue"], tokenizer, demo_config(k=8, batch_size=20))
+    pad = tokenizer.pad_token_id
+    dm.setup()
+    expected = Counter((e["task_id"], tuple(e["input_ids"])) for rows in dm._train for e in rows)
+    assert len(expected) == 64 and set(expected.values()) == {1}
+    orders = []
+    for epoch in range(3):
+        loader = dm.train_dataloader()
+        loader.batch_sampler.set_epoch(epoch)
+        assert len(loader) == 4  # 3 full batches of 20 and a last, partial one of 4
+        order = [
+            (task, tuple(ids[: len(ids) - next(i for i, x in enumerate(reversed(ids)) if x != pad)]))
+            for batch in loader
+            for task, ids in zip(batch["task_ids"].tolist(), batch["input_ids"].tolist())
+        ]
+        assert Counter(order) == expected
+        orders.append(order)
+    assert orders[0] != orders[1] != orders[2]  # a new shuffle every epoch
+
+
+def test_unequal_task_sizes_get_their_quotas(tokenizer):
+    rows = read_jsonl(bundled_demo_dir() / "sst2" / "train.jsonl")
+    raw = {
+        "sst2": {"train": datasets.Dataset.from_list(rows[:10])},
+        "rte": {"train": datasets.Dataset.from_list(read_jsonl(bundled_demo_dir() / "rte" / "train.jsonl"))},
+    }
+    dm = ComptDataModule(
+        ["sst2", "rte"], tokenizer, demo_config(k=-1, temperature=2.0, batch_size=8), raw_splits=raw
+    )
+    assert dm.train_sizes() == {"sst2": 10, "rte": 64}
+    quotas = epoch_quotas([10, 64], 2.0, 74)
+    assert quotas == [21, 53]  # 74 · sqrt(10) / (sqrt(10) + sqrt(64)) = 20.96
+    counts = Counter(t for b in dm.train_dataloader() for t in b["task_ids"].tolist())
+    assert [counts[0], counts[1]] == quotas
 
 
 def test_eval_shards_cover_each_example_once(tokenizer):

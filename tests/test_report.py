@@ -41,6 +41,8 @@ def fake_results(method: str, k: int, seed: int, scores: dict[str, float], **ext
         "overrides": overrides,
         "primary": scores,
         "avg": avg,
+        "primary_paper": extra.get("paper", scores),
+        "avg_paper": statistics.fmean(v for v in extra.get("paper", scores).values() if v is not None),
         "masks": extra.get("masks", {"total": {"primary": scores, "avg": avg}}),
         "router_weights": None if method == "pt" else {t: [1 / n_sources] * n_sources for t in scores},
         "curves": {"train_loss": [[1, 3.0 - seed * 0.1], [2, 2.0]], "val_avg": [[2, 50.0 + seed]]},
@@ -129,6 +131,38 @@ def test_every_plot_kind_and_the_paper_comparison_on_synthetic_sweeps(tmp_path):
     assert paper[AVG] == "74.38" and paper["rte"] == "60.9"
     assert delta[AVG] == pytest.approx(ours[AVG].mean - 74.38)
     assert (tmp_path / "out" / "paper_table1.tex").is_file()
+
+
+def test_the_paper_comparison_reads_the_paper_metric_and_says_so(tmp_path):
+    """Runs whose primary metrics are Matthews/F1/Pearson are compared with the paper in its reading."""
+    configured = {t: 40.0 for t in GLUE}  # e.g. cola matthews, mrpc/qqp f1, stsb pearson
+    paper = {t: 70.0 + i for i, t in enumerate(GLUE)}  # accuracy, stsb spearman
+    for seed in (1, 2):
+        write_run(tmp_path, f"msum-{seed}", fake_results("msum", 16, seed, configured, paper=paper))
+    report = build_report([tmp_path], tmp_path / "out", plots=False, progress=False)
+    [results_table] = report.tables
+    assert results_table.rows[0][1]["cola"].mean == 40.0  # its own table keeps the configured metric
+    [comparison] = report.comparisons
+    (_, ours), (_, published), (_, delta) = comparison.rows
+    assert ours["cola"].mean == paper["cola"] and ours[AVG].mean == pytest.approx(
+        statistics.fmean(paper.values())
+    )
+    assert published["cola"] == "67.9" and delta["cola"] == pytest.approx(paper["cola"] - 67.9)
+    assert "in the paper's reading" in comparison.title and "Spearman" in " ".join(comparison.notes)
+    assert "in the paper's reading: accuracy for every classification task" in report.markdown
+
+
+def test_an_old_results_file_gets_the_paper_reading_from_its_metrics(tmp_path):
+    results = fake_results("ssum", 16, 1, {"cola": 20.0, "stsb": 30.0})
+    for key in ("primary_paper", "avg_paper"):
+        del results[key]
+    results["metrics"] = {
+        "cola": {"matthews": 20.0, "accuracy": 69.0},
+        "stsb": {"pearson": 30.0, "spearman": 31.0},
+    }
+    write_run(tmp_path, "old", results)
+    [run] = scan([tmp_path], progress=False).runs
+    assert run.results["primary_paper"] == {"cola": 69.0, "stsb": 31.0} and run.results["avg_paper"] == 50.0
 
 
 # ---------------------------------------------------------------------------------------------- real sweep

@@ -13,8 +13,8 @@ CONF = REPO_ROOT / "conf"
 
 #: jobs per paper experiment (experiments/<name>/README.md)
 EXPECTED_JOBS = {
-    "table1": 4 * 3 * 3,  # methods x k x seeds
-    "table2": 4 * 3 * 3,
+    "table1": 5 * 3 * 3,  # methods (pt, pt_single, ssum, msum, mcat) x k x seeds
+    "table2": 5 * 3 * 3,
     "table3_4": 2 * 3,  # task sets x methods
     "table7": 2 * 3 * 3,  # with/without mnli x methods x seeds
     "fig2": 2 * 3 * 5 * 3,  # task sets x methods x n_sources x seeds

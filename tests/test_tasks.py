@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,35 @@ def test_metrics_and_compat_reading():
         get_task("stsb").metrics == ("pearson", "spearman") and get_task("stsb").compat_metric == "spearman"
     )
     assert get_task("rte").metrics == ("accuracy",) and get_task("rte").compat_metric == "accuracy"
+    assert get_task("qqp").metrics[0] == "f1" and get_task("qqp").compat_metric == "accuracy"
+
+
+def test_the_authors_stsb_targets_are_rounded_to_one_decimal_and_so_is_the_gold():
+    stsb = replace(get_task("stsb"), regression_targets="round1_compat")
+    assert stsb.format_target({"label": 3.9}) == "3.9"  # on the 0.2 grid it would be "4.0"
+    assert get_task("stsb").format_target({"label": 3.9}) == "4.0"
+    assert stsb.format_target({"label": 2.25}) == "2.2"  # np.round: half to even
+    assert stsb.gold({"label": 3.77}) == 3.8 and get_task("stsb").gold({"label": 3.77}) == 3.77
+    candidates = stsb.candidates()
+    assert len(candidates) == 51 and candidates[:3] == ["0.0", "0.1", "0.2"] and candidates[-1] == "5.0"
+
+
+def test_the_authors_character_truncation():
+    rte = replace(get_task("rte"), truncation="chars_compat")
+    row = {"sentence1": "a" * 300, "sentence2": "b" * 300, "label": 1}
+    text = rte.format_input(row)
+    # after the "rte: " prefix: 511 − len("not_entailment") − 50 = 447 characters of the text
+    assert text.startswith("rte: sentence1: aaa") and len(text) == len("rte: ") + 511 - 14 - 50
+    assert get_task("rte").format_input(row) == "rte: sentence1: " + "a" * 300 + " sentence2: " + "b" * 300
+    short = {"sentence1": "A man sleeps.", "sentence2": "A man rests.", "label": 0}
+    assert rte.format_input(short) == get_task("rte").format_input(short)
+    qnli = replace(get_task("qnli"), truncation="chars_compat")
+    text = qnli.format_input({"question": "q" * 150, "sentence": "s" * 400, "label": 0})
+    body = "question: " + "q" * 100 + " sentence: " + "s" * 350  # each column cut first, then the whole
+    assert text == "qnli: " + body[: 511 - len("entailment") - 50]
+    # no label (prediction): the longest valid answer is reserved
+    unlabelled = rte.format_input({"sentence1": "a" * 600, "sentence2": "b"})
+    assert len(unlabelled) == len("rte: ") + 511 - len("not_entailment") - 50
 
 
 def test_unknown_task_lists_valid_names():

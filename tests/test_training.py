@@ -36,6 +36,15 @@ def test_demo_run_writes_its_outputs_and_loss_falls(demo_run):
     assert set(results["router_weights"]) == {"sst2", "rte", "mnli", "stsb"}
     assert all(abs(sum(w) - 1) < 1e-5 for w in results["router_weights"].values())
     assert results["avg"] == pytest.approx(sum(results["primary"].values()) / 4)
+    assert (
+        results["primary_paper"]["stsb"] == results["metrics"]["stsb"]["spearman"]
+    )  # the paper's reading too
+    assert results["avg_paper"] == pytest.approx(sum(results["primary_paper"].values()) / 4)
+    assert (
+        results["protocol"] == "paper"
+        and "total" in results["masks"]
+        and "avg_paper" in results["masks"]["total"]
+    )
     assert len(results["curves"]["val_avg"]) == 8
     assert results["config"]["method"]["name"] == "ssum" and results["config"]["k"] == 16
     predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
@@ -164,6 +173,39 @@ def test_sweep_from_the_issue_title_makes_one_folder_per_job(tmp_path):
     groups = {read_results(p)["group"] for p in jobs}
     assert len(groups) == 8  # seeds share a group
     assert all(read_results(p)["global_step"] == 1 for p in jobs)
+
+
+def test_the_authors_protocol_runs_the_demo(tmp_path):
+    run_dir = tmp_path / "run"
+    run_script("train.py", *FAST, "protocol=authors", "method=mcat", f"hydra.run.dir={run_dir}")
+    results = read_results(run_dir)
+    assert results["protocol"] == "authors" and results["metrics_compat"] is True
+    assert results["primary"] == results["primary_paper"]  # the paper's reading is primary
+    config = results["config"]
+    assert config["optim"]["lr"] == {"router": 0.15, "sources": 0.05, "private": 0.08}
+    assert (config["router"]["train_norm"], config["data"]["truncation"]) == ("sum_compat", "chars_compat")
+    rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    golds = [row["gold"] for row in rows if row["task"] == "stsb"]
+    # the gold compared is np.round(score, 1) (the paper protocol keeps 1.65, 2.55, 3.35 of these rows)
+    assert golds and all(abs(g * 10 - round(g * 10)) < 1e-4 for g in golds)
+
+
+def test_the_authors_pt_baseline_trains_one_run_per_task_and_combines_them(tmp_path):
+    run_dir = tmp_path / "run"
+    run_script("train.py", *FAST, "method=pt_single", "tasks=[sst2,rte]", f"hydra.run.dir={run_dir}")
+    results = read_results(run_dir)
+    singles = {task: read_results(run_dir / "tasks" / task) for task in ("sst2", "rte")}
+    assert results["method"] == "pt_single" and results["tasks"] == ["sst2", "rte"]
+    assert all(single["tasks"] == [task] for task, single in singles.items())
+    assert results["primary"] == {task: single["primary"][task] for task, single in singles.items()}
+    assert results["global_step"] == sum(single["global_step"] for single in singles.values())
+    bank = PromptBank.load(run_dir / "bank")
+    assert bank.task_names == ["sst2", "rte"] and bank.config.position == "before"
+    assert bank.prompt_length == 50
+    single_bank = PromptBank.load(run_dir / "tasks" / "rte" / "bank")
+    assert torch.equal(bank.eval()()[0][1], single_bank.eval()()[0][0])  # rte's prompt is its own run's
+    lines = (run_dir / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 16 and {json.loads(line)["task"] for line in lines} == {"sst2", "rte"}
 
 
 def test_ddp_inside_a_sweep_is_refused_with_the_reason(tmp_path):

@@ -27,7 +27,7 @@ from compt.data.encode import Collator
 from compt.evaluation.predict import EVAL_MODES, Predictor
 from compt.model import ComptModel
 from compt.prompts.bank import CONFIG_FILE, PromptBank
-from compt.tasks import TaskError, TaskSpec, get_task, resolve_tasks
+from compt.tasks import TaskError, TaskSpec, get_task, run_tasks
 from compt.training.results import BANK_DIR, RESULTS_FILE
 
 DEFAULT_MODE = "rank"
@@ -79,7 +79,7 @@ def run_settings(run_dir: Path | None) -> dict[str, Any]:
 def bank_tasks(bank: PromptBank, settings: Mapping[str, Any]) -> list[TaskSpec]:
     """The bank's tasks in task-id order: the run's task definitions when known (user tasks, overrides),
     else the built-in ones."""
-    defined = {t.name: t for t in resolve_tasks(settings["tasks"])} if settings.get("tasks") else {}
+    defined = {t.name: t for t in run_tasks(settings)} if settings.get("tasks") else {}
     try:
         return [defined.get(name) or get_task(name) for name in bank.task_names]
     except TaskError as err:

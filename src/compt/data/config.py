@@ -40,8 +40,8 @@ class DataConfig:
     eval_seed: int = _help("seed of the evaluation subset (independent of the run seed)", 0)
     #: rows per task carved from train (disjoint from the k-shot set) for model selection; 0 = off
     validation_from_train: int = _help("rows per task carved from train for model selection; 0 = off", 0)
-    #: mixing temperature T: task i is drawn with probability proportional to n_i^(1/T)
-    temperature: float = _help("task mixing temperature T (p_i ∝ n_i^(1/T); 1 = proportional)", 1.0)
+    #: mixing temperature T: each epoch task i gets a quota proportional to n_i^(1/T), rows without replacement
+    temperature: float = _help("task mixing temperature T (quota_i ∝ n_i^(1/T); 1 = proportional)", 1.0)
     #: training batch size (per process)
     batch_size: int = _help("training batch size per process", 20)
     #: evaluation batch size (per process)

@@ -1,7 +1,7 @@
 """``ComptDataModule``: the Lightning face of the data layer (the only module here importing Lightning).
 
-Train: one mixed-task stream (``MixedTaskSampler``) cut into batches and sharded over DDP ranks by
-``ShardedBatchSampler`` — create the Trainer with ``use_distributed_sampler=False``. Evaluation: one loader
+Train: one mixed-task stream (``MixedTaskSampler``: per-task quotas, without replacement) sharded over DDP
+ranks and cut into batches by ``ShardedBatchSampler`` — create the Trainer with ``use_distributed_sampler=False``. Evaluation: one loader
 per task (``dataloader_idx`` = task id), examples sharded over ranks without padding or duplicates.
 """
 
@@ -24,7 +24,6 @@ from compt.data.sampling import (
     dist_rank_world,
     eval_indices,
     select_train,
-    stream_length,
 )
 from compt.data.sources import load_split
 from compt.data.validate import check_split
@@ -134,12 +133,9 @@ class ComptDataModule(pl.LightningDataModule):
         """Training examples per epoch (config.epoch_size, default the sum of the training set sizes)."""
         return self.config.epoch_size or sum(self.train_sizes().values())
 
-    def _stream_length(self) -> int:
-        return stream_length(self.epoch_size(), self.config.batch_size, self._rank_world()[1])
-
     def steps_per_epoch(self) -> int:
         """Optimizer steps (batches per process) in one epoch, for the learning-rate schedule."""
-        return self._stream_length() // (self.config.batch_size * self._rank_world()[1])
+        return len(self._batch_sampler())
 
     def _rank_world(self) -> tuple[int, int]:
         return dist_rank_world(self._rank, self._world_size)
@@ -149,27 +145,34 @@ class ComptDataModule(pl.LightningDataModule):
         """Mixed-task batches of this rank's shard of the seeded stream; train batch keys: ``input_ids``
         (B, N), ``attention_mask`` (B, N), ``labels`` (B, M, pad -100), ``task_ids`` (B,)."""
         self.setup()
-        rank, world = self._rank_world()
         flat = [e for rows in self._train for e in rows]
+        return DataLoader(
+            flat,
+            batch_sampler=self._batch_sampler(),
+            collate_fn=self._collator(),
+            num_workers=self.config.num_workers,
+        )
+
+    def _batch_sampler(self) -> ShardedBatchSampler:
+        """This rank's batches of the epoch's stream (the epoch from the trainer, when attached)."""
+        self.setup()
+        rank, world = self._rank_world()
         sampler = MixedTaskSampler(
             self.task_names,
             [len(r) for r in self._train],
             self.config.temperature,
             self.config.seed,
-            self._stream_length(),
+            self.epoch_size(),
         )
         trainer = getattr(self, "trainer", None)
         sampler.set_epoch(trainer.current_epoch if trainer is not None else 0)
-        batches = ShardedBatchSampler(
+        return ShardedBatchSampler(
             sampler,
             self.config.batch_size,
             rank=rank,
             world_size=world,
-            lengths=[len(e["input_ids"]) for e in flat],
+            lengths=[len(e["input_ids"]) for rows in self._train for e in rows],
             group_by_length=self.config.group_by_length,
-        )
-        return DataLoader(
-            flat, batch_sampler=batches, collate_fn=self._collator(), num_workers=self.config.num_workers
         )
 
     def _eval_loaders(self, stage: str) -> list[DataLoader]:

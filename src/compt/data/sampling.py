@@ -123,7 +123,7 @@ def eval_indices(task_name: str, n: int, max_samples: int, eval_seed: int) -> li
 
 # ---------------------------------------------------------------------------------------------- mixing
 def mixing_probabilities(sizes: Sequence[int], temperature: float) -> list[float]:
-    """Probability of drawing each task: p_i ∝ n_i^(1/T) (T=1 proportional to size, T→∞ uniform)."""
+    """Share of each task in the stream: p_i ∝ n_i^(1/T) (T=1 proportional to size, T→∞ uniform)."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not sizes or min(sizes) <= 0:
@@ -133,28 +133,46 @@ def mixing_probabilities(sizes: Sequence[int], temperature: float) -> list[float
     return [w / total for w in weights]
 
 
+def epoch_quotas(sizes: Sequence[int], temperature: float, epoch_size: int) -> list[int]:
+    """Examples of each task in one epoch: ``epoch_size · p_i`` rounded by the largest-remainder method, so the
+    quotas sum to ``epoch_size`` (ties go to the earlier task). Equal sizes and ``epoch_size = Σ n_i`` give
+    every task exactly its size."""
+    exact = [epoch_size * p for p in mixing_probabilities(sizes, temperature)]
+    quotas = [math.floor(x + 1e-9) for x in exact]
+    by_remainder = sorted(range(len(sizes)), key=lambda i: (quotas[i] - exact[i], i))
+    for i in by_remainder[: epoch_size - sum(quotas)]:
+        quotas[i] += 1
+    return quotas
+
+
+def task_cycle(name: str, size: int, seed: int, start: int, count: int) -> list[int]:
+    """Positions ``start .. start + count - 1`` of one task's endless row cycle: seeded permutations of its
+    ``size`` rows one after another, so every row is used once before any is used twice."""
+    rows: list[int] = []
+    for lap in range(start // size, (start + count - 1) // size + 1 if count else 0):
+        perm = permutation(size, "cycle", seed, name, lap)
+        rows += perm[max(start - lap * size, 0) : start + count - lap * size]
+    return rows
+
+
 def mixed_stream(
     names: Sequence[str], sizes: Sequence[int], temperature: float, seed: int, epoch: int, length: int
 ) -> list[tuple[int, int]]:
     """One epoch of the multi-task training stream: ``length`` pairs (task id, row index in that task).
 
-    Each draw picks task i with ``mixing_probabilities``; the row is the next one of that task's cycle, a
-    concatenation of permutations seeded by ``(seed, epoch, task name, pass)``. Pure function of its inputs.
+    Task i contributes its quota ``q_i`` (:func:`epoch_quotas`, ∝ n_i^(1/T)): the next ``q_i`` rows of its cycle
+    (epoch e takes cycle positions ``e·q_i .. (e+1)·q_i - 1``), and the pairs of all tasks are shuffled together
+    by a permutation seeded by ``(seed, epoch)`` — sampling without replacement, as the authors' concatenated
+    and shuffled datasets. With equal task sizes (every k-shot run) and ``length = Σ n_i`` each example appears
+    exactly once per epoch. A pure function of its inputs.
     """
-    probs = torch.tensor(mixing_probabilities(sizes, temperature), dtype=torch.float64)
-    gen = torch.Generator().manual_seed(stable_seed("stream", seed, epoch))
-    task_ids = torch.multinomial(probs, length, replacement=True, generator=gen).tolist()
-    cursors = [0] * len(sizes)
-    cycles: list[list[int]] = [[] for _ in sizes]
-    out = []
-    for t in task_ids:
-        if cursors[t] == len(cycles[t]):
-            cycles[t].extend(
-                permutation(sizes[t], "cycle", seed, epoch, names[t], len(cycles[t]) // sizes[t])
-            )
-        out.append((t, cycles[t][cursors[t]]))
-        cursors[t] += 1
-    return out
+    quotas = epoch_quotas(sizes, temperature, length)
+    pairs = [
+        (t, row)
+        for t, quota in enumerate(quotas)
+        for row in task_cycle(names[t], sizes[t], seed, epoch * quota, quota)
+    ]
+    return [pairs[i] for i in permutation(len(pairs), "stream", seed, epoch)]
 
 
 # ---------------------------------------------------------------------------------------------- samplers
@@ -203,9 +221,14 @@ class MixedTaskSampler(Sampler[int]):
 
 
 class ShardedBatchSampler(Sampler[list[int]]):
-    """Cuts the sampler's stream into batches (optionally length-grouped) and keeps this rank's share:
-    batches ``rank, rank + W, rank + 2W, ...``. Every rank computes the same stream, so shards are disjoint
-    and together cover it. The stream length should be a multiple of ``batch_size * world_size``."""
+    """This rank's batches of the sampler's stream.
+
+    The stream is padded to a multiple of ``world_size`` by repeating its first ``(-len) mod W`` examples (fewer
+    than W per epoch; none on one device) and rank r takes examples ``r, r + W, r + 2W, ...``: every rank
+    computes the same stream, so the shares are disjoint and together cover it, and all ranks get the same
+    number of batches (the last one may be partial). ``group_by_length`` sorts windows of
+    ``GROUP_WINDOW_BATCHES`` batches by length and shuffles the batch order (seeded by seed and epoch).
+    """
 
     def __init__(
         self,
@@ -227,25 +250,30 @@ class ShardedBatchSampler(Sampler[list[int]]):
         """Forward to the stream sampler."""
         self.sampler.set_epoch(epoch)
 
-    def global_batches(self) -> list[list[int]]:
-        """All batches of the epoch, before sharding."""
+    def share(self) -> list[int]:
+        """This rank's examples of the epoch, in stream order."""
         stream = list(self.sampler)
-        size = self.batch_size
+        stream += stream[: (-len(stream)) % self.world_size]
+        return stream[self.rank :: self.world_size]
+
+    def batches(self) -> list[list[int]]:
+        """This rank's batches of the epoch."""
+        share, size = self.share(), self.batch_size
         if not self.group_by_length:
-            return [stream[i : i + size] for i in range(0, len(stream), size)]
+            return [share[i : i + size] for i in range(0, len(share), size)]
         window = size * GROUP_WINDOW_BATCHES
         batches = []
-        for start in range(0, len(stream), window):
-            chunk = sorted(stream[start : start + window], key=lambda i: self.lengths[i])  # type: ignore[index]
+        for start in range(0, len(share), window):
+            chunk = sorted(share[start : start + window], key=lambda i: self.lengths[i])  # type: ignore[index]
             batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
         order = permutation(len(batches), "group", self.sampler.seed, self.sampler.epoch)
         return [batches[i] for i in order]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.global_batches()[self.rank :: self.world_size])
+        return iter(self.batches())
 
     def __len__(self) -> int:
-        return len(range(self.rank, math.ceil(len(self.sampler) / self.batch_size), self.world_size))
+        return math.ceil(math.ceil(len(self.sampler) / self.world_size) / self.batch_size)
 
 
 class EvalShardSampler(Sampler[int]):
@@ -261,9 +289,3 @@ class EvalShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(range(self.rank, self.n, self.world_size))
-
-
-def stream_length(epoch_size: int, batch_size: int, world_size: int) -> int:
-    """Examples drawn per epoch: ``epoch_size`` rounded up to whole batches on every rank."""
-    per_step = batch_size * world_size
-    return math.ceil(epoch_size / per_step) * per_step

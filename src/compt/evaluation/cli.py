@@ -41,7 +41,7 @@ def evaluate_run(
     import pytorch_lightning as pl
 
     from compt.data import ComptDataModule
-    from compt.tasks import resolve_tasks
+    from compt.tasks import run_tasks
     from compt.training.run import build_module, data_config
 
     run_dir = Path(run_dir)
@@ -55,7 +55,7 @@ def evaluate_run(
         overrides["eval.max_samples"] = max_samples
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, merge=False)
-    tasks = resolve_tasks(OmegaConf.to_container(cfg.tasks, resolve=True))
+    tasks = run_tasks(OmegaConf.to_container(cfg, resolve=True))
     module = build_module(cfg, tasks, initialise=False)
     load_trained_bank(module.model.bank, run_dir, checkpoint)
     datamodule = ComptDataModule(tasks, module.tokenizer, data_config(cfg))

@@ -5,7 +5,7 @@ Values are reported in percent (0-100), like the paper's tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -22,10 +22,9 @@ from compt.tasks import TaskSpec
 
 
 def primary_metric(task: TaskSpec, compat: bool = False) -> str:
-    """The metric that enters "avg": the task's first metric, or the authors' reading with ``compat``."""
-    if compat and task.compat_metric:
-        return task.compat_metric
-    return task.metrics[0]
+    """The metric that enters "avg": the task's first metric, or with ``compat`` the paper's reading
+    (``task.compat_metric``: accuracy for classification, spearman for regression)."""
+    return task.compat_metric if compat else task.metrics[0]  # type: ignore[return-value]
 
 
 def _metric(name: str, task: TaskSpec) -> Metric:
@@ -46,11 +45,10 @@ def _metric(name: str, task: TaskSpec) -> Metric:
 
 
 def invalid_substitute(task: TaskSpec, gold: Tensor) -> Tensor:
-    """What an invalid prediction is scored as: a wrong class (``(gold + 1) mod C``), or for regression the
-    middle of the score range (an uninformative guess)."""
+    """What an invalid prediction is scored as: a wrong class (``(gold + 1) mod C``), or for regression
+    ``task.invalid_score`` (the middle of the range; −1 under the authors' answer parsing)."""
     if task.is_regression:
-        low, high = task.regression_range
-        return torch.full_like(gold, (low + high) / 2)
+        return torch.full_like(gold, task.invalid_score)
     return (gold + 1) % task.num_labels
 
 
@@ -58,6 +56,12 @@ def _defined(value: Tensor) -> float:
     """A metric's value, with undefined correlations (constant predictions give NaN) read as 0."""
     number = float(value.item())
     return 0.0 if number != number else number
+
+
+def _mean(values: Iterable[float]) -> float:
+    """The unweighted mean (NaN when there is nothing to average)."""
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
 
 
 class TaskMetrics(nn.Module):
@@ -77,11 +81,10 @@ class TaskMetrics(nn.Module):
         self.counts = nn.ModuleList(SumMetric() for _ in self.tasks)
         self.invalid = nn.ModuleList(SumMetric() for _ in self.tasks)
 
-    def _names(self, task: TaskSpec) -> list[str]:
-        names = list(task.metrics)
-        if self.compat and task.compat_metric and task.compat_metric not in names:
-            names.append(task.compat_metric)
-        return names
+    @staticmethod
+    def _names(task: TaskSpec) -> list[str]:
+        """The task's configured metrics and the paper's reading (``compat_metric``), each once."""
+        return list(dict.fromkeys([*task.metrics, task.compat_metric]))
 
     def update(self, task_index: int, predictions: Tensor, gold: Tensor) -> None:
         task = self.tasks[task_index]
@@ -102,11 +105,15 @@ class TaskMetrics(nn.Module):
             self.update(index, predictions[rows], gold[rows])
 
     def compute(self) -> dict[str, object]:
-        """``{"tasks": {name: {metric: pct}}, "primary": {name: pct}, "avg": pct, "counts", "invalid"}``.
+        """Both readings of every evaluated task (tasks with no evaluated example are left out)::
 
-        Tasks with no evaluated example are left out.
+            {"tasks": {name: {metric: pct}}, "primary": {name: pct}, "avg": pct,
+             "primary_paper": {name: pct}, "avg_paper": pct, "counts": {name: n}, "invalid": {name: n}}
+
+        ``primary``/``avg``: the configured primary metric (``compat``: the paper's reading);
+        ``primary_paper``/``avg_paper``: always the paper's reading (accuracy, stsb spearman).
         """
-        per_task, primary, counts, invalid = {}, {}, {}, {}
+        per_task, primary, paper, counts, invalid = {}, {}, {}, {}, {}
         for i, task in enumerate(self.tasks):
             n = int(self.counts[i].compute().item())
             if n == 0:
@@ -114,10 +121,18 @@ class TaskMetrics(nn.Module):
             values = {name: 100.0 * _defined(m.compute()) for name, m in self.metrics[i].items()}
             per_task[task.name] = values
             primary[task.name] = values[primary_metric(task, self.compat)]
+            paper[task.name] = values[primary_metric(task, compat=True)]
             counts[task.name] = n
             invalid[task.name] = int(self.invalid[i].compute().item())
-        avg = sum(primary.values()) / len(primary) if primary else float("nan")
-        return {"tasks": per_task, "primary": primary, "avg": avg, "counts": counts, "invalid": invalid}
+        return {
+            "tasks": per_task,
+            "primary": primary,
+            "avg": _mean(primary.values()),
+            "primary_paper": paper,
+            "avg_paper": _mean(paper.values()),
+            "counts": counts,
+            "invalid": invalid,
+        }
 
     def reset(self) -> None:
         for group in (*self.metrics, self.counts, self.invalid):

@@ -116,34 +116,48 @@ class PromptBank(nn.Module):
             return None
         return mask
 
-    def router_weights(self, mask: PromptMask | str | None = None) -> Tensor | None:
-        """Router weights ``(T, S)`` in the module's current mode (sampled in training), or None for pt.
+    def router_weights(
+        self, mask: PromptMask | str | None = None, task_ids: Tensor | None = None
+    ) -> Tensor | None:
+        """Router weights in the module's current mode (sampled in training), or None without a router.
 
-        Under a mask, ssum/msum renormalise over the kept sources; mcat zeroes the dropped ones.
+        Returns ``(T, S)``, one row per task, or with ``task_ids`` ``(B,)`` one row per example ``(B, S)`` — each
+        its own Relaxed-Bernoulli sample in training. Under a mask, ssum/msum renormalise over the kept sources;
+        mcat zeroes the dropped ones.
         """
         if self.router is None:
             return None
         mask = self.resolve_mask(mask)
         if mask is None:
-            return self.router()
+            return self.router(task_ids=task_ids)
         keep = torch.tensor(mask.keep_sources, device=self.router._constant.device)
         if self.method == "mcat":  # segments keep their trained scale; dropped ones are zeroed and unattended
-            return self.router() * keep
-        return self.router(keep)  # ssum/msum: renormalised over the kept sources
+            return self.router(task_ids=task_ids) * keep
+        return self.router(keep, task_ids)  # ssum/msum: renormalised over the kept sources
 
-    def forward(self, mask: PromptMask | str | None = None) -> tuple[Tensor, Tensor | None]:
-        """Every task's target prompt.
+    @property
+    def samples_per_example(self) -> bool:
+        """Whether the target prompts differ between examples of one task right now: in training, with the
+        router drawing one sample per example (``router_sample="per_example"``)."""
+        return self.router is not None and self.router.samples and self.config.router_sample == "per_example"
+
+    def forward(
+        self, mask: PromptMask | str | None = None, task_ids: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Target prompts: one per task, or one per example of ``task_ids`` ``(B,)``.
 
         Returns:
-            prompts ``(T, L_t, d)`` and an attention mask ``(T, L_t)`` (bool) when a mask removes prompt rows
-            (mcat with dropped sources), else ``None`` (all rows attend).
+            prompts ``(T, L_t, d)`` (``(B, L_t, d)`` with ``task_ids``) and an attention mask of the same rows
+            ``(T | B, L_t)`` (bool) when a mask removes prompt rows (mcat with dropped sources), else ``None``.
         """
         if self.attention is not None:
             raise ValueError("method 'attempt' composes a prompt per example: use example_prompts(...)")
         mask = self.resolve_mask(mask)
         private = self.private() if self.private is not None else None
+        if private is not None and task_ids is not None:
+            private = private[task_ids]  # (B, L_u, d)
         sources = self.sources() if self.sources is not None else None
-        weights = self.router_weights(mask)
+        weights = self.router_weights(mask, task_ids)
         if mask is None:
             return compose(self.method, private, sources, weights), None
         return self._compose_masked(mask, private, sources, weights)
@@ -157,10 +171,13 @@ class PromptBank(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """Each example's prompt ``(B, L_t, d)`` and attention mask ``(B, L_t)`` (or None).
 
-        Per-task methods gather rows of :meth:`forward` by ``task_ids``; ``attempt`` mixes per example, from
-        the input's token embeddings ``(B, N, d)`` and ``attention_mask`` ``(B, N)``.
+        Composed per example only when the examples of a task differ (a per-example router sample in training,
+        or ``attempt``'s input attention, from the token embeddings ``(B, N, d)`` and ``attention_mask``
+        ``(B, N)``); otherwise the T target prompts are composed once and gathered by ``task_ids``.
         """
         if self.attention is None:
+            if self.samples_per_example:
+                return self(mask, task_ids)
             prompts, prompt_mask = self(mask)
             return prompts[task_ids], None if prompt_mask is None else prompt_mask[task_ids]
         mask = self.resolve_mask(mask)
@@ -192,7 +209,7 @@ class PromptBank(nn.Module):
             return prompts, None
         keep = torch.tensor(mask.keep_sources, device=prompts.device)
         rows = keep.repeat_interleave(c.source_length)  # (S·L_s,)
-        return prompts, rows.expand(c.n_tasks, -1)
+        return prompts, rows.expand(len(prompts), -1)
 
     # ------------------------------------------------------------------ optimisation
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:

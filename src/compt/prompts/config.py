@@ -8,7 +8,7 @@ from typing import Any
 from compt.fields import ConfigError, unknown_keys
 from compt.prompts.compose import METHODS, METHODS_WITH_PRIVATE, METHODS_WITH_ROUTER, METHODS_WITH_SOURCES
 from compt.prompts.encoder import ENCODER_KINDS
-from compt.prompts.router import TRAIN_NORMS
+from compt.prompts.router import SAMPLES, TRAIN_NORMS
 
 PRIVATE_INITS = ("vocab_random", "vocab_first_rows", "uniform")
 POSITIONS = ("after", "before")
@@ -45,7 +45,10 @@ class PromptBankConfig:
     router_learn: bool = True
     """false = constant weights 1/S (paper Fig. 5)"""
     router_train_norm: str = "softmax"
-    """normalisation of the Relaxed-Bernoulli sample: softmax (paper) | sum_compat (code: z/Σz)"""
+    """normalisation of the Relaxed-Bernoulli sample: softmax (paper) | sum_compat (code: softmax(z/Σz + 1e-8))"""
+    router_sample: str = "per_example"
+    """training draws: one Relaxed-Bernoulli sample per example (the authors' code) | per_task (one per task and
+    step, shared by that task's examples)"""
     position: str = "after"
     """where the prompt goes in the encoder input: after the text (before </s>) or before it"""
     backbone: str | None = None
@@ -64,6 +67,7 @@ class PromptBankConfig:
         _choice("encoder", self.encoder, ENCODER_KINDS)
         _choice("private_init", self.private_init, PRIVATE_INITS)
         _choice("router_train_norm", self.router_train_norm, TRAIN_NORMS)
+        _choice("router_sample", self.router_sample, SAMPLES)
         _choice("position", self.position, POSITIONS)
         self.task_names = list(self.task_names)
         if not self.task_names:

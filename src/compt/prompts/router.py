@@ -8,6 +8,11 @@ from torch.distributions import RelaxedBernoulli
 
 TRAIN_NORMS = ("softmax", "sum_compat")
 ANNEALS = ("linear", "step_compat")
+SAMPLES = ("per_example", "per_task")
+"""``router.sample``: one Relaxed-Bernoulli draw per training example (the authors' code), or one per task and
+step shared by that task's examples."""
+SUM_COMPAT_EPS = 1e-8
+"""The authors' code adds this to ``z / Σz`` before the softmax (``sum_compat``)."""
 
 
 def linear_temperature(step: int, total_steps: int, tau0: float = 5.0, tau_min: float = 1e-3) -> float:
@@ -51,13 +56,37 @@ def temperature_at(
     raise ValueError(f"router.anneal={anneal!r}; choose one of {', '.join(ANNEALS)}")
 
 
-class Router(nn.Module):
-    """Learned task → source weights ``(T, S)`` from a zero-initialised logit matrix.
+def normalise_sample(z: Tensor, train_norm: str = "softmax", keep: Tensor | None = None) -> Tensor:
+    """Training weights from a Relaxed-Bernoulli sample ``z`` ``(..., S)`` in (0, 1).
 
-    Training: ``z ~ RelaxedBernoulli(τ, logits=W[t])`` (reparameterised), ``w_t = softmax(z)``
-    (or ``z / Σz`` with ``train_norm="sum_compat"``, the authors' code). Evaluation: ``w_t = softmax(W[t])``.
-    ``learn=False`` gives constant weights ``1/S`` (and no parameters).
-    ``keep`` (a bool ``(S,)`` mask) drops sources and renormalises over the kept ones.
+    ``softmax``: ``softmax(z)`` (paper Eq. 7). ``sum_compat``: ``softmax(z / Σz + 1e-8)``, what the authors' code
+    computes. ``keep`` (bool ``(S,)``) drops sources: they get weight 0 and the rest are renormalised.
+    """
+    if train_norm == "sum_compat":
+        if keep is not None:
+            z = z * keep.to(z.dtype)
+        z = z / z.sum(-1, keepdim=True) + SUM_COMPAT_EPS
+    elif train_norm != "softmax":
+        raise ValueError(f"router.train_norm={train_norm!r}; choose one of {', '.join(TRAIN_NORMS)}")
+    return masked_softmax(z, keep)
+
+
+def masked_softmax(scores: Tensor, keep: Tensor | None = None) -> Tensor:
+    """``softmax`` over the last axis of ``scores`` ``(..., S)`` restricted to the kept sources (dropped ones get 0;
+    all dropped gives all 0)."""
+    if keep is not None:
+        scores = scores.masked_fill(~keep.to(scores.device), float("-inf"))
+    return torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0)
+
+
+class Router(nn.Module):
+    """Learned task → source weights from a zero-initialised logit matrix ``W`` ``(T, S)``.
+
+    Training: ``z ~ RelaxedBernoulli(τ, logits=W[t])`` (reparameterised), weights ``normalise_sample(z)``
+    (``softmax(z)``, or the authors' ``softmax(z / Σz + 1e-8)`` with ``train_norm="sum_compat"``). The sample is
+    drawn once per row asked for: per task ``(T, S)``, or per example ``(B, S)`` when ``task_ids`` are given.
+    Evaluation: ``softmax(W[t])``, identical for every example of a task. ``learn=False`` gives constant weights
+    ``1/S`` (and no parameters). ``keep`` (a bool ``(S,)`` mask) drops sources and renormalises over the kept ones.
     """
 
     def __init__(self, n_tasks: int, n_sources: int, learn: bool = True, train_norm: str = "softmax") -> None:
@@ -70,22 +99,26 @@ class Router(nn.Module):
         #: the Relaxed-Bernoulli temperature τ; set by the training loop every optimizer step
         self.temperature: float = 5.0
 
-    def forward(self, keep: Tensor | None = None) -> Tensor:
-        """Router weights ``(T, S)``; rows sum to 1 over the kept sources, dropped sources get 0."""
+    @property
+    def samples(self) -> bool:
+        """Whether the weights are sampled now (learned router in training mode)."""
+        return self.logits is not None and self.training
+
+    def forward(self, keep: Tensor | None = None, task_ids: Tensor | None = None) -> Tensor:
+        """Router weights, rows summing to 1 over the kept sources (dropped sources get 0).
+
+        Returns:
+            ``(T, S)`` one row per task, or ``(B, S)`` one row per example when ``task_ids`` ``(B,)`` is given
+            (in training each of those rows is its own sample).
+        """
         if self.logits is None:
-            ones = self._constant
+            ones = self._constant if task_ids is None else self._constant[task_ids]
             if keep is not None:
                 ones = ones * keep.to(ones.dtype)
             return ones / ones.sum(-1, keepdim=True).clamp_min(1.0)
-        logits = self.logits
-        if self.training:
-            temperature = torch.tensor(self.temperature, dtype=logits.dtype, device=logits.device)
-            z = RelaxedBernoulli(temperature, logits=logits).rsample()  # (T, S) in (0, 1)
-            if self.train_norm == "sum_compat":
-                z = z if keep is None else z * keep.to(z.dtype)
-                return z / z.sum(-1, keepdim=True)
-            logits = z  # softmax of the sample
-        if keep is not None:
-            logits = logits.masked_fill(~keep.to(logits.device), float("-inf"))
-        weights = torch.softmax(logits, dim=-1)
-        return torch.nan_to_num(weights, nan=0.0)  # all sources dropped → zero weights
+        logits = self.logits if task_ids is None else self.logits[task_ids]
+        if not self.training:
+            return masked_softmax(logits, keep)
+        temperature = torch.tensor(self.temperature, dtype=logits.dtype, device=logits.device)
+        z = RelaxedBernoulli(temperature, logits=logits).rsample()  # (rows, S) in (0, 1)
+        return normalise_sample(z, self.train_norm, keep)

@@ -27,7 +27,9 @@ from compt.training.results import RESULTS_FILE
 IGNORED_KEYS = ("seed", "force", "name")
 IGNORED_PREFIXES = ("hydra.",)
 #: settings every run records in ``results.json`` itself (they win over the overrides)
-RECORDED_KEYS = ("method", "k", "n_sources")
+RECORDED_KEYS = ("method", "k", "n_sources", "protocol")
+#: the metric of the paper's reading when a results.json predates ``primary_paper``: accuracy, else spearman
+PAPER_METRICS = ("accuracy", "spearman")
 #: label columns that always come first in tables, in this order
 LEADING_KEYS = ("method", "k")
 AVG = "Avg."
@@ -104,14 +106,16 @@ class Group:
     def seeds(self) -> list[Any]:
         return [run.results.get("seed") for run in self.runs]
 
-    def stat(self, column: str, mask: str | None = None) -> Stat:
-        """``column`` is a task (its primary metric) or ``Avg.``; ``mask`` reads ``results.masks[mask]``."""
+    def stat(self, column: str, mask: str | None = None, paper: bool = False) -> Stat:
+        """``column`` is a task (its primary metric) or ``Avg.``; ``mask`` reads ``results.masks[mask]``;
+        ``paper`` reads the paper's reading (accuracy, stsb spearman: ``primary_paper``/``avg_paper``)."""
+        primary, avg = ("primary_paper", "avg_paper") if paper else ("primary", "avg")
         values = []
         for run in self.runs:
             source = run.results if mask is None else (run.results.get("masks") or {}).get(mask)
             if source is None:
                 continue
-            values.append(source.get("avg") if column == AVG else (source.get("primary") or {}).get(column))
+            values.append(source.get(avg) if column == AVG else (source.get(primary) or {}).get(column))
         return Stat.of(values)
 
     def label(self, keys: Sequence[str]) -> dict[str, str]:
@@ -161,7 +165,21 @@ def read_run(path: Path) -> Run | MissingJob:
     status = results.get("status") if isinstance(results, dict) else None
     if status != "complete":
         return MissingJob(path.parent, f"{RESULTS_FILE} is not complete (status={status!r})")
-    return Run(path.parent, results)
+    return Run(path.parent, with_paper_reading(results))
+
+
+def with_paper_reading(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with ``primary_paper``/``avg_paper``; a results.json written before they existed gets them
+    from its per-task metrics (accuracy, else spearman: the paper's reading)."""
+    if "primary_paper" in results or not isinstance(results.get("metrics"), dict):
+        return results
+    paper = {}
+    for task, values in results["metrics"].items():
+        name = next((m for m in PAPER_METRICS if m in (values or {})), None)
+        if name is not None:
+            paper[task] = values[name]
+    avg = statistics.fmean(paper.values()) if paper and len(paper) == len(results["metrics"]) else None
+    return {**results, "primary_paper": paper, "avg_paper": avg}
 
 
 def expected_jobs(root: Path) -> list[list[str]]:

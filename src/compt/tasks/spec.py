@@ -13,10 +13,23 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from compt.fields import unknown_keys
 
 #: metric names a task may list (computed by ``compt.evaluation``)
 KNOWN_METRICS = ("accuracy", "matthews", "f1", "pearson", "spearman")
+#: ``truncation``: the tokenizer's ``max_source_length`` (tokens) | the authors' character cut (``chars_compat``)
+TRUNCATIONS = ("tokens", "chars_compat")
+#: ``regression_targets``: rounded to ``regression_grid`` | ``np.round(score, 1)``, gold rounded too (authors)
+REGRESSION_TARGETS = ("grid", "round1_compat")
+#: ``answer_parsing``: the whole answer must be a label | the first word is read, unparsable scores -1 (authors)
+ANSWER_PARSINGS = ("exact", "first_word_compat")
+AUTHORS_MAX_CHARS = 511
+"""The authors' code cuts an input to ``511 − len(target) − 50`` characters (METHOD.md §8, input truncation)."""
+AUTHORS_PROMPT_RESERVE = 50
+AUTHORS_INVALID_SCORE = -1.0
+"""The authors' ``string_to_float``: an unparsable regression answer is scored as −1."""
 
 
 class TaskError(ValueError):
@@ -51,10 +64,19 @@ class TaskSpec:
     regression_range: tuple[float, float] = (0.0, 5.0)
     #: metric names from KNOWN_METRICS; the first one is the task's primary metric
     metrics: tuple[str, ...] = ("accuracy",)
-    #: primary metric under the original authors' reading (cola, mrpc -> accuracy; stsb -> spearman)
+    #: the paper's reading (the authors' code): accuracy for classification, spearman for regression by default;
+    #: every evaluation reports it beside ``metrics`` (``primary_paper``), ``metrics.compat`` makes it primary
     compat_metric: str | None = None
     #: optional folder holding this task's ``<split>.{parquet,jsonl,csv}``; when set, always read from it
     data_dir: str | None = None
+    #: input cut: ``tokens`` (``data.max_source_length``) | ``chars_compat`` (the authors' character cut)
+    truncation: str = "tokens"
+    #: ``chars_compat`` only: characters kept of each column before formatting, e.g. qnli ``{question: 100}``
+    char_limits: Mapping[str, int] | None = field(default=None, hash=False)
+    #: regression targets: ``grid`` (``regression_grid``) | ``round1_compat`` (``np.round(score, 1)``, gold too)
+    regression_targets: str = "grid"
+    #: reading an answer: ``exact`` | ``first_word_compat`` (first word; unparsable regression scores −1)
+    answer_parsing: str = "exact"
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass normalisation)
@@ -66,8 +88,10 @@ class TaskSpec:
             )
         set_("metrics", tuple(self.metrics))
         set_("regression_range", tuple(float(x) for x in self.regression_range))
+        if self.char_limits is not None:
+            set_("char_limits", MappingProxyType({str(k): int(v) for k, v in dict(self.char_limits).items()}))
         if self.compat_metric is None:
-            set_("compat_metric", self.metrics[0] if self.metrics else None)
+            set_("compat_metric", "spearman" if self.is_regression else "accuracy")
         self._validate()
 
     def _validate(self) -> None:
@@ -99,6 +123,13 @@ class TaskSpec:
             raise TaskError(f"{where}: `template` {self.template!r} names no column (use {{column}} fields)")
         if self.hub_path is None and self.data_dir is None:
             raise TaskError(f"{where}: set `hub_path` (hub dataset) or `data_dir` (local files)")
+        for key, allowed in (
+            ("truncation", TRUNCATIONS),
+            ("regression_targets", REGRESSION_TARGETS),
+            ("answer_parsing", ANSWER_PARSINGS),
+        ):
+            if getattr(self, key) not in allowed:
+                raise TaskError(f"{where}: `{key}` {getattr(self, key)!r} is not one of {', '.join(allowed)}")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -115,7 +146,8 @@ class TaskSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (for YAML, fingerprints and logs)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["label_values"] = dict(self.label_values) if self.label_values is not None else None
+        for key in ("label_values", "char_limits"):
+            out[key] = dict(out[key]) if out[key] is not None else None
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
     # ------------------------------------------------------------------ properties
@@ -142,13 +174,34 @@ class TaskSpec:
 
     # ------------------------------------------------------------------ row -> text
     def format_input(self, row: Mapping[str, Any]) -> str:
-        """Input text of one row, e.g. ``"rte: sentence1: A man sleeps. sentence2: A man rests."``."""
+        """Input text of one row, e.g. ``"rte: sentence1: A man sleeps. sentence2: A man rests."``.
+
+        With ``truncation="chars_compat"`` the text is cut as the authors' code cut it: each column to its
+        ``char_limits`` entry, then everything after the ``"<task>: "`` prefix to
+        ``511 − len(target) − 50`` characters (the row's target, or the longest valid answer without a label).
+        """
         try:
-            return self.template.format_map({c: row[c] for c in self.input_columns})
+            values = {c: row[c] for c in self.input_columns}
         except KeyError as err:
             raise TaskError(
                 f"task {self.name!r}: row has no column {err.args[0]!r} (has {sorted(row)})"
             ) from err
+        if self.truncation == "tokens":
+            return self.template.format_map(values)
+        limits = self.char_limits or {}
+        text = self.template.format_map(
+            {c: str(v)[: limits[c]] if c in limits else v for c, v in values.items()}
+        )
+        prefix = f"{self.name}: " if text.startswith(f"{self.name}: ") else ""
+        keep = AUTHORS_MAX_CHARS - self._target_chars(row) - AUTHORS_PROMPT_RESERVE
+        return prefix + text[len(prefix) :][: max(keep, 0)]
+
+    def _target_chars(self, row: Mapping[str, Any]) -> int:
+        """Characters of the row's target text; the longest valid answer when the row has no usable label."""
+        try:
+            return len(self.format_target(row))
+        except (TaskError, KeyError, TypeError):
+            return max(len(c) for c in self.candidates())
 
     def label_id(self, row: Mapping[str, Any]) -> int:
         """Class id of a classification row; ``TaskError`` when the label is not one of the task's labels."""
@@ -173,28 +226,42 @@ class TaskSpec:
         return float(raw)
 
     def gold(self, row: Mapping[str, Any]) -> float:
-        """Gold value for metrics: the class id as a float, or the (unrounded) regression score."""
-        return self.score(row) if self.is_regression else float(self.label_id(row))
+        """Gold value for metrics: the class id as a float, or the regression score — unrounded, or with
+        ``regression_targets="round1_compat"`` rounded as its target text is (the authors' code)."""
+        if not self.is_regression:
+            return float(self.label_id(row))
+        score = self.score(row)
+        return float(self.format_target(row)) if self.regression_targets == "round1_compat" else score
 
     def format_target(self, row: Mapping[str, Any]) -> str:
-        """Target text: the label word, or the score rounded to the grid (stsb 3.77 -> ``"3.8"``)."""
-        if self.is_regression:
-            return self._grid_text(self.score(row))
-        return self.label_words[self.label_id(row)]  # type: ignore[index]
+        """Target text: the label word, or the score rounded to the grid (stsb 3.77 -> ``"3.8"``); with
+        ``regression_targets="round1_compat"`` ``np.round(score, 1)`` (3.25 -> ``"3.2"``, 3.9 -> ``"3.9"``)."""
+        if not self.is_regression:
+            return self.label_words[self.label_id(row)]  # type: ignore[index]
+        if self.regression_targets == "round1_compat":
+            return f"{float(np.round(self.score(row), 1)):.1f}"
+        return self._grid_text(self.score(row))
 
     # ------------------------------------------------------------------ text -> value
     def candidates(self) -> list[str]:
-        """Every valid target text: the label words, or each grid value ``"0.0" .. "5.0"`` for regression."""
+        """Every valid target text: the label words, or for regression each value of the target grid
+        (``"0.0" .. "5.0"``, every 0.2 — or every 0.1 with ``regression_targets="round1_compat"``)."""
         if not self.is_regression:
             return list(self.label_words)  # type: ignore[arg-type]
         low, high = self.regression_range
-        steps = round((high - low) / self.regression_grid)  # type: ignore[operator]
-        return [self._grid_text(low + i * self.regression_grid) for i in range(steps + 1)]  # type: ignore[operator]
+        grid = self._target_grid
+        steps = round((high - low) / grid)
+        return [self._grid_text(low + i * grid, grid) for i in range(steps + 1)]
 
     def parse(self, text: str) -> float | None:
-        """Prediction text -> class id (as float) or score; ``None`` when the text is not a valid answer."""
+        """Prediction text -> class id (as float) or score; ``None`` when the text is not a valid answer.
+
+        With ``answer_parsing="first_word_compat"`` a classification answer longer than one word is read by its
+        first word, as the authors' code did (an invalid regression answer scores :attr:`invalid_score`)."""
         text = text.strip()
         if not self.is_regression:
+            if self.answer_parsing == "first_word_compat":
+                text = text.split()[0] if text.split() else ""
             words = [w.lower() for w in self.label_words]  # type: ignore[union-attr]
             return float(words.index(text.lower())) if text.lower() in words else None
         try:
@@ -203,9 +270,22 @@ class TaskSpec:
             return None
         return value if math.isfinite(value) else None
 
-    def _grid_text(self, value: float) -> str:
-        """Round half-up to the regression grid and print with the grid's decimals (0.2 -> one decimal)."""
-        grid = self.regression_grid
+    @property
+    def invalid_score(self) -> float:
+        """Regression only: the score an invalid answer counts as — the middle of the range (an uninformative
+        guess), or −1 with ``answer_parsing="first_word_compat"`` (the authors' ``string_to_float``)."""
+        if self.answer_parsing == "first_word_compat":
+            return AUTHORS_INVALID_SCORE
+        low, high = self.regression_range
+        return (low + high) / 2
+
+    @property
+    def _target_grid(self) -> float:
+        return 0.1 if self.regression_targets == "round1_compat" else self.regression_grid  # type: ignore[return-value]
+
+    def _grid_text(self, value: float, grid: float | None = None) -> str:
+        """Round half-up to the grid and print with the grid's decimals (0.2 -> one decimal)."""
+        grid = grid or self.regression_grid
         rounded = math.floor(value / grid + 0.5 + 1e-9) * grid  # type: ignore[operator]
         decimals = len(f"{grid:f}".rstrip("0").partition(".")[2])
         return f"{rounded:.{decimals}f}"

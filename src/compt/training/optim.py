@@ -10,6 +10,10 @@ from torch.optim.lr_scheduler import LambdaLR
 from compt.fields import ConfigError
 from compt.prompts.bank import GROUPS, PromptBank
 
+SCHEDULES = ("linear", "linear_compat")
+AUTHORS_EXTRA_STEPS = 5
+"""The authors' scheduler horizon is ``steps + warm-up + 5`` (METHOD.md §8, LR schedule)."""
+
 
 @dataclass
 class OptimConfig:
@@ -27,6 +31,9 @@ class OptimConfig:
     """AdamW weight decay"""
     warmup_ratio: float = 0.2
     """fraction of all optimizer steps spent warming up linearly from 0"""
+    schedule: str = "linear"
+    """linear: decay to 0 at the last step (paper) | linear_compat: the authors' horizon ``steps + warm-up + 5``,
+    so the rate never reaches 0"""
 
     def __post_init__(self) -> None:
         for name in ("lr_router", "lr_sources", "lr_private", "eps"):
@@ -34,6 +41,8 @@ class OptimConfig:
                 raise ConfigError(f"optim.{name} must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"optim.schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}")
 
 
 def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -46,7 +55,9 @@ def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float
 def build_optimizer(
     bank: PromptBank, config: OptimConfig, total_steps: int
 ) -> tuple[torch.optim.Optimizer, LambdaLR]:
-    """AdamW over the bank's groups ``router`` / ``sources`` / ``private`` (empty ones left out), each named."""
+    """AdamW over the bank's groups ``router`` / ``sources`` / ``private`` (empty ones left out), each named, and
+    a linear warm-up/decay over ``total_steps`` (``schedule="linear_compat"``: decaying towards 0 at
+    ``total + warm-up + 5`` instead, as the authors' code did)."""
     lrs = {"router": config.lr_router, "sources": config.lr_sources, "private": config.lr_private}
     groups = [
         {"name": name, "params": params, "lr": lrs[name]}
@@ -56,5 +67,6 @@ def build_optimizer(
     assert {g["name"] for g in groups} <= set(GROUPS)
     optimizer = torch.optim.AdamW(groups, eps=config.eps, weight_decay=config.weight_decay)
     warmup = int(config.warmup_ratio * total_steps)
-    scheduler = LambdaLR(optimizer, lambda step: linear_warmup_decay(step, total_steps, warmup))
+    horizon = total_steps + (warmup + AUTHORS_EXTRA_STEPS if config.schedule == "linear_compat" else 0)
+    scheduler = LambdaLR(optimizer, lambda step: linear_warmup_decay(step, horizon, warmup))
     return optimizer, scheduler

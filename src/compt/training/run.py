@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import time
@@ -15,7 +16,7 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from compt.data import ComptDataModule, DataConfig
 from compt.prompts.bank import PromptBank
-from compt.tasks import resolve_tasks
+from compt.tasks import run_tasks
 from compt.training.callbacks import CurveRecorder, LastCheckpoint, ResumeState
 from compt.training.init_from import initialise_bank
 from compt.training.loggers import build_logger, finish_wandb, quiet_known_noise, run_group
@@ -31,12 +32,22 @@ from compt.training.results import (
     write_json_atomic,
     write_predictions,
 )
+from compt.training.single_task import (
+    SUBRUNS_DIR,
+    combine_banks,
+    combine_results,
+    concatenate_lines,
+    is_single_task_run,
+    single_task_configs,
+)
 from compt.training.spot import STAGE1_DIR, spot_stages
 
 CHECKPOINT_DIR = "checkpoints"
 #: method-specific prompt bank options a method config may carry
 METHOD_BANK_OPTIONS = ("mpt_rank", "attempt_hidden", "attempt_temperature")
 LAST_CHECKPOINT = "last.ckpt"
+#: the per-task and average figures results.json keeps for every mask: configured and paper reading
+READINGS = ("primary", "avg", "primary_paper", "avg_paper")
 
 
 def data_config(cfg: DictConfig) -> DataConfig:
@@ -83,6 +94,7 @@ def bank_settings(cfg: DictConfig) -> dict[str, Any]:
         "private_init": p.private_init,
         "router_learn": cfg.router.learn,
         "router_train_norm": cfg.router.train_norm,
+        "router_sample": cfg.router.sample,
         "position": p.position,
         "freeze_sources": bool(OmegaConf.select(cfg, "sources.freeze", default=False)),
     }
@@ -113,6 +125,7 @@ def build_module(cfg: DictConfig, tasks: list, initialise: bool = True) -> Compt
             "eps": o.eps,
             "weight_decay": o.weight_decay,
             "warmup_ratio": o.warmup_ratio,
+            "schedule": o.schedule,
         },
         router={
             "anneal": r.anneal,
@@ -170,6 +183,8 @@ def train(
         stage1, stage2 = spot_stages(cfg, output_dir)
         train(stage1, output_dir / STAGE1_DIR, overrides)
         return train(stage2, output_dir, overrides)
+    if is_single_task_run(cfg):
+        return _train_single_tasks(cfg, output_dir, overrides)
     try:
         world = spawned_world_size(cfg)
         if world > 1:
@@ -177,6 +192,37 @@ def train(
         return _train(cfg, output_dir, overrides)
     finally:
         finish_wandb()
+
+
+def _train_single_tasks(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """``method=pt_single``: one ``pt`` run per task in ``<run>/tasks/<task>/``, then the run's own results,
+    predictions and bank combined from theirs (:mod:`compt.training.single_task`)."""
+    parts: dict[str, dict[str, Any]] = {}
+    for task, single in single_task_configs(cfg).items():
+        folder = output_dir / SUBRUNS_DIR / task
+        parts[task] = train(single, folder, overrides) or load_results(folder)
+    folders = [output_dir / SUBRUNS_DIR / task for task in parts]
+    combine_banks([PromptBank.load(folder / BANK_DIR) for folder in folders]).save(output_dir / BANK_DIR)
+    concatenate_lines([folder / PREDICTIONS_FILE for folder in folders], output_dir / PREDICTIONS_FILE)
+    first = next(iter(parts.values()))
+    shared = ("format_version", "status", "protocol", "k", "seed", "eval_mode", "n_sources")
+    common = {key: first[key] for key in shared}
+    combined = copy.deepcopy(cfg)
+    with open_dict(combined):
+        combined.method.bank_method = (
+            "pt"  # the run folder's bank: every task's pt prompt (evaluate, predict)
+        )
+    common.update(
+        method=cfg.method.name,
+        metrics_compat=cfg.metrics.compat,
+        overrides=overrides,
+        group=run_group(overrides),
+        config=OmegaConf.to_container(combined, resolve=True),
+    )
+    results = combine_results(parts, common)
+    write_json_atomic(output_dir / RESULTS_FILE, results)
+    print("\n" + summary_table(results) + f"\n\nwrote {output_dir / RESULTS_FILE}")
+    return results
 
 
 def discard_finished_checkpoint(output_dir: Path) -> None:
@@ -247,7 +293,7 @@ def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str,
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    tasks = resolve_tasks(OmegaConf.to_container(cfg.tasks, resolve=True))
+    tasks = run_tasks(OmegaConf.to_container(cfg, resolve=True))
     module = build_module(cfg, tasks)
     datamodule = ComptDataModule(tasks, module.tokenizer, data_config(cfg))
 
@@ -316,6 +362,7 @@ def collect_results(
         "format_version": FORMAT_VERSION,
         "status": "complete",
         "method": cfg.method.name,
+        "protocol": cfg.get("protocol", "paper"),
         "k": cfg.k,
         "seed": cfg.seed,
         "n_sources": module.bank.config.n_sources,
@@ -327,9 +374,11 @@ def collect_results(
         "metrics": main["tasks"],
         "primary": main["primary"],
         "avg": main["avg"],
+        "primary_paper": main["primary_paper"],
+        "avg_paper": main["avg_paper"],
         "counts": main["counts"],
         "invalid": main["invalid"],
-        "masks": {mask: {"primary": r["primary"], "avg": r["avg"]} for mask, r in by_mask.items()},
+        "masks": {mask: {key: r[key] for key in READINGS} for mask, r in by_mask.items()},
         "router_weights": module.router_weights(),
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,

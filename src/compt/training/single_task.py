@@ -1,0 +1,89 @@
+"""The authors' PT baseline (``method=pt_single``): vanilla prompt tuning, one task per run.
+
+The authors' code trained its PT baseline on one task at a time (``attempt/configs/crosspt/PT.json``: L = 50,
+prompt before the input, learning rate 0.05, batch 12, 20 epochs; METHOD.md §8). ``method=pt_single`` runs that
+as one command: an ordinary ``pt`` run per task in ``<run>/tasks/<task>/`` (each skipped when complete and
+resumed when interrupted, like any run), then the run folder itself gets what every run has — one
+``results.json`` over all the tasks, ``predictions.jsonl`` and a ``bank/`` (the single-task prompts stacked into
+one ``pt`` bank, so ``compt predict``, ``export`` and ``evaluate`` work on it) — and reads in ``compt report``
+like any other method on the same task set.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from compt.prompts import PromptBank, PromptBankConfig
+
+SINGLE_TASK_METHOD = "pt_single"
+SUBRUNS_DIR = "tasks"
+#: figures of results.json that are one entry per task
+PER_TASK_KEYS = ("metrics", "primary", "primary_paper", "counts", "invalid")
+
+
+def is_single_task_run(cfg: DictConfig) -> bool:
+    """Whether ``cfg`` asks for one run per task (and is not one of those runs itself)."""
+    return cfg.method.name == SINGLE_TASK_METHOD and not cfg.method.get("bank_method")
+
+
+def single_task_configs(cfg: DictConfig) -> dict[str, DictConfig]:
+    """One config per task of ``cfg``: the same settings with only that task, training a ``pt`` bank."""
+    configs = {}
+    for name, overrides in cfg.tasks.items():
+        single = copy.deepcopy(cfg)
+        with open_dict(single):
+            single.tasks = OmegaConf.create({str(name): overrides})
+            single.method.bank_method = "pt"
+        configs[str(name)] = single
+    return configs
+
+
+def combine_banks(banks: list[PromptBank]) -> PromptBank:
+    """One ``pt`` bank over the tasks of single-task ``pt`` banks (in order): every per-task tensor (prompt,
+    encoder weights) is stacked along the task axis, so each task's target prompt is exactly its own run's."""
+    values = banks[0].config.to_dict()
+    values["task_names"] = [name for bank in banks for name in bank.task_names]
+    combined = PromptBank(PromptBankConfig.from_dict(values))
+    states = [bank.state_dict() for bank in banks]
+    combined.load_state_dict({key: torch.cat([state[key] for state in states]) for key in states[0]})
+    return combined
+
+
+def combine_results(parts: Mapping[str, dict[str, Any]], common: dict[str, Any]) -> dict[str, Any]:
+    """One run's ``results.json`` from the single-task runs' (``parts``: task -> results): per-task figures
+    side by side, averages over the tasks, steps, parameters and timings summed; ``common`` holds the
+    run-level fields (method, k, seed, config, ...)."""
+    combined: dict[str, Any] = {key: {} for key in PER_TASK_KEYS}
+    for results in parts.values():
+        for key in PER_TASK_KEYS:
+            combined[key].update(results[key])
+    combined["avg"] = statistics.fmean(combined["primary"].values())
+    combined["avg_paper"] = statistics.fmean(combined["primary_paper"].values())
+    reading = {key: combined[key] for key in ("primary", "avg", "primary_paper", "avg_paper")}
+    timings = [results.get("timings", {}) for results in parts.values()]
+    return {
+        **common,
+        **combined,
+        "tasks": list(parts),
+        "masks": {"total": reading},
+        "router_weights": None,
+        "global_step": sum(results["global_step"] for results in parts.values()),
+        "epochs": max(results["epochs"] for results in parts.values()),
+        "trainable_parameters": sum(results["trainable_parameters"] for results in parts.values()),
+        "curves": {"train_loss": [], "val_avg": []},  # each task's curves: in its own run folder
+        "timings": {key: sum(t.get(key, 0.0) for t in timings) for key in ("train_s", "eval_s", "total_s")},
+        "single_task_runs": {task: f"{SUBRUNS_DIR}/{task}" for task in parts},
+    }
+
+
+def concatenate_lines(sources: list[Path], target: Path) -> Path:
+    """Write the lines of every file in ``sources`` (in order) to ``target``."""
+    target.write_text("".join(path.read_text() for path in sources))
+    return target
