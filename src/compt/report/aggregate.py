@@ -9,7 +9,6 @@ plus ``method``, ``k`` and ``n_sources`` as the run recorded them — so runs th
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
@@ -18,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from tqdm import tqdm
 
+from compt.errors import IncompleteRunError, NoResultsError
 from compt.prompts.compose import METHODS
-from compt.training.results import RESULTS_FILE
+from compt.runs import HYDRA_DIR, RESULTS_FILE, RunDir
 
 #: override keys that never define a group (they vary between repeats of the same experiment)
 IGNORED_KEYS = ("seed", "force", "name")
@@ -31,10 +32,6 @@ RECORDED_KEYS = ("method", "k", "n_sources")
 #: label columns that always come first in tables, in this order
 LEADING_KEYS = ("method", "k")
 AVG = "Avg."
-
-
-class NoResultsError(RuntimeError):
-    """A folder holds no complete ``results.json`` at all."""
 
 
 @dataclass(frozen=True)
@@ -148,20 +145,16 @@ def group_key(settings: dict[str, str]) -> str:
 def job_folders(root: Path) -> tuple[list[Path], list[Path]]:
     """``(results files, job folders)`` under ``root``, recursively; a job folder is one with ``.hydra/``."""
     results = sorted(root.rglob(RESULTS_FILE))
-    jobs = sorted(p.parent for p in root.rglob(".hydra") if p.is_dir())
+    jobs = sorted(p.parent for p in root.rglob(HYDRA_DIR) if p.is_dir())
     return results, jobs
 
 
 def read_run(path: Path) -> Run | MissingJob:
     """Parse one ``results.json``; an unreadable or unfinished one becomes a :class:`MissingJob`."""
     try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        return MissingJob(path.parent, f"unreadable {RESULTS_FILE} ({type(err).__name__}: {err})")
-    status = results.get("status") if isinstance(results, dict) else None
-    if status != "complete":
-        return MissingJob(path.parent, f"{RESULTS_FILE} is not complete (status={status!r})")
-    return Run(path.parent, results)
+        return Run(path.parent, RunDir(path.parent).complete_results())
+    except IncompleteRunError as err:
+        return MissingJob(path.parent, str(err))
 
 
 def expected_jobs(root: Path) -> list[list[str]]:
@@ -171,7 +164,6 @@ def expected_jobs(root: Path) -> list[list[str]]:
     if not path.is_file():
         return []
     try:
-        import yaml
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -186,10 +178,8 @@ def expected_jobs(root: Path) -> list[list[str]]:
 
 def job_overrides(job: Path) -> list[str] | None:
     """A job folder's overrides (``.hydra/overrides.yaml``), or None."""
-    import yaml
-
     try:
-        return list(yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or [])
+        return list(yaml.safe_load((RunDir(job).hydra_dir / "overrides.yaml").read_text()) or [])
     except (OSError, ValueError, yaml.YAMLError):
         return None
 

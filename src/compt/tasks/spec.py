@@ -13,14 +13,11 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
+from compt.errors import TaskError
 from compt.fields import unknown_keys
 
 #: metric names a task may list (computed by ``compt.evaluation``)
 KNOWN_METRICS = ("accuracy", "matthews", "f1", "pearson", "spearman")
-
-
-class TaskError(ValueError):
-    """A task definition is invalid, or a row does not fit its task (unknown label, missing column)."""
 
 
 @dataclass(frozen=True)
