@@ -274,14 +274,6 @@ def sort_key(settings: dict[str, str]) -> tuple:
     return (order, method, natural(settings.get("k")), rest)
 
 
-def split_by(groups: Sequence[Group], key: str) -> dict[str, list[Group]]:
-    """Groups partitioned by one setting's value (insertion order kept)."""
-    out: dict[str, list[Group]] = {}
-    for g in groups:
-        out.setdefault(g.settings.get(key, "-"), []).append(g)
-    return out
-
-
 def series_label(settings: dict[str, str], keys: Sequence[str]) -> str:
     """``"method=ssum, k=8"`` from the given keys (empty keys -> ``"all runs"``)."""
     return ", ".join(f"{k}={settings.get(k, '-')}" for k in keys) or "all runs"
