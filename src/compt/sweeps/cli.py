@@ -10,15 +10,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from compt.cli import run_command
+import compt.cli
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``compt sweep``."""
-    _configure(subparsers.add_parser("sweep", help="list the jobs of a paper experiment's sweep (dry run)"))
-
-
-def _configure(parser: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser("sweep", help="list the jobs of a paper experiment's sweep (dry run)")
     parser.add_argument("--config-dir", default=None, help="Hydra config folder (default: ./conf)")
     sub = parser.add_subparsers(dest="sweep_command", metavar="ACTION", required=True)
     listing = sub.add_parser("list", help="one line per job: status (done|resume|new) and folder")
@@ -55,9 +52,5 @@ def names_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m compt.sweeps list table1 [overrides]``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m compt.sweeps", description="List the jobs of a sweep without running anything."
-    )
-    _configure(parser)
-    return run_command(parser.parse_args(argv))
+    """``python -m compt.sweeps list table1 [overrides]`` = ``compt sweep list table1 [overrides]``."""
+    return compt.cli.main(["sweep", *(sys.argv[1:] if argv is None else argv)])
