@@ -51,6 +51,16 @@ def test_the_core_imports_neither_lightning_nor_hydra():
     assert not [m for m in compt if m.endswith(".cli")]
 
 
+def test_evaluate_and_predict_leave_the_run_driver_out():
+    """``compt evaluate`` / ``predict`` / ``export`` need a built module, not SLURM, spawning, W&B or Hydra."""
+    modules = loaded_after(
+        "import compt.evaluation.rerun, compt.inference.predictor, compt.inference.export, compt.runs"
+    )
+    driver = ("compt.training.run", "compt.training.loggers", "compt.training.launch", "compt.training.spot")
+    assert not set(driver) & set(modules)
+    assert not top_level(modules) & {"wandb", "hydra"}
+
+
 def test_compt_help_imports_no_torch():
     code = (
         "from compt.cli import main\n"

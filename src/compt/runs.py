@@ -8,7 +8,7 @@
       predictions.jsonl      one line per evaluated example (main mask)
       bank/                  the trained prompt bank (``PromptBank.save``)
       checkpoints/last.ckpt  the resume checkpoint (backbone left out)
-      .hydra/config.yaml     the composed config (Hydra)
+      .hydra/                the composed config and the command-line overrides (Hydra)
       eval/                  ``compt evaluate``'s task × mask tables
 
 :class:`RunDir` names these paths and reads and writes them; training, inference, evaluation, the report and
@@ -39,6 +39,7 @@ CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 HYDRA_DIR = ".hydra"
 HYDRA_CONFIG = "config.yaml"
+HYDRA_OVERRIDES = "overrides.yaml"
 EVAL_DIR = "eval"
 #: ``format_version`` of results.json
 FORMAT_VERSION = 1
@@ -54,8 +55,8 @@ class RunDir:
 
     path: Path
 
-    def __init__(self, path: str | Path) -> None:
-        object.__setattr__(self, "path", Path(path))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))  # a str is accepted too
 
     # ------------------------------------------------------------------ paths
     @property

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from compt.errors import IncompleteRunError, NoResultsError
 from compt.prompts.compose import METHODS
-from compt.runs import HYDRA_DIR, RESULTS_FILE, RunDir
+from compt.runs import HYDRA_DIR, HYDRA_OVERRIDES, RESULTS_FILE, RunDir
 
 #: override keys that never define a group (they vary between repeats of the same experiment)
 IGNORED_KEYS = ("seed", "force", "name")
@@ -179,7 +179,7 @@ def expected_jobs(root: Path) -> list[list[str]]:
 def job_overrides(job: Path) -> list[str] | None:
     """A job folder's overrides (``.hydra/overrides.yaml``), or None."""
     try:
-        return list(yaml.safe_load((RunDir(job).hydra_dir / "overrides.yaml").read_text()) or [])
+        return list(yaml.safe_load((RunDir(job).hydra_dir / HYDRA_OVERRIDES).read_text()) or [])
     except (OSError, ValueError, yaml.YAMLError):
         return None
 
