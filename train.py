@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from compt.errors import USER_ERRORS
+from compt.errors import ComptError
 from compt.training.launch import check_launch, joblib_gpu, shared_output_dir
 from compt.training.run import train
 
@@ -28,7 +28,7 @@ def main(cfg: DictConfig) -> float | None:
         output_dir = shared_output_dir(hydra_cfg.runtime.output_dir)
         with joblib_gpu(cfg, hydra_cfg):
             results = train(cfg, output_dir, list(hydra_cfg.overrides.task))
-    except USER_ERRORS as err:  # a message that says what to do, not a stack trace
+    except ComptError as err:  # a user's mistake: one line that says what to do, not a stack trace
         raise SystemExit(f"compt: {err}") from None
     return None if not results else results.get("avg")
 

@@ -53,7 +53,7 @@ def test_typos_and_unknown_methods_fail_clearly():
 
 
 def test_epochs_double_for_small_k():
-    from compt.training.run import epochs_for
+    from compt.training.build import epochs_for
 
     assert epochs_for(composed("k=8")) == 100
     assert epochs_for(composed("k=16")) == 50

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from compt.data import (
-    ComptDataModule,
     DataConfig,
     DataError,
     DataSourceError,
@@ -27,6 +26,7 @@ from compt.data import (
 )
 from compt.data.encode import _MEMO
 from compt.tasks import TASK_SETS, get_task
+from compt.training.datamodule import ComptDataModule
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_T5 = REPO / "src" / "compt" / "assets" / "tiny-t5"

@@ -92,13 +92,13 @@ def test_snapshot_offline_fails_with_help(tmp_path, capsys):
 
 
 def test_snapshot_writes_checkable_parquet_layout(tmp_path, monkeypatch, capsys):
-    import compt.data.cli as cli
+    import compt.data.folder as folder
 
     def fake_hub(task, split):
         rows = _rows(bundled_demo_dir() / task.name / f"{split}.jsonl")
         return datasets.Dataset.from_dict({k: [r[k] for r in rows] for k in rows[0]})
 
-    monkeypatch.setattr(cli, "load_hub", fake_hub)
+    monkeypatch.setattr(folder, "load_hub", fake_hub)
     out = tmp_path / "snap"
     assert main(["data", "snapshot", "--tasks", "rte,stsb", "mnli", "--out", str(out)]) == 0
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet")) == [

@@ -35,7 +35,7 @@ def test_evaluate_reproduces_the_run_and_writes_a_task_by_mask_table(mcat_run, c
 
 
 def test_evaluate_from_the_checkpoint_matches_the_bank(mcat_run):
-    from compt.evaluation.cli import evaluate_run
+    from compt.evaluation.rerun import evaluate_run
 
     from_checkpoint = evaluate_run(
         mcat_run, ["total"], checkpoint=mcat_run / "checkpoints" / "last.ckpt", accelerator="cpu"
@@ -44,10 +44,10 @@ def test_evaluate_from_the_checkpoint_matches_the_bank(mcat_run):
 
 
 def test_evaluate_rejects_a_folder_that_is_not_a_run(tmp_path):
-    from compt.evaluation.cli import run_config
+    from compt.runs import RunDir
 
     with pytest.raises(FileNotFoundError, match="not a compt run folder"):
-        run_config(tmp_path)
+        RunDir(tmp_path).config()
 
 
 def test_lightning_test_from_a_backbone_free_checkpoint(mcat_run):
@@ -55,12 +55,12 @@ def test_lightning_test_from_a_backbone_free_checkpoint(mcat_run):
     import pytorch_lightning as pl
     from omegaconf import OmegaConf
 
-    from compt.data import ComptDataModule
-    from compt.evaluation.cli import run_config
+    from compt.runs import RunDir
     from compt.tasks import resolve_tasks
-    from compt.training.run import build_module, data_config
+    from compt.training.build import build_module, data_config
+    from compt.training.datamodule import ComptDataModule
 
-    cfg = run_config(mcat_run)
+    cfg = RunDir(mcat_run).config()
     tasks = resolve_tasks(OmegaConf.to_container(cfg.tasks, resolve=True))
     module = build_module(cfg, tasks)  # a fresh, untrained bank
     datamodule = ComptDataModule(tasks, module.tokenizer, data_config(cfg))

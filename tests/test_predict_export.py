@@ -12,8 +12,9 @@ from compt import ComptModel, PromptBank, PromptBankConfig
 from compt.cli import main
 from compt.data import bundled_demo_dir, eval_indices
 from compt.data.sources import local_file
-from compt.export import ExportError, composed_prompt, export_peft
-from compt.inference import InferenceError, load_for_inference, locate_bank, read_rows
+from compt.errors import ExportError, InferenceError
+from compt.inference import composed_prompt, export_peft, load_for_inference, read_rows
+from compt.runs import locate_bank
 from compt.tasks import get_task
 from tests.helpers import FAST, read_results, run_script
 

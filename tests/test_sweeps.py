@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from compt.sweeps import expand, list_jobs, main, sweep_names
+from compt.sweeps.cli import main
+from compt.sweeps.jobs import expand, list_jobs, sweep_names
 from compt.training.launch import job_folder_name
 from tests.helpers import REPO_ROOT, read_results, run_script
 

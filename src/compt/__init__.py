@@ -1,37 +1,25 @@
 """compt: multi-task soft-prompt tuning of frozen language models by modular prompt composition (ComPT).
 
-The prompt maths (:mod:`compt.prompts`) is plain PyTorch; Lightning and Hydra are the outer shell.
+The prompt maths (:mod:`compt.prompts`) is plain PyTorch; Lightning and Hydra are the outer shell. The names
+below are imported on first use, so ``import compt`` (and ``compt --help``) does not import torch.
 """
 
-from compt.backbone import TINY_MODEL_DIR, BackboneNotFoundError, insert_prompts, load_backbone
-from compt.model import ComptModel
-from compt.prompts import (
-    METHODS,
-    PromptBank,
-    PromptBankConfig,
-    PromptMask,
-    compose,
-    load_bank,
-    mask_names,
-    parse_mask,
-    temperature_at,
-)
+from compt._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "METHODS",
-    "TINY_MODEL_DIR",
-    "BackboneNotFoundError",
-    "ComptModel",
-    "PromptBank",
-    "PromptBankConfig",
-    "PromptMask",
-    "compose",
-    "insert_prompts",
-    "load_backbone",
-    "load_bank",
-    "mask_names",
-    "parse_mask",
-    "temperature_at",
-]
+#: module -> the public names it defines (imported on first use)
+__getattr__, __dir__, __all__ = lazy_exports(
+    globals(),
+    {
+        "compt.errors": ["ComptError", "BackboneNotFoundError"],
+        "compt.backbone": ["TINY_MODEL_DIR", "insert_prompts", "load_backbone"],
+        "compt.model": ["ComptModel"],
+        "compt.prompts.compose": ["METHODS", "compose"],
+        "compt.prompts.bank": ["PromptBank"],
+        "compt.prompts.config": ["PromptBankConfig"],
+        "compt.prompts.masks": ["PromptMask", "mask_names", "parse_mask"],
+        "compt.prompts.router": ["temperature_at"],
+        "compt.runs": ["load_bank"],
+    },
+)

@@ -8,12 +8,10 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from compt.errors import BackboneNotFoundError
+
 #: the tiny randomly initialised T5 that ships with compt (tests and the demo)
 TINY_MODEL_DIR = Path(__file__).parent / "assets" / "tiny-t5"
-
-
-class BackboneNotFoundError(RuntimeError):
-    """The model could be found neither locally nor on the hub."""
 
 
 def resolve_model_name(name: str) -> str:

@@ -1,8 +1,12 @@
-"""The ``compt`` command: one sub-command per area, each registered by its own module.
+"""The ``compt`` command: one sub-command per area, each registered by the area's ``cli`` module.
 
-Every area module exposes ``add_parser(subparsers) -> None`` that adds its sub-command and sets
-``func`` on the parser to a callable taking the parsed ``argparse.Namespace`` and returning an exit code.
-Sub-commands are imported lazily so that ``compt --help`` stays fast.
+Every ``cli`` module exposes ``add_parser(subparsers) -> None``, which adds its sub-command(s) and sets
+``func`` on each parser to a callable taking the parsed ``argparse.Namespace`` and returning an exit code.
+A ``cli`` module holds argument wiring only and imports its library inside ``func``, so ``compt --help``
+imports neither torch nor Lightning.
+
+A :class:`~compt.errors.ComptError` (a user's mistake) is printed as one ``compt: <message>`` line with exit
+code 2; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,15 +15,19 @@ import argparse
 import importlib
 import sys
 
-#: sub-command name -> module that defines ``add_parser``
-SUBCOMMANDS: dict[str, str] = {
-    "data": "compt.data.cli",
-    "evaluate": "compt.evaluation.cli",
-    "report": "compt.report.cli",
-    "predict": "compt.inference",
-    "export": "compt.export",
-    "sweep": "compt.sweeps",
-}
+from compt.errors import ComptError
+
+#: the modules that define ``add_parser``, in ``compt --help`` order
+CLI_MODULES = (
+    "compt.data.cli",  # compt data snapshot|check
+    "compt.evaluation.cli",  # compt evaluate
+    "compt.report.cli",  # compt report
+    "compt.inference.cli",  # compt predict, compt export
+    "compt.sweeps.cli",  # compt sweep list|names
+)
+
+#: exit code of a command stopped by a ComptError
+USER_ERROR_EXIT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,15 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Training runs through `python train.py ...` (Hydra); this command holds the tools around it.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in SUBCOMMANDS.values():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:  # an area not built yet: keep the others usable
-            if err.name and err.name.startswith("compt"):
-                continue
-            raise
-        module.add_parser(sub)
+    for module_name in CLI_MODULES:
+        importlib.import_module(module_name).add_parser(sub)
     return parser
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; a :class:`ComptError` becomes one ``compt: ...`` line on stderr."""
+    try:
+        return int(args.func(args) or 0)
+    except ComptError as err:
+        print(f"compt: {err}", file=sys.stderr)
+        return USER_ERROR_EXIT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    return run_command(args)
 
 
 if __name__ == "__main__":

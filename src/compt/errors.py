@@ -1,21 +1,67 @@
-"""The errors compt raises for a user's input (a missing model or dataset, an unknown task, a
-config value that cannot work, a bad launch).
+"""Every error compt raises for a user's input, under one base, :class:`ComptError`.
 
-Their messages name the fix; entry points print them without a stack trace.
+A ``ComptError`` is a mistake the user can fix (a missing model or dataset, an unknown task, a config value
+that cannot work, a folder that is not a run); its message names the fix. ``train.py`` and every ``compt``
+sub-command print it as one ``compt: <message>`` line and exit with a non-zero code; any other exception is a
+bug and keeps its traceback.
+
+Each class also keeps the built-in base it had before this hierarchy existed (``ValueError``,
+``RuntimeError``, ``FileNotFoundError``), so ``except ValueError`` in callers still works.
+
+This module is a leaf: it imports nothing, so any module (and the fast ``compt --help``) can use it.
 """
 
 from __future__ import annotations
 
-from compt.backbone import BackboneNotFoundError
-from compt.data.errors import DataError
-from compt.fields import ConfigError
-from compt.tasks import TaskError
-from compt.training.launch import LaunchError
 
-USER_ERRORS: tuple[type[Exception], ...] = (
-    BackboneNotFoundError,
-    ConfigError,
-    DataError,
-    TaskError,
-    LaunchError,
-)
+class ComptError(Exception):
+    """A user's mistake or a missing resource; the message says what to do."""
+
+
+class ConfigError(ComptError, ValueError):
+    """A config value that cannot work (a typo'd key, a value out of range, an impossible combination).
+
+    Its message names the key and the accepted values.
+    """
+
+
+class TaskError(ComptError, ValueError):
+    """A task definition is invalid, or a row does not fit its task (unknown label, missing column)."""
+
+
+class DataError(ComptError, ValueError):
+    """The data of a task does not fit its definition (missing file or column, bad label, empty split)."""
+
+
+class DataSourceError(DataError):
+    """A dataset could not be obtained from its source (hub unreachable and not cached)."""
+
+
+class BackboneNotFoundError(ComptError, RuntimeError):
+    """The model could be found neither locally nor on the hub."""
+
+
+class LaunchError(ComptError, RuntimeError):
+    """A launch setting that cannot work (e.g. in-process DDP inside a ``-m`` sweep)."""
+
+
+class InferenceError(ComptError, ValueError):
+    """A trained run cannot be used as asked: ``compt predict`` / ``export`` / ``evaluate`` and
+    ``sources.init_from`` (a task the bank was not trained on, a bank that does not fit, a bad input file)."""
+
+
+class RunNotFoundError(InferenceError, FileNotFoundError):
+    """A folder that is not a compt run folder (no ``results.json``, no ``.hydra/config.yaml``) or holds no
+    prompt bank."""
+
+
+class IncompleteRunError(InferenceError):
+    """A run folder without a complete ``results.json`` (not run yet, still running, or failed)."""
+
+
+class ExportError(ComptError, ValueError):
+    """The bank cannot be exported as asked (the message says why and what to do)."""
+
+
+class NoResultsError(ComptError, RuntimeError):
+    """A folder holds no complete ``results.json`` at all (``compt report``)."""

@@ -14,10 +14,3 @@ def unknown_keys(
     and the allowed field names, both sorted, for an error message that names them."""
     allowed = {f.name for f in fields(cls)} - set(exclude)
     return sorted(set(values) - allowed), sorted(allowed)
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work (a typo'd key, a value out of range, an impossible combination).
-
-    Its message names the key and the accepted values; entry points print it without a stack trace.
-    """

@@ -1,53 +1,32 @@
 """Data for ComPT: sources (hub / local folder), k-shot and evaluation subsets, the temperature-mixed
-multi-task stream with DDP sharding, cached tokenisation, and the Lightning ``ComptDataModule``.
+multi-task stream with DDP sharding, cached tokenisation, and ``compt data`` (snapshot / check).
 
-``ComptDataModule`` is imported lazily so that ``compt.data`` itself does not import Lightning.
+Plain PyTorch and ``datasets``: the Lightning ``ComptDataModule`` that serves these to a Trainer is
+:mod:`compt.training.datamodule`. The names below are imported on first use (``compt data --help`` stays
+fast).
 """
 
-from typing import Any
+from compt._lazy import lazy_exports
 
-from compt.data.config import DataConfig
-from compt.data.encode import Collator, encode_split
-from compt.data.errors import DataError, DataSourceError
-from compt.data.sampling import (
-    EvalShardSampler,
-    MixedTaskSampler,
-    ShardedBatchSampler,
-    epoch_quotas,
-    eval_indices,
-    kshot_indices,
-    mixed_stream,
-    mixing_probabilities,
-    select_train,
-    stable_seed,
+#: module -> the public names it defines (imported on first use)
+__getattr__, __dir__, __all__ = lazy_exports(
+    globals(),
+    {
+        "compt.data.config": ["DataConfig"],
+        "compt.data.encode": ["Collator", "encode_split"],
+        "compt.errors": ["DataError", "DataSourceError"],
+        "compt.data.sampling": [
+            "EvalShardSampler",
+            "MixedTaskSampler",
+            "ShardedBatchSampler",
+            "epoch_quotas",
+            "eval_indices",
+            "kshot_indices",
+            "mixed_stream",
+            "mixing_probabilities",
+            "select_train",
+            "stable_seed",
+        ],
+        "compt.data.sources": ["bundled_demo_dir", "load_split"],
+    },
 )
-from compt.data.sources import bundled_demo_dir, load_split
-
-__all__ = [
-    "Collator",
-    "ComptDataModule",
-    "DataConfig",
-    "DataError",
-    "DataSourceError",
-    "EvalShardSampler",
-    "MixedTaskSampler",
-    "ShardedBatchSampler",
-    "bundled_demo_dir",
-    "encode_split",
-    "epoch_quotas",
-    "eval_indices",
-    "kshot_indices",
-    "load_split",
-    "mixed_stream",
-    "mixing_probabilities",
-    "select_train",
-    "stable_seed",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "ComptDataModule":
-        from compt.data.datamodule import ComptDataModule
-
-        return ComptDataModule
-    raise AttributeError(f"module 'compt.data' has no attribute {name!r}")

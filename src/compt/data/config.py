@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from compt.fields import ConfigError, unknown_keys
+from compt.errors import ConfigError
+from compt.fields import unknown_keys
 
 SOURCES = ("hub", "local")
 

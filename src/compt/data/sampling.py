@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
-from compt.data.errors import DataError
+from compt.errors import DataError
 from compt.tasks import TaskSpec
 
 GROUP_WINDOW_BATCHES = 50

@@ -11,9 +11,15 @@ from pathlib import Path
 
 import datasets
 
-from compt.data.errors import HUB_HELP, DataError, DataSourceError
 from compt.data.validate import check_split
+from compt.errors import DataError, DataSourceError
 from compt.tasks import TaskSpec
+
+HUB_HELP = (
+    "The Hugging Face hub could not be reached and the dataset is not in the local cache. Either run "
+    "`compt data snapshot --tasks <tasks> --out DIR` on a machine with internet access and copy DIR here, "
+    "then train with `data.source=local data.dir=DIR`; or use the bundled demo data with `data.source=local`."
+)
 
 #: file extension -> ``datasets`` packaged builder, in lookup order
 LOCAL_FORMATS: dict[str, str] = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}

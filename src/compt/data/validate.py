@@ -6,8 +6,8 @@ from collections import Counter
 
 import datasets
 
-from compt.data.errors import DataError
-from compt.tasks import TaskError, TaskSpec
+from compt.errors import DataError, TaskError
+from compt.tasks import TaskSpec
 
 
 def find_problems(task: TaskSpec, split: str, dataset: datasets.Dataset, origin: str = "") -> list[str]:

@@ -1,6 +1,14 @@
-"""Evaluation: predictions by generation or rank classification, and per-task metrics."""
+"""Evaluation: predictions by generation or rank classification, per-task metrics, and ``compt evaluate``
+(re-evaluating a trained run under masks). The names below are imported on first use."""
 
-from compt.evaluation.metrics import TaskMetrics, primary_metric
-from compt.evaluation.predict import EVAL_MODES, Predictions, Predictor
+from compt._lazy import lazy_exports
 
-__all__ = ["EVAL_MODES", "Predictions", "Predictor", "TaskMetrics", "primary_metric"]
+#: module -> the public names it defines (imported on first use)
+__getattr__, __dir__, __all__ = lazy_exports(
+    globals(),
+    {
+        "compt.evaluation.metrics": ["TaskMetrics", "primary_metric"],
+        "compt.evaluation.predict": ["EVAL_MODES", "Predictions", "Predictor"],
+        "compt.evaluation.rerun": ["evaluate_run"],
+    },
+)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
+from compt.errors import ConfigError
 from compt.model import ComptModel
 from compt.prompts.masks import PromptMask
 from compt.tasks import TaskSpec
@@ -41,7 +42,7 @@ class Predictor(nn.Module):
     ) -> None:
         super().__init__()
         if mode not in EVAL_MODES:
-            raise ValueError(f"eval.mode={mode!r}; choose one of {', '.join(EVAL_MODES)}")
+            raise ConfigError(f"eval.mode={mode!r}; choose one of {', '.join(EVAL_MODES)}")
         self.tasks, self.tokenizer, self.mode, self.max_new_tokens = (
             list(tasks),
             tokenizer,

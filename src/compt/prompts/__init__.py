@@ -1,6 +1,6 @@
 """The ComPT prompt maths in plain PyTorch (no Lightning, no Hydra)."""
 
-from compt.prompts.bank import PromptBank, load_bank
+from compt.prompts.bank import PromptBank
 from compt.prompts.compose import METHODS, compose
 from compt.prompts.config import PromptBankConfig
 from compt.prompts.masks import PromptMask, mask_names, parse_mask
@@ -14,7 +14,6 @@ __all__ = [
     "Router",
     "compat_initial_temperature",
     "compose",
-    "load_bank",
     "mask_names",
     "parse_mask",
     "temperature_at",

@@ -9,12 +9,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from compt.errors import InferenceError
 from compt.prompts.baselines import InputAttention, LowRankTaskMatrices
 from compt.prompts.compose import compose
 from compt.prompts.config import PromptBankConfig
 from compt.prompts.encoder import PromptTable
 from compt.prompts.masks import PromptMask, parse_mask
 from compt.prompts.router import Router
+from compt.utils import evaluating
 
 WEIGHTS_FILE = "prompt_bank.safetensors"
 CONFIG_FILE = "prompt_bank.json"
@@ -236,13 +238,13 @@ class PromptBank(nn.Module):
         Both banks need the same number, length and width of sources and the same encoder kind.
         """
         if self.sources is None or other.sources is None:
-            raise ValueError(
+            raise InferenceError(
                 f"sources.init_from: method {self.method!r} and the loaded bank's {other.method!r} must both "
                 "have source prompts"
             )
         mine, theirs = self.sources.state_dict(), other.sources.state_dict()
         if {k: v.shape for k, v in mine.items()} != {k: v.shape for k, v in theirs.items()}:
-            raise ValueError(
+            raise InferenceError(
                 "sources.init_from: the loaded sources do not fit this bank: "
                 f"{ {k: tuple(v.shape) for k, v in theirs.items()} } vs { {k: tuple(v.shape) for k, v in mine.items()} }"
                 " (n_sources, source_length, d_model and prompt.encoder must match)"
@@ -253,11 +255,13 @@ class PromptBank(nn.Module):
     def init_private_from_source(self, other: PromptBank, index: int = 0) -> None:
         """Start every task's private prompt (and encoder) as ``other``'s source prompt ``index`` (SPoT)."""
         if not isinstance(self.private, PromptTable) or other.sources is None:
-            raise ValueError("init_private_from_source needs private prompt tables here and sources there")
+            raise InferenceError(
+                "init_private_from_source needs private prompt tables here and sources there"
+            )
         source = {k: v[index] for k, v in other.sources.state_dict().items()}
         mine = self.private.state_dict()
         if {k: v.shape[1:] for k, v in mine.items()} != {k: v.shape for k, v in source.items()}:
-            raise ValueError(
+            raise InferenceError(
                 "the source prompt does not fit the private prompts (length, width and encoder must match)"
             )
         self.private.load_state_dict({k: source[k].expand_as(v).clone() for k, v in mine.items()})
@@ -291,18 +295,16 @@ class PromptBank(nn.Module):
         values = self.config.to_dict()
         values.update(encoder="none", encoder_hidden=None, encoder_residual=False, encoder_dropout=0.0)
         bank = PromptBank(PromptBankConfig.from_dict(values))
-        was_training = self.training
-        self.eval()
-        for name in ("private", "sources"):
-            table = getattr(self, name)
-            if table is not None:
-                getattr(bank, name).embedding.copy_(table())
-        self.train(was_training)
+        with evaluating(self):
+            for name in ("private", "sources"):
+                table = getattr(self, name)
+                if table is not None:
+                    getattr(bank, name).embedding.copy_(table())
         if self.router is not None:
             bank.router.load_state_dict(self.router.state_dict())
             bank.router.temperature = self.router.temperature
         device = next(self.parameters(), torch.empty(0)).device
-        return bank.to(device).train(was_training)
+        return bank.to(device).train(self.training)
 
     @classmethod
     def load(
@@ -317,7 +319,7 @@ class PromptBank(nn.Module):
         meta = json.loads((directory / CONFIG_FILE).read_text())
         config = PromptBankConfig.from_dict(meta["config"])
         if d_model is not None and d_model != config.d_model:
-            raise ValueError(
+            raise InferenceError(
                 f"the prompt bank in {directory} was trained for hidden size d={config.d_model} "
                 f"(backbone {config.backbone!r}); this backbone has d={d_model}. "
                 "Load it with the backbone it was trained on."
@@ -325,8 +327,3 @@ class PromptBank(nn.Module):
         bank = cls(config)
         bank.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device=str(map_location)))
         return bank.to(map_location)
-
-
-def load_bank(directory: str | Path, d_model: int | None = None) -> PromptBank:
-    """Load a saved prompt bank (see :meth:`PromptBank.load`)."""
-    return PromptBank.load(directory, d_model=d_model)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from compt.fields import ConfigError, unknown_keys
+from compt.errors import ConfigError
+from compt.fields import unknown_keys
 from compt.prompts.compose import METHODS, METHODS_WITH_PRIVATE, METHODS_WITH_ROUTER, METHODS_WITH_SOURCES
 from compt.prompts.encoder import ENCODER_KINDS
 from compt.prompts.router import SAMPLES, TRAIN_NORMS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from compt.fields import ConfigError
+from compt.errors import ConfigError
 
 
 @dataclass(frozen=True)

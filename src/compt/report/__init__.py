@@ -1,9 +1,17 @@
 """Sweep reports: group runs over seeds, tables like the paper's, the comparison with its numbers, plots, HTML.
 
-``compt report SWEEP_DIR --out DIR`` (see :mod:`compt.report.cli`) or :func:`build_report` from Python.
+``compt report SWEEP_DIR --out DIR`` (see :mod:`compt.report.cli`) or :func:`build_report` from Python. The
+names below are imported on first use (``compt report --help`` stays fast).
 """
 
-from compt.report.aggregate import NoResultsError, Stat, group_runs, scan
-from compt.report.build import Report, build_report
+from compt._lazy import lazy_exports
 
-__all__ = ["NoResultsError", "Report", "Stat", "build_report", "group_runs", "scan"]
+#: module -> the public names it defines (imported on first use)
+__getattr__, __dir__, __all__ = lazy_exports(
+    globals(),
+    {
+        "compt.errors": ["NoResultsError"],
+        "compt.report.aggregate": ["Stat", "group_runs", "scan"],
+        "compt.report.build": ["Report", "build_report"],
+    },
+)

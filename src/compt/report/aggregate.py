@@ -9,7 +9,6 @@ plus ``method``, ``k`` and ``n_sources`` as the run recorded them — so runs th
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
@@ -18,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from tqdm import tqdm
 
+from compt.errors import IncompleteRunError, NoResultsError
 from compt.prompts.compose import METHODS
-from compt.training.results import RESULTS_FILE
+from compt.runs import HYDRA_DIR, HYDRA_OVERRIDES, RESULTS_FILE, RunDir
 
 #: override keys that never define a group (they vary between repeats of the same experiment)
 IGNORED_KEYS = ("seed", "force", "name")
@@ -33,10 +34,6 @@ PAPER_METRICS = ("accuracy", "spearman")
 #: label columns that always come first in tables, in this order
 LEADING_KEYS = ("method", "k")
 AVG = "Avg."
-
-
-class NoResultsError(RuntimeError):
-    """A folder holds no complete ``results.json`` at all."""
 
 
 @dataclass(frozen=True)
@@ -152,20 +149,16 @@ def group_key(settings: dict[str, str]) -> str:
 def job_folders(root: Path) -> tuple[list[Path], list[Path]]:
     """``(results files, job folders)`` under ``root``, recursively; a job folder is one with ``.hydra/``."""
     results = sorted(root.rglob(RESULTS_FILE))
-    jobs = sorted(p.parent for p in root.rglob(".hydra") if p.is_dir())
+    jobs = sorted(p.parent for p in root.rglob(HYDRA_DIR) if p.is_dir())
     return results, jobs
 
 
 def read_run(path: Path) -> Run | MissingJob:
     """Parse one ``results.json``; an unreadable or unfinished one becomes a :class:`MissingJob`."""
     try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        return MissingJob(path.parent, f"unreadable {RESULTS_FILE} ({type(err).__name__}: {err})")
-    status = results.get("status") if isinstance(results, dict) else None
-    if status != "complete":
-        return MissingJob(path.parent, f"{RESULTS_FILE} is not complete (status={status!r})")
-    return Run(path.parent, with_paper_reading(results))
+        return Run(path.parent, with_paper_reading(RunDir(path.parent).complete_results()))
+    except IncompleteRunError as err:
+        return MissingJob(path.parent, str(err))
 
 
 def with_paper_reading(results: dict[str, Any]) -> dict[str, Any]:
@@ -189,7 +182,6 @@ def expected_jobs(root: Path) -> list[list[str]]:
     if not path.is_file():
         return []
     try:
-        import yaml
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -204,10 +196,8 @@ def expected_jobs(root: Path) -> list[list[str]]:
 
 def job_overrides(job: Path) -> list[str] | None:
     """A job folder's overrides (``.hydra/overrides.yaml``), or None."""
-    import yaml
-
     try:
-        return list(yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or [])
+        return list(yaml.safe_load((RunDir(job).hydra_dir / HYDRA_OVERRIDES).read_text()) or [])
     except (OSError, ValueError, yaml.YAMLError):
         return None
 
@@ -300,14 +290,6 @@ def sort_key(settings: dict[str, str]) -> tuple:
     order = METHODS.index(method) if method in METHODS else len(METHODS)
     rest = tuple(natural(settings[k]) for k in sorted(settings) if k not in LEADING_KEYS)
     return (order, method, natural(settings.get("k")), rest)
-
-
-def split_by(groups: Sequence[Group], key: str) -> dict[str, list[Group]]:
-    """Groups partitioned by one setting's value (insertion order kept)."""
-    out: dict[str, list[Group]] = {}
-    for g in groups:
-        out.setdefault(g.settings.get(key, "-"), []).append(g)
-    return out
 
 
 def series_label(settings: dict[str, str], keys: Sequence[str]) -> str:

@@ -1,4 +1,7 @@
-"""``compt report SWEEP_DIR [SWEEP_DIR ...] --out DIR``: tables, paper comparison, plots and report.html."""
+"""``compt report SWEEP_DIR [SWEEP_DIR ...] --out DIR``: tables, paper comparison, plots and report.html.
+
+Argument wiring only (the library: :mod:`compt.report.build`).
+"""
 
 from __future__ import annotations
 
@@ -25,15 +28,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from compt.report.aggregate import NoResultsError
     from compt.report.build import build_report
 
     out = args.out or args.sweep_dirs[0] / "report"
-    try:
-        report = build_report(args.sweep_dirs, out, plots=not args.no_plots)
-    except NoResultsError as err:
-        print(f"compt report: error: {err}", file=sys.stderr)
-        return 2
+    report = build_report(args.sweep_dirs, out, plots=not args.no_plots)
     if not args.quiet:
         print(report.markdown)
     print(f"wrote {len(report.files)} files to {report.out} (open {report.html})", file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from compt.errors import TaskError
 from compt.fields import unknown_keys
 
 #: metric names a task may list (computed by ``compt.evaluation``)
@@ -30,10 +31,6 @@ AUTHORS_MAX_CHARS = 511
 AUTHORS_PROMPT_RESERVE = 50
 AUTHORS_INVALID_SCORE = -1.0
 """The authors' ``string_to_float``: an unparsable regression answer is scored as −1."""
-
-
-class TaskError(ValueError):
-    """A task definition is invalid, or a row does not fit its task (unknown label, missing column)."""
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compt.inference import locate_bank
 from compt.prompts.bank import PromptBank
+from compt.runs import load_bank
 
 
 def initialise_bank(
@@ -16,9 +16,6 @@ def initialise_bank(
     Each is a run folder (its ``bank/``) or a bank folder.
     """
     if sources_from:
-        bank.init_sources_from(
-            PromptBank.load(locate_bank(sources_from).bank_dir, d_model=bank.config.d_model)
-        )
+        bank.init_sources_from(load_bank(sources_from, d_model=bank.config.d_model))
     if private_from:
-        donor = PromptBank.load(locate_bank(private_from).bank_dir, d_model=bank.config.d_model)
-        bank.init_private_from_source(donor)
+        bank.init_private_from_source(load_bank(private_from, d_model=bank.config.d_model))

@@ -16,6 +16,8 @@ from typing import Any
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from compt.errors import LaunchError
+
 RUN_DIR_ENV = "COMPT_RUN_DIR"
 """Set by rank 0 to its output folder; processes it starts (DDP ranks) write into the same folder."""
 
@@ -55,10 +57,6 @@ def register_job_folder_resolver() -> None:
 # on import: train.py and the launchers' pickled jobs (submitit, joblib) import this module before Hydra
 # resolves a job's folder
 register_job_folder_resolver()
-
-
-class LaunchError(RuntimeError):
-    """A launch setting that cannot work."""
 
 
 def check_launch(cfg: DictConfig, hydra_cfg: Any) -> None:

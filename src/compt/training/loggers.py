@@ -12,7 +12,7 @@ from typing import Any
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
 
-from compt.fields import ConfigError
+from compt.errors import ConfigError
 
 LOGGERS = ("wandb", "csv", "none")
 

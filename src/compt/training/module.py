@@ -16,6 +16,7 @@ from compt.prompts import PromptBank, PromptBankConfig, parse_mask, temperature_
 from compt.prompts.router import compat_initial_temperature
 from compt.tasks import TaskSpec
 from compt.training.optim import OptimConfig, build_optimizer
+from compt.utils import evaluating, finite_or_none
 
 BACKBONE_PREFIX = "model.backbone."
 
@@ -140,15 +141,15 @@ class ComptModule(pl.LightningModule):
         for row, (task, example, gold) in enumerate(
             zip(batch["task_ids"].tolist(), batch["example_ids"].tolist(), batch["gold"].tolist())
         ):
-            value = values[row].item()
+            value = finite_or_none(values[row].item())
             self.predictions.append(
                 {
                     "task": self.tasks[task].name,
                     "example_id": example,
                     "prediction": texts[row],
-                    "value": None if value != value else value,
+                    "value": value,
                     "gold": gold,
-                    "valid": value == value,
+                    "valid": value is not None,
                 }
             )
 
@@ -197,11 +198,8 @@ class ComptModule(pl.LightningModule):
         """Evaluation-mode router weights per task, ``{task: [w_s ...]}``, or None for ``pt``."""
         if self.bank.router is None:
             return None
-        was_training = self.bank.training
-        self.bank.eval()
-        with torch.no_grad():
+        with evaluating(self.bank), torch.no_grad():
             weights = self.bank.router_weights().cpu().tolist()
-        self.bank.train(was_training)
         return dict(zip(self.bank.task_names, weights))
 
 

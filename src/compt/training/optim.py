@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from compt.fields import ConfigError
+from compt.errors import ConfigError
 from compt.prompts.bank import GROUPS, PromptBank
 
 SCHEDULES = ("linear", "linear_compat")

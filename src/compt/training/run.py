@@ -14,24 +14,15 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
-from compt.data import ComptDataModule, DataConfig
 from compt.prompts.bank import PromptBank
+from compt.runs import FORMAT_VERSION, RESULTS_FILE, RunDir
 from compt.tasks import run_tasks
+from compt.training.build import build_module, data_config, epochs_for
 from compt.training.callbacks import CurveRecorder, LastCheckpoint, ResumeState
-from compt.training.init_from import initialise_bank
+from compt.training.datamodule import ComptDataModule
 from compt.training.loggers import build_logger, finish_wandb, quiet_known_noise, run_group
 from compt.training.module import ComptModule
-from compt.training.results import (
-    BANK_DIR,
-    FORMAT_VERSION,
-    PREDICTIONS_FILE,
-    RESULTS_FILE,
-    is_complete,
-    load_results,
-    summary_table,
-    write_json_atomic,
-    write_predictions,
-)
+from compt.training.results import summary_table
 from compt.training.single_task import (
     SUBRUNS_DIR,
     combine_banks,
@@ -42,114 +33,8 @@ from compt.training.single_task import (
 )
 from compt.training.spot import STAGE1_DIR, spot_stages
 
-CHECKPOINT_DIR = "checkpoints"
-#: method-specific prompt bank options a method config may carry
-METHOD_BANK_OPTIONS = ("mpt_rank", "attempt_hidden", "attempt_temperature")
-LAST_CHECKPOINT = "last.ckpt"
 #: the per-task and average figures results.json keeps for every mask: configured and paper reading
 READINGS = ("primary", "avg", "primary_paper", "avg_paper")
-
-
-def data_config(cfg: DictConfig) -> DataConfig:
-    """The DataModule's settings from the run config."""
-    d = cfg.data
-    return DataConfig(
-        source=d.source,
-        dir=d.dir,
-        k=cfg.k,
-        kshot_balanced=cfg.kshot.balanced,
-        kshot_allow_fewer=cfg.kshot.allow_fewer,
-        seed=cfg.seed,
-        eval_max_samples=cfg.eval.max_samples,
-        eval_seed=cfg.eval.seed,
-        validation_from_train=d.validation_from_train,
-        temperature=d.temperature,
-        batch_size=d.batch_size,
-        eval_batch_size=cfg.eval.batch_size,
-        max_source_length=d.max_source_length,
-        max_target_length=d.max_target_length,
-        num_workers=d.num_workers,
-        group_by_length=d.group_by_length,
-        epoch_size=d.epoch_size,
-    )
-
-
-def bank_settings(cfg: DictConfig) -> dict[str, Any]:
-    """:class:`PromptBankConfig` fields from the run config (task names and d_model come from elsewhere).
-
-    A method's config may set its own ``n_sources`` and ``encoder`` (mpt, attempt) and its own options
-    (``mpt_rank``, ``attempt_*``); ``bank_method`` names the bank a multi-stage method trains (SPoT).
-    """
-    m, p = cfg.method, cfg.prompt
-    settings = {
-        "method": m.get("bank_method") or m.name,
-        "n_sources": m.get("n_sources", cfg.n_sources),
-        "source_length": m.source_length,
-        "private_length": m.private_length,
-        "encoder": m.get("encoder", p.encoder),
-        "encoder_hidden": p.encoder_hidden,
-        "encoder_residual": p.encoder_residual,
-        "encoder_dropout": p.encoder_dropout,
-        "source_init_range": p.source_init_range,
-        "private_init": p.private_init,
-        "router_learn": cfg.router.learn,
-        "router_train_norm": cfg.router.train_norm,
-        "router_sample": cfg.router.sample,
-        "position": p.position,
-        "freeze_sources": bool(OmegaConf.select(cfg, "sources.freeze", default=False)),
-    }
-    settings.update({key: m[key] for key in METHOD_BANK_OPTIONS if key in m})
-    return settings
-
-
-def epochs_for(cfg: DictConfig) -> int:
-    """Training epochs: ``optim.epochs`` or the method's, doubled when k ≤ ``optim.double_epochs_max_k``."""
-    epochs = cfg.optim.epochs if cfg.optim.epochs is not None else cfg.method.epochs
-    if cfg.optim.double_epochs_max_k is not None and 0 < cfg.k <= cfg.optim.double_epochs_max_k:
-        epochs *= 2
-    return int(epochs)
-
-
-def build_module(cfg: DictConfig, tasks: list, initialise: bool = True) -> ComptModule:
-    """The LightningModule of a run config; ``initialise`` applies ``sources.init_from`` and
-    ``prompt.private_init_from`` (left out when trained weights are loaded next)."""
-    o, r = cfg.optim, cfg.router
-    module = ComptModule(
-        model_name=cfg.model.name,
-        bank=bank_settings(cfg),
-        tasks={t.name: {k: v for k, v in t.to_dict().items() if k != "name"} for t in tasks},
-        optim={
-            "lr_router": o.lr.router,
-            "lr_sources": o.lr.sources,
-            "lr_private": o.lr.private,
-            "eps": o.eps,
-            "weight_decay": o.weight_decay,
-            "warmup_ratio": o.warmup_ratio,
-            "schedule": o.schedule,
-        },
-        router={
-            "anneal": r.anneal,
-            "tau0": r.tau0,
-            "tau_min": r.tau_min,
-            "decrement": r.decrement,
-            "k": cfg.k,
-        },
-        evaluation={
-            "mode": cfg.eval.mode,
-            "max_new_tokens": cfg.eval.max_new_tokens,
-            "masks": list(cfg.eval.masks),
-        },
-        backbone_dropout=cfg.model.dropout,
-        metrics_compat=cfg.metrics.compat,
-        seed=cfg.seed,
-    )
-    if initialise:
-        initialise_bank(
-            module.bank,
-            OmegaConf.select(cfg, "sources.init_from", default=None),
-            OmegaConf.select(cfg, "prompt.private_init_from", default=None),
-        )
-    return module
 
 
 def cluster_plugins() -> list[Any] | None:
@@ -172,7 +57,7 @@ def train(
     """
     output_dir = Path(output_dir)
     overrides = list(overrides or [])
-    if is_complete(output_dir):
+    if RunDir(output_dir).is_complete():
         if not cfg.force:
             print(
                 f"[compt] {output_dir} already has a complete {RESULTS_FILE}; skipping (force=true re-runs it)."
@@ -197,21 +82,20 @@ def train(
 def _train_single_tasks(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
     """``method=pt_single``: one ``pt`` run per task in ``<run>/tasks/<task>/``, then the run's own results,
     predictions and bank combined from theirs (:mod:`compt.training.single_task`)."""
+    singles: dict[str, RunDir] = {}
     parts: dict[str, dict[str, Any]] = {}
     for task, single in single_task_configs(cfg).items():
-        folder = output_dir / SUBRUNS_DIR / task
-        parts[task] = train(single, folder, overrides) or load_results(folder)
-    folders = [output_dir / SUBRUNS_DIR / task for task in parts]
-    combine_banks([PromptBank.load(folder / BANK_DIR) for folder in folders]).save(output_dir / BANK_DIR)
-    concatenate_lines([folder / PREDICTIONS_FILE for folder in folders], output_dir / PREDICTIONS_FILE)
+        singles[task] = RunDir(output_dir / SUBRUNS_DIR / task)
+        parts[task] = train(single, singles[task].path, overrides) or singles[task].read_results()
+    run = RunDir(output_dir)
+    combine_banks([PromptBank.load(single.bank_dir) for single in singles.values()]).save(run.bank_dir)
+    concatenate_lines([single.predictions_file for single in singles.values()], run.predictions_file)
     first = next(iter(parts.values()))
     shared = ("format_version", "status", "protocol", "k", "seed", "eval_mode", "n_sources")
     common = {key: first[key] for key in shared}
     combined = copy.deepcopy(cfg)
     with open_dict(combined):
-        combined.method.bank_method = (
-            "pt"  # the run folder's bank: every task's pt prompt (evaluate, predict)
-        )
+        combined.method.bank_method = "pt"  # the run folder's bank holds every task's pt prompt
     common.update(
         method=cfg.method.name,
         metrics_compat=cfg.metrics.compat,
@@ -220,8 +104,8 @@ def _train_single_tasks(cfg: DictConfig, output_dir: Path, overrides: list[str])
         config=OmegaConf.to_container(combined, resolve=True),
     )
     results = combine_results(parts, common)
-    write_json_atomic(output_dir / RESULTS_FILE, results)
-    print("\n" + summary_table(results) + f"\n\nwrote {output_dir / RESULTS_FILE}")
+    run.write_results(results)
+    print("\n" + summary_table(results) + f"\n\nwrote {run.results_file}")
     return results
 
 
@@ -230,7 +114,7 @@ def discard_finished_checkpoint(output_dir: Path) -> None:
 
     Without this the re-run would "resume" at the last step of the finished training and only re-test it.
     """
-    last = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    last = RunDir(output_dir).last_checkpoint
     if last.is_file():
         last.unlink()
         print(f"[compt] force=true: removed the finished run's {last}; training starts from scratch")
@@ -258,7 +142,8 @@ def _spawn_ranks(cfg: DictConfig, output_dir: Path, overrides: list[str], world:
     torch.multiprocessing.spawn(
         _spawned_rank, args=(world, port, cfg, str(output_dir), overrides), nprocs=world, join=True
     )
-    return load_results(output_dir) if is_complete(output_dir) else {}
+    run = RunDir(output_dir)
+    return run.read_results() if run.is_complete() else {}
 
 
 def _spawned_rank(
@@ -307,7 +192,8 @@ def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str,
         resolved,
         dict(cfg.logger.get("wandb", {})),
     )
-    last = output_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    run = RunDir(output_dir)
+    last = run.last_checkpoint
     checkpoint = LastCheckpoint(last, cfg.callbacks.checkpoint_every_n_epochs)
     curves = CurveRecorder()
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -336,13 +222,13 @@ def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str,
         "eval_s": eval_seconds,
         "total_s": time.perf_counter() - started,
     }
-    module.bank.save(output_dir / BANK_DIR)
+    module.bank.save(run.bank_dir)
     inputs = {task.name: datamodule.eval_rows(task.name) for task in tasks}
-    write_predictions(output_dir / PREDICTIONS_FILE, module.predictions, inputs)
-    write_json_atomic(output_dir / RESULTS_FILE, results)
+    run.write_predictions(module.predictions, inputs)
+    run.write_results(results)
     if not cfg.callbacks.get("keep_last_checkpoint", True):
         last.unlink(missing_ok=True)  # the run is complete: resuming is no longer needed
-    print("\n" + summary_table(results) + f"\n\nwrote {output_dir / RESULTS_FILE}")
+    print("\n" + summary_table(results) + f"\n\nwrote {run.results_file}")
     return results
 
 
@@ -386,8 +272,3 @@ def collect_results(
         "curves": {"train_loss": [list(p) for p in curves.train_loss], "val_avg": module.val_curve},
         "config": resolved,
     }
-
-
-def load_bank_from_run(run_dir: str | Path) -> PromptBank:
-    """The final prompt bank of a finished run."""
-    return PromptBank.load(Path(run_dir) / BANK_DIR)

@@ -1,4 +1,5 @@
-"""``compt export``: one task's composed target prompt as a Hugging Face PEFT prompt-tuning adapter.
+"""The library behind ``compt export``: one task's composed target prompt as a Hugging Face PEFT
+prompt-tuning adapter.
 
 The composed prompt (evaluation-mode router weights, optional mask) is fixed, so it is an ordinary soft prompt:
 ``PromptTuningConfig(task_type=SEQ_2_SEQ_LM, num_virtual_tokens=L_t, token_dim=d)`` with
@@ -11,9 +12,7 @@ is refused unless ``allow_position_change`` is given (then it is exported with a
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,18 +22,16 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from compt.backbone import resolve_model_name
-from compt.inference import InferenceError, locate_bank
+from compt.errors import ExportError
 from compt.prompts.bank import PromptBank
+from compt.runs import locate_bank
+from compt.utils import evaluating
 
 FORMATS = ("peft",)
 PEFT_POSITION = "before"
 #: PEFT's adapter weights file and the state-dict key of a prompt-tuning prompt
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
 PEFT_PROMPT_KEY = "prompt_embeddings"
-
-
-class ExportError(ValueError):
-    """The bank cannot be exported as asked (the message says why and what to do)."""
 
 
 @dataclass
@@ -57,13 +54,9 @@ def composed_prompt(bank: PromptBank, task: str, mask: str = "total") -> Exporte
             f"this bank was not trained on task {task!r}; its tasks are: {', '.join(bank.task_names)}"
         )
     index = bank.task_names.index(task)
-    was_training = bank.training
-    bank.eval()
-    try:
+    with evaluating(bank):
         prompts, rows = bank(mask)  # (T, L, d), (T, L) | None
         weights = bank.router_weights(mask)
-    finally:
-        bank.train(was_training)
     prompt = prompts[index] if rows is None else prompts[index][rows[index].bool()]
     router = None if weights is None else weights[index].tolist()
     return ExportedPrompt(task, mask, prompt.detach().float().cpu().contiguous(), bank, router)
@@ -165,39 +158,3 @@ def export_peft(
     (out / "compt_export.json").write_text(json.dumps(meta, indent=2) + "\n")
     write_readme(exported, out, files.bank_dir, bank.config.position != PEFT_POSITION)
     return out
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "export",
-        help="export a task's composed prompt (e.g. as a PEFT prompt-tuning adapter)",
-        description="Compose the task's target prompt (evaluation-mode router weights, mask applied) and "
-        "write it as a Hugging Face PEFT prompt-tuning adapter (loads with PeftModel.from_pretrained).",
-    )
-    parser.add_argument(
-        "--bank", required=True, type=Path, metavar="RUN_DIR", help="run folder or bank folder"
-    )
-    parser.add_argument("--task", required=True, help="a task the bank was trained on")
-    parser.add_argument("--format", choices=FORMATS, default="peft")
-    parser.add_argument("--out", required=True, type=Path, help="adapter folder to write")
-    parser.add_argument("--mask", default="total", help="total, private, all_src, src{i}")
-    parser.add_argument(
-        "--allow-position-change",
-        action="store_true",
-        help="export a bank trained with position=after anyway (PEFT puts prompts before the text)",
-    )
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        out = export_peft(args.bank, args.task, args.out, args.mask, args.allow_position_change)
-    except (ExportError, InferenceError, FileNotFoundError, ValueError) as err:
-        print(f"compt export: error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote a PEFT prompt-tuning adapter for {args.task!r} to {out}", file=sys.stderr)
-    return 0
-
-
-__all__ = ["ExportError", "composed_prompt", "export_peft"]

@@ -1,4 +1,4 @@
-"""``ComptDataModule``: the Lightning face of the data layer (the only module here importing Lightning).
+"""``ComptDataModule``: the data layer (:mod:`compt.data`) as a Lightning ``LightningDataModule``.
 
 Train: one mixed-task stream (``MixedTaskSampler``: per-task quotas, without replacement) sharded over DDP
 ranks and cut into batches by ``ShardedBatchSampler`` — create the Trainer with ``use_distributed_sampler=False``. Evaluation: one loader
@@ -16,7 +16,6 @@ from torch.utils.data import DataLoader
 
 from compt.data.config import DataConfig
 from compt.data.encode import Collator, encode_split, tokenizer_fingerprint
-from compt.data.errors import DataError
 from compt.data.sampling import (
     EvalShardSampler,
     MixedTaskSampler,
@@ -27,6 +26,7 @@ from compt.data.sampling import (
 )
 from compt.data.sources import load_split
 from compt.data.validate import check_split
+from compt.errors import DataError
 from compt.tasks import TaskSpec, resolve_tasks
 
 EVAL_FIELDS = ("example_id", "row", "input_text", "target_text", "gold")

@@ -1,4 +1,4 @@
-"""Predictions from a trained run: ``compt predict`` and the Python API.
+"""Predictions from a trained run: the library behind ``compt predict``.
 
     from compt.inference import load_for_inference
     predictor = load_for_inference("multirun/demo/k=8,method=ssum,seed=1")
@@ -11,68 +11,38 @@ formatted with the task's template, tokenised like training data, and predicted 
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from transformers import PreTrainedTokenizerBase
 
 from compt.backbone import load_backbone
 from compt.data.encode import Collator
+from compt.data.sources import LOCAL_FORMATS, load_local_file
+from compt.errors import InferenceError, RunNotFoundError, TaskError
 from compt.evaluation.predict import EVAL_MODES, Predictor
 from compt.model import ComptModel
 from compt.prompts.bank import CONFIG_FILE, PromptBank
-from compt.tasks import TaskError, TaskSpec, get_task, run_tasks
-from compt.training.results import BANK_DIR, RESULTS_FILE
+from compt.runs import RunDir, locate_bank
+from compt.tasks import TaskSpec, get_task, run_tasks
+from compt.utils import finite_or_none
 
 DEFAULT_MODE = "rank"
 DEFAULT_MAX_SOURCE_LENGTH = 256
 DEFAULT_MAX_NEW_TOKENS = 8
 
 
-class InferenceError(ValueError):
-    """A run folder, task or input that cannot be used for prediction (the message says what to do)."""
-
-
-@dataclass
-class RunFiles:
-    """Where a trained bank lives and, when known, the run folder around it."""
-
-    bank_dir: Path
-    run_dir: Path | None
-
-
-def locate_bank(path: str | Path) -> RunFiles:
-    """``path`` is a run folder (its ``bank/`` is used) or a bank folder itself."""
-    path = Path(path)
-    if (path / BANK_DIR / CONFIG_FILE).is_file():
-        return RunFiles(path / BANK_DIR, path)
-    if (path / CONFIG_FILE).is_file():
-        parent = path.parent
-        run_dir = parent if (parent / RESULTS_FILE).is_file() or (parent / ".hydra").is_dir() else None
-        return RunFiles(path, run_dir)
-    raise InferenceError(
-        f"{path} holds no prompt bank: expected a run folder with {BANK_DIR}/{CONFIG_FILE} "
-        f"or a bank folder with {CONFIG_FILE}"
-    )
-
-
 def run_settings(run_dir: Path | None) -> dict[str, Any]:
-    """The run's resolved config as plain data (empty when there is no run folder or no config)."""
+    """The run's config as plain data (empty when there is no run folder or no config)."""
     if run_dir is None:
         return {}
-    from omegaconf import OmegaConf
-
-    from compt.evaluation.cli import run_config
-
     try:
-        return OmegaConf.to_container(run_config(run_dir), resolve=False)  # type: ignore[return-value]
-    except (FileNotFoundError, ValueError, KeyError):
+        return OmegaConf.to_container(RunDir(run_dir).config(), resolve=False)  # type: ignore[return-value]
+    except RunNotFoundError:
         return {}
 
 
@@ -168,14 +138,14 @@ class PromptPredictor:
             batch = {k: v.to(self.device) for k, v in self.collator(examples).items()}
             predictions = predictor(self.model, batch, mask)
             for offset, (text, value) in enumerate(zip(predictions.texts, predictions.values.tolist())):
-                index = start + offset
+                index, kept = start + offset, finite_or_none(value)
                 record = {
                     "index": index,
                     "task": task,
                     "input": chunk[offset],
                     "prediction": text,
-                    "value": None if value != value else value,
-                    "valid": value == value,
+                    "value": kept,
+                    "valid": kept is not None,
                 }
                 gold = _gold(spec, rows[index])
                 if gold is not None:
@@ -224,54 +194,9 @@ def load_for_inference(
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a ``.jsonl``/``.json``/``.csv``/``.parquet`` file (the hub's column names)."""
-    from compt.data.sources import LOCAL_FORMATS, load_local_file
-
     path = Path(path)
     if not path.is_file():
         raise InferenceError(f"input file {path} does not exist")
     if path.suffix not in LOCAL_FORMATS:
         raise InferenceError(f"input {path}: use one of {', '.join(LOCAL_FORMATS)}")
     return load_local_file(path).to_list()
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "predict",
-        help="predict rows of a task with a trained run's prompts",
-        description="Format each input row with the task's template and predict it with the run's prompt "
-        "bank on its backbone. Prints JSON lines (or writes them with --output).",
-    )
-    parser.add_argument(
-        "--bank", required=True, type=Path, metavar="RUN_DIR", help="run folder or bank folder"
-    )
-    parser.add_argument("--task", required=True, help="a task the bank was trained on")
-    parser.add_argument("--input", required=True, type=Path, help="rows: .jsonl, .json, .csv or .parquet")
-    parser.add_argument("--output", type=Path, default=None, help="write JSON lines here (default: stdout)")
-    parser.add_argument(
-        "--mode", choices=EVAL_MODES, default=None, help="default: the run's eval.mode, else rank"
-    )
-    parser.add_argument("--mask", default="total", help="evaluation mask: total, private, all_src, src{i}")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--backbone", default=None, help="override the backbone recorded in the bank")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        rows = read_rows(args.input)
-        predictor = load_for_inference(args.bank, backbone=args.backbone, device=args.device)
-        predictions = predictor.predict(rows, args.task, args.mode, args.mask, args.batch_size)
-    except (InferenceError, TaskError, FileNotFoundError, ValueError) as err:
-        print(f"compt predict: error: {err}", file=sys.stderr)
-        return 2
-    lines = "".join(json.dumps(p) + "\n" for p in predictions)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(lines)
-        valid = sum(p["valid"] for p in predictions)
-        print(f"wrote {len(predictions)} predictions ({valid} valid) to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(lines)
-    return 0

@@ -1,0 +1,20 @@
+"""Using a trained run: predictions (:mod:`~compt.inference.predictor`, ``compt predict``) and the export of a
+task's composed prompt as a PEFT adapter (:mod:`~compt.inference.export`, ``compt export``).
+
+    from compt.inference import load_for_inference
+    predictor = load_for_inference("multirun/demo/k=8,method=ssum,seed=1")
+
+The names below are imported on first use (``compt predict --help`` stays fast).
+"""
+
+from compt._lazy import lazy_exports
+
+#: module -> the public names it defines (imported on first use)
+__getattr__, __dir__, __all__ = lazy_exports(
+    globals(),
+    {
+        "compt.errors": ["InferenceError", "ExportError"],
+        "compt.inference.predictor": ["PromptPredictor", "load_for_inference", "read_rows"],
+        "compt.inference.export": ["ExportedPrompt", "composed_prompt", "export_peft"],
+    },
+)

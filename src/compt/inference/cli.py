@@ -1,0 +1,87 @@
+"""``compt predict`` and ``compt export``: argument wiring only (the library: :mod:`compt.inference`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from compt.evaluation.cli import MODES
+
+PREDICT_HELP = "predict rows of a task with a trained run's prompts"
+PREDICT_DESCRIPTION = (
+    "Format each input row with the task's template and predict it with the run's prompt bank on its "
+    "backbone. Prints JSON lines (or writes them with --output)."
+)
+EXPORT_HELP = "export a task's composed prompt (e.g. as a PEFT prompt-tuning adapter)"
+EXPORT_DESCRIPTION = (
+    "Compose the task's target prompt (evaluation-mode router weights, mask applied) and write it as a "
+    "Hugging Face PEFT prompt-tuning adapter (loads with PeftModel.from_pretrained)."
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``compt predict`` and ``compt export``."""
+    _add_predict(_bank_command(subparsers, "predict", PREDICT_HELP, PREDICT_DESCRIPTION))
+    _add_export(_bank_command(subparsers, "export", EXPORT_HELP, EXPORT_DESCRIPTION))
+
+
+def _bank_command(
+    subparsers: argparse._SubParsersAction, name: str, summary: str, description: str
+) -> argparse.ArgumentParser:
+    """A sub-command that reads a trained bank (``--bank``) for one of its tasks (``--task``)."""
+    parser = subparsers.add_parser(name, help=summary, description=description)
+    parser.add_argument(
+        "--bank", required=True, type=Path, metavar="RUN_DIR", help="run folder or bank folder"
+    )
+    parser.add_argument("--task", required=True, help="a task the bank was trained on")
+    return parser
+
+
+def _add_predict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, type=Path, help="rows: .jsonl, .json, .csv or .parquet")
+    parser.add_argument("--output", type=Path, default=None, help="write JSON lines here (default: stdout)")
+    parser.add_argument("--mode", choices=MODES, default=None, help="default: the run's eval.mode, else rank")
+    parser.add_argument("--mask", default="total", help="evaluation mask: total, private, all_src, src{i}")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--backbone", default=None, help="override the backbone recorded in the bank")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.set_defaults(func=predict)
+
+
+def predict(args: argparse.Namespace) -> int:
+    from compt.inference.predictor import load_for_inference, read_rows
+
+    rows = read_rows(args.input)
+    predictor = load_for_inference(args.bank, backbone=args.backbone, device=args.device)
+    predictions = predictor.predict(rows, args.task, args.mode, args.mask, args.batch_size)
+    lines = "".join(json.dumps(p) + "\n" for p in predictions)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(lines)
+        valid = sum(p["valid"] for p in predictions)
+        print(f"wrote {len(predictions)} predictions ({valid} valid) to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(lines)
+    return 0
+
+
+def _add_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("peft",), default="peft")
+    parser.add_argument("--out", required=True, type=Path, help="adapter folder to write")
+    parser.add_argument("--mask", default="total", help="total, private, all_src, src{i}")
+    parser.add_argument(
+        "--allow-position-change",
+        action="store_true",
+        help="export a bank trained with position=after anyway (PEFT puts prompts before the text)",
+    )
+    parser.set_defaults(func=export)
+
+
+def export(args: argparse.Namespace) -> int:
+    from compt.inference.export import export_peft
+
+    out = export_peft(args.bank, args.task, args.out, args.mask, args.allow_position_change)
+    print(f"wrote a PEFT prompt-tuning adapter for {args.task!r} to {out}", file=sys.stderr)
+    return 0
