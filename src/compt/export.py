@@ -1,10 +1,11 @@
 """``compt export``: one task's composed target prompt as a Hugging Face PEFT prompt-tuning adapter.
 
 The composed prompt (evaluation-mode router weights, optional mask) is fixed, so it is an ordinary soft prompt:
-``PromptTuningConfig(task_type=SEQ_2_SEQ_LM or CAUSAL_LM, num_virtual_tokens=L_t, token_dim=d)`` (the task type
-from the bank's backbone family) with ``prompt_embeddings`` = the prompt. PEFT puts a prompt-tuning prompt *before* the input tokens; a bank
-trained with ``position=after`` (the paper's placement) was tuned for the slot after the text, so its export
-is refused unless ``allow_position_change`` is given (then it is exported with a warning).
+``PromptTuningConfig(task_type=SEQ_2_SEQ_LM | CAUSAL_LM, num_virtual_tokens=L_t, token_dim=d)`` (the task type
+from the bank's backbone family) with ``prompt_embeddings`` = the prompt. PEFT puts a prompt-tuning prompt
+*before* the input tokens; a bank trained with ``position=after`` (the paper's placement) was tuned for the
+slot after the text, so its export is refused unless ``allow_position_change`` is given (then it is exported
+with a warning).
 
     peft_model = peft.PeftModel.from_pretrained(backbone, "exported/rte")
 """

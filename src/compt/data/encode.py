@@ -39,9 +39,10 @@ def encode_split(
 ) -> datasets.Dataset:
     """Every row of ``dataset`` encoded: columns ``row`` (index in the split), ``input_text``,
     ``target_text``, ``gold`` (float), ``input_ids`` (≤ max_source_length ids; seq2seq: ends with ``</s>``,
-    causal: ``[BOS] text``) and ``labels`` (≤ max_target_length ids, ending with EOS; causal: the answer as it
-    follows the text, see :mod:`compt.tokenization`). File-backed splits are cached on disk by ``datasets`` under a
-    fingerprint of (split, task format, tokenizer, lengths), so repeated runs and sweeps never re-tokenise."""
+    causal: ``[BOS] text``) and ``labels`` (≤ max_target_length ids ending with EOS; causal: the answer as it
+    follows the text, see :mod:`compt.tokenization`). File-backed splits are cached on disk by ``datasets``
+    under a fingerprint of (split, task format, tokenizer, lengths), so repeated runs and sweeps never
+    re-tokenise."""
     fingerprint = Hasher.hash(
         [
             ENCODING_VERSION,
