@@ -27,7 +27,9 @@ import json
 import random
 import string
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sentencepiece as spm
 import torch
@@ -111,7 +113,7 @@ def build_model(vocab_size: int, seed: int) -> T5ForConditionalGeneration:
     return T5ForConditionalGeneration(config)
 
 
-def instructions(tokenizer: T5Tokenizer, seed: int) -> dict[str, str]:
+def instructions(tokenizer: Any, seed: int) -> dict[str, str]:
     """Each bundled demo task's hidden instruction: three random vocabulary pieces, fixed by ``seed``."""
     rng = random.Random(seed)
     pieces = list(range(10, len(tokenizer)))
@@ -123,13 +125,11 @@ def instructions(tokenizer: T5Tokenizer, seed: int) -> dict[str, str]:
     }
 
 
-def pretrain(
-    model: T5ForConditionalGeneration, tokenizer: T5Tokenizer, steps: int, seed: int, pool_rows: int = 3000
-) -> float:
-    """Full-model training on a mixture (module docstring): a quarter word copying, three quarters demo-task
-    inputs, half of those with the task's instruction after the text (target: the task's answer) and half
-    without (target: a 3-word span of the input). AdamW 3e-3, 200 warm-up steps, linear decay. Returns the
-    final loss."""
+def example_maker(tokenizer: Any, seed: int, pool_rows: int = 3000) -> Callable[[], tuple[str, str]]:
+    """The pretraining mixture as a function returning one ``(input text, target text)`` pair per call: a
+    quarter word copying, three quarters demo-task inputs, half of those with the task's instruction after the
+    text (target: the task's answer) and half without (target: a 3-word span of the input). Seeds Python's
+    ``random`` stream with ``seed`` and torch's global one too (the model's pretraining uses it)."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     sentences = [line for line in corpus_lines() if len(line.split()) > 2]
@@ -158,47 +158,84 @@ def pretrain(
             return f"{text} {instruction[name]}", tasks[name].format_target(row)
         return text, span(text)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    return example
+
+
+def t5_batch(tokenizer: T5Tokenizer, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    """Encoder inputs (at most 64 tokens) and -100-padded targets of ``(input text, target text)`` pairs."""
+    inputs = tokenizer(
+        [x for x, _ in pairs], padding=True, truncation=True, max_length=64, return_tensors="pt"
+    )
+    labels = tokenizer([y for _, y in pairs], padding=True, return_tensors="pt").input_ids
+    labels[labels == tokenizer.pad_token_id] = -100
+    return {"input_ids": inputs.input_ids, "attention_mask": inputs.attention_mask, "labels": labels}
+
+
+def train(
+    model: torch.nn.Module,
+    next_batch: Callable[[], dict[str, torch.Tensor]],
+    steps: int,
+    lr: float = 3e-3,
+    clip: float | None = None,
+) -> float:
+    """Full-model training on ``next_batch()`` batches (``model(**batch).loss``): AdamW ``lr``, 200 warm-up
+    steps, linear decay to 5 %, gradient-norm clipping at ``clip`` when given. Returns the final loss."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / 200) * max(0.05, 1 - step / steps)
     )
     model.train()
     loss = torch.tensor(float("nan"))
-    for _ in range(steps):
-        pairs = [example() for _ in range(32)]
-        inputs = tokenizer(
-            [x for x, _ in pairs], padding=True, truncation=True, max_length=64, return_tensors="pt"
-        )
-        labels = tokenizer([y for _, y in pairs], padding=True, return_tensors="pt").input_ids
-        labels[labels == tokenizer.pad_token_id] = -100
-        loss = model(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask, labels=labels).loss
+    for step in range(steps):
+        loss = model(**next_batch()).loss
         optimizer.zero_grad()
         loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         schedule.step()
+        if step % 500 == 0:
+            print(f"step {step}: loss {loss.item():.3f}", flush=True)
     model.eval()
     return float(loss.detach())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--vocab-size", type=int, default=2000)
+def pretrain(
+    model: T5ForConditionalGeneration, tokenizer: T5Tokenizer, steps: int, seed: int, pool_rows: int = 3000
+) -> float:
+    """:func:`train` on the mixture of :func:`example_maker` (module docstring), 32 pairs a batch."""
+    example = example_maker(tokenizer, seed, pool_rows)
+    return train(model, lambda: t5_batch(tokenizer, [example() for _ in range(32)]), steps)
+
+
+def argument_parser(doc: str, default_out: Path) -> argparse.ArgumentParser:
+    """The options both tiny-model scripts take: ``--out``, ``--seed``, ``--pretrain-steps``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=default_out)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrain-steps", type=int, default=3000)
+    return parser
+
+
+def save(model: torch.nn.Module, tokenizer: Any, out: Path) -> None:
+    """``save_pretrained`` both into ``out`` and print the size."""
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(out)
+    model.save_pretrained(out)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"wrote {out}: vocab {len(tokenizer)}, {n_params:,} parameters, {size / 1024:.0f} KB on disk")
+
+
+def main() -> None:
+    parser = argument_parser(__doc__, DEFAULT_OUT)
+    parser.add_argument("--vocab-size", type=int, default=2000)
     args = parser.parse_args()
     tokenizer = train_tokenizer(args.vocab_size)
     model = build_model(len(tokenizer), args.seed)
     loss = pretrain(model, tokenizer, args.pretrain_steps, args.seed)
     print(f"pretrained {args.pretrain_steps} steps, final loss {loss:.3f}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(args.out)
-    model.save_pretrained(args.out)
-    size = sum(f.stat().st_size for f in args.out.iterdir())
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {args.out}: vocab {len(tokenizer)}, {n_params:,} parameters, {size / 1024:.0f} KB on disk")
+    save(model, tokenizer, args.out)
 
 
 if __name__ == "__main__":

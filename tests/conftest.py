@@ -1,4 +1,4 @@
-"""Shared fixtures: offline, W&B disabled, the committed tiny T5."""
+"""Shared fixtures: offline, W&B disabled, the committed tiny T5 and tiny causal LM."""
 
 from __future__ import annotations
 
@@ -40,3 +40,11 @@ def tiny_backbone():
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_backbone):
     return tiny_backbone[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_backbone():
+    """The committed tiny causal LM (Llama architecture) and its tokenizer, through ``from_pretrained``."""
+    from compt.backbone import load_backbone
+
+    return load_backbone("tiny-causal")

@@ -1,4 +1,5 @@
-"""compt: multi-task soft-prompt tuning of frozen language models by modular prompt composition (ComPT).
+"""compt: multi-task soft-prompt tuning of frozen language models (T5 family or decoder-only causal LMs) by
+modular prompt composition (ComPT).
 
 The prompt maths (:mod:`compt.prompts`) is plain PyTorch; Lightning and Hydra are the outer shell. The names
 below are imported on first use, so ``import compt`` (and ``compt --help``) does not import torch.
@@ -13,8 +14,15 @@ __getattr__, __dir__, __all__ = lazy_exports(
     globals(),
     {
         "compt.errors": ["ComptError", "BackboneNotFoundError"],
-        "compt.backbone": ["TINY_MODEL_DIR", "insert_prompts", "load_backbone"],
-        "compt.model": ["ComptModel"],
+        "compt.backbone": [
+            "TINY_CAUSAL_DIR",
+            "TINY_MODEL_DIR",
+            "backbone_family",
+            "insert_prompts",
+            "load_backbone",
+        ],
+        "compt.causal": ["CausalComptModel"],
+        "compt.model": ["ComptModel", "build_model"],
         "compt.prompts.compose": ["METHODS", "compose"],
         "compt.prompts.bank": ["PromptBank"],
         "compt.prompts.config": ["PromptBankConfig"],

@@ -1,52 +1,93 @@
-"""Load a frozen T5-family backbone and insert prompts into its encoder input."""
+"""Load a frozen backbone (a T5-family seq2seq model or a decoder-only causal LM) and insert prompts into a
+seq2seq encoder input (the causal layout lives in :mod:`compt.causal`)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from compt.errors import BackboneNotFoundError
+from compt.errors import BackboneNotFoundError, ConfigError
+from compt.tokenization import prepare_tokenizer
 
 #: the tiny randomly initialised T5 that ships with compt (tests and the demo)
 TINY_MODEL_DIR = Path(__file__).parent / "assets" / "tiny-t5"
+#: the tiny decoder-only (Llama-architecture) model that ships with compt (tests and ``experiment=demo_causal``)
+TINY_CAUSAL_DIR = Path(__file__).parent / "assets" / "tiny-causal"
+ALIASES = {"tiny": TINY_MODEL_DIR, "tiny-t5": TINY_MODEL_DIR, "tiny-causal": TINY_CAUSAL_DIR}
 
 
 def resolve_model_name(name: str) -> str:
-    """Map the alias ``tiny`` to the bundled tiny model; anything else is a hub name or a directory."""
-    return str(TINY_MODEL_DIR) if name in ("tiny", "tiny-t5") else name
+    """Map the aliases ``tiny`` (the bundled tiny T5) and ``tiny-causal`` (the bundled tiny causal LM) to their
+    directories; anything else is a hub name or a directory."""
+    return str(ALIASES[name]) if name in ALIASES else name
+
+
+def backbone_family(model: PreTrainedModel | PretrainedConfig) -> str:
+    """``seq2seq`` for an encoder-decoder (T5 family), ``causal`` for a decoder-only LM, from its config.
+
+    Raises:
+        ConfigError: the architecture is neither (e.g. an encoder-only BERT).
+    """
+    config = getattr(model, "config", model)
+    if config.is_encoder_decoder:
+        return "seq2seq"
+    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "causal"
+    raise ConfigError(
+        f"model_type {config.model_type!r} is neither an encoder-decoder (T5 family) nor a causal language "
+        "model: compt needs one of the two as its backbone"
+    )
 
 
 def load_backbone(
     name: str, dtype: torch.dtype | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a T5-family seq2seq model and its tokenizer by hub name or local directory, frozen.
+    """Load a backbone and its tokenizer by hub name or local directory, frozen.
+
+    The family comes from the model's own config (:func:`backbone_family`): an encoder-decoder loads with
+    ``AutoModelForSeq2SeqLM`` (T5 family), a decoder-only model with ``AutoModelForCausalLM``. The tokenizer is
+    marked with the family (:func:`compt.tokenization.prepare_tokenizer`; a causal one pads with EOS when it
+    has no pad token).
 
     Raises:
         BackboneNotFoundError: with one message naming the model and the offline ways out.
+        ConfigError: the model is neither a seq2seq nor a causal LM.
     """
     path = resolve_model_name(name)
     try:
+        config = AutoConfig.from_pretrained(path)
+        family = backbone_family(config)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype)
+        auto_class = AutoModelForSeq2SeqLM if family == "seq2seq" else AutoModelForCausalLM
+        model = auto_class.from_pretrained(path, config=config, dtype=dtype)
     except OSError as err:  # transformers raises OSError for missing repos, files and offline misses
         raise BackboneNotFoundError(
             f"could not load the backbone {name!r}: it is neither a local model directory nor in the "
             "Hugging Face cache, and the hub could not be reached (HF_HUB_OFFLINE="
             f"{_offline_flag()}). Ways out: run once with internet so it is cached, "
             f"or download it elsewhere with `huggingface-cli download {name} --local-dir DIR` and pass "
-            "model.name=DIR, or use model.name=tiny (the bundled tiny T5) for a smoke test. "
+            "model.name=DIR, or use model.name=tiny (the bundled tiny T5) or model.name=tiny-causal (the bundled "
+            "tiny causal LM) for a smoke test. "
             f"(cause: {str(err).splitlines()[0] if str(err) else type(err).__name__})"
         ) from None
     freeze(model)
-    return model, tokenizer
+    return model, prepare_tokenizer(tokenizer, family)
 
 
 def _offline_flag() -> str:
-    import os
-
     return os.environ.get("HF_HUB_OFFLINE", "0")
 
 
@@ -61,13 +102,32 @@ def set_dropout(model: nn.Module, active: bool) -> None:
     """Switch every dropout layer of ``model`` on or off, whatever the module's train/eval mode.
 
     ``active=False`` sets ``p=0`` (kept in ``model`` so Lightning's ``train()`` calls cannot re-enable it);
-    the original probabilities are remembered and restored by ``active=True``.
+    the original probabilities are remembered and restored by ``active=True``. Besides ``nn.Dropout`` layers
+    this covers the float ``attention_dropout`` of Llama-style attention modules (Llama, Qwen2, Mistral...).
     """
     for module in model.modules():
         if isinstance(module, nn.Dropout):
-            if not hasattr(module, "_compt_p"):
-                module._compt_p = module.p
-            module.p = module._compt_p if active else 0.0
+            _switch(module, "p", active)
+        elif isinstance(getattr(module, "attention_dropout", None), float):
+            _switch(module, "attention_dropout", active)
+
+
+def _switch(module: nn.Module, name: str, active: bool) -> None:
+    """Set ``module.<name>`` to 0 or back to its original value (remembered as ``_compt_<name>``)."""
+    saved = f"_compt_{name}"
+    if not hasattr(module, saved):
+        setattr(module, saved, getattr(module, name))
+    setattr(module, name, getattr(module, saved) if active else 0.0)
+
+
+def prompt_rows(
+    inputs_embeds: Tensor, attention_mask: Tensor, prompts: Tensor, prompt_mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """``prompts`` ``(B, L, d)`` in the embeddings' dtype and their mask ``(B, L)`` in the attention mask's
+    dtype (all ones when ``prompt_mask`` is None)."""
+    if prompt_mask is None:
+        prompt_mask = torch.ones(prompts.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device)
+    return prompts.to(inputs_embeds.dtype), prompt_mask.to(attention_mask.dtype)
 
 
 def insert_prompts(
@@ -89,11 +149,8 @@ def insert_prompts(
     Returns:
         ``(B, N + L, d)`` embeddings and their ``(B, N + L)`` attention mask (padding stays at the end).
     """
-    batch, length = prompts.shape[:2]
-    prompts = prompts.to(inputs_embeds.dtype)
-    if prompt_mask is None:
-        prompt_mask = torch.ones(batch, length, dtype=attention_mask.dtype, device=attention_mask.device)
-    prompt_mask = prompt_mask.to(attention_mask.dtype)
+    length = prompts.shape[1]
+    prompts, prompt_mask = prompt_rows(inputs_embeds, attention_mask, prompts, prompt_mask)
     if position == "before":
         return torch.cat([prompts, inputs_embeds], 1), torch.cat([prompt_mask, attention_mask], 1)
     if position != "after":

@@ -1,6 +1,7 @@
 """A frozen seq2seq backbone with a prompt bank in front of it: loss, generation and rank scoring.
 
 Plain PyTorch: the Lightning module, the evaluator, the benchmarks and ``compt predict`` all use this.
+:func:`build_model` picks this class or its decoder-only counterpart (:mod:`compt.causal`) for a backbone.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
-from compt.backbone import insert_prompts, set_dropout
+from compt.backbone import backbone_family, insert_prompts, set_dropout
 from compt.prompts.bank import PromptBank
 from compt.prompts.masks import PromptMask
 
@@ -24,6 +25,9 @@ class ComptModel(nn.Module):
         backbone_dropout: keep the backbone's dropout active in training (the authors' code did).
     """
 
+    #: the backbone family this class serves (:func:`compt.backbone.backbone_family`)
+    family = "seq2seq"
+
     def __init__(self, backbone: PreTrainedModel, bank: PromptBank, backbone_dropout: bool = True) -> None:
         super().__init__()
         d_model = backbone.get_input_embeddings().embedding_dim
@@ -31,6 +35,18 @@ class ComptModel(nn.Module):
             raise ValueError(
                 f"prompt bank d_model={bank.config.d_model} does not match the backbone's hidden size {d_model}"
             )
+        family = backbone_family(backbone)
+        if family != self.family:
+            raise ValueError(
+                f"{type(self).__name__} needs a {self.family} backbone, this one is {family}: "
+                "use compt.model.build_model(backbone, bank), which picks the class"
+            )
+        if bank.config.backbone_family not in (None, family):
+            raise ValueError(
+                f"this prompt bank was trained on a {bank.config.backbone_family} backbone "
+                f"({bank.config.backbone!r}); this backbone is {family}"
+            )
+        bank.config.backbone_family = family  # recorded in the saved bank (export needs it)
         self.backbone = backbone
         self.bank = bank
         set_dropout(backbone, backbone_dropout)
@@ -43,9 +59,21 @@ class ComptModel(nn.Module):
         mask: PromptMask | str | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Encoder inputs with each example's target prompt inserted: ``(B, N+L, d)``, ``(B, N+L)``."""
+        embeds, prompts, prompt_mask = self.embed_with_prompts(input_ids, attention_mask, task_ids, mask)
+        return insert_prompts(embeds, attention_mask, prompts, prompt_mask, self.bank.config.position)
+
+    def embed_with_prompts(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        task_ids: Tensor,
+        mask: PromptMask | str | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The text's token embeddings ``(B, N, d)``, each example's target prompt ``(B, L, d)`` and the
+        prompt's attention mask ``(B, L)`` (None = every row attends)."""
         embeds = self.backbone.get_input_embeddings()(input_ids)  # (B, N, d)
         prompts, prompt_mask = self.bank.example_prompts(task_ids, embeds, attention_mask, mask)  # (B, L, d)
-        return insert_prompts(embeds, attention_mask, prompts, prompt_mask, self.bank.config.position)
+        return embeds, prompts, prompt_mask
 
     def forward(
         self,
@@ -128,8 +156,23 @@ class ComptModel(nn.Module):
                 use_cache=True,
             ).logits  # (B·C, M-1, V)
             logits = torch.cat([logits, rest], 1)  # (B·C, M, V)
-        log_probs = torch.log_softmax(logits.float(), -1)
-        valid = labels != -100
-        token_lp = log_probs.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1) * valid
-        scores = token_lp.sum(-1).reshape(batch, n_cand)
-        return scores.masked_fill(~valid.reshape(batch, n_cand, -1).any(-1), float("-inf"))
+        return candidate_scores(logits, labels, batch, n_cand)
+
+
+def candidate_scores(logits: Tensor, labels: Tensor, batch: int, n_cand: int) -> Tensor:
+    """Summed log-probabilities ``(B, C)`` of candidate targets ``labels`` ``(B·C, M)`` (-100 = padding) under
+    ``logits`` ``(B·C, M, V)`` (row j predicts token j); candidates of all -100 get ``-inf``."""
+    log_probs = torch.log_softmax(logits.float(), -1)
+    valid = labels != -100
+    token_lp = log_probs.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1) * valid
+    scores = token_lp.sum(-1).reshape(batch, n_cand)
+    return scores.masked_fill(~valid.reshape(batch, n_cand, -1).any(-1), float("-inf"))
+
+
+def build_model(backbone: PreTrainedModel, bank: PromptBank, backbone_dropout: bool = True) -> ComptModel:
+    """The model class for the backbone's family: :class:`ComptModel` (seq2seq) or
+    :class:`compt.causal.CausalComptModel` (decoder-only LM), with the same interface."""
+    from compt.causal import CausalComptModel  # compt.causal builds on this module
+
+    model_class = CausalComptModel if backbone_family(backbone) == "causal" else ComptModel
+    return model_class(backbone, bank, backbone_dropout)

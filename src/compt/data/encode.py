@@ -11,6 +11,7 @@ import torch
 from datasets.fingerprint import Hasher
 
 from compt.tasks import TaskSpec
+from compt.tokenization import encode_inputs, encode_targets, tokenizer_family
 
 ENCODING_VERSION = 1
 """Bump when the encoded columns change, so cached encodings are rebuilt."""
@@ -23,7 +24,9 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     """A stable hash of everything that decides the tokenizer's output (its full serialised state)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     state = backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items())
-    return Hasher.hash([type(tokenizer).__name__, state, getattr(tokenizer, "truncation_side", "right")])
+    parts = [type(tokenizer).__name__, state, getattr(tokenizer, "truncation_side", "right")]
+    family = tokenizer_family(tokenizer)
+    return Hasher.hash(parts if family == "seq2seq" else [*parts, family])
 
 
 def encode_split(
@@ -35,9 +38,11 @@ def encode_split(
     tokenizer_fp: str | None = None,
 ) -> datasets.Dataset:
     """Every row of ``dataset`` encoded: columns ``row`` (index in the split), ``input_text``,
-    ``target_text``, ``gold`` (float), ``input_ids`` (≤ max_source_length ids, ends with ``</s>``) and
-    ``labels`` (≤ max_target_length ids). File-backed splits are cached on disk by ``datasets`` under a
-    fingerprint of (split, task format, tokenizer, lengths), so repeated runs and sweeps never re-tokenise."""
+    ``target_text``, ``gold`` (float), ``input_ids`` (≤ max_source_length ids; seq2seq: ends with ``</s>``,
+    causal: ``[BOS] text``) and ``labels`` (≤ max_target_length ids ending with EOS; causal: the answer as it
+    follows the text, see :mod:`compt.tokenization`). File-backed splits are cached on disk by ``datasets``
+    under a fingerprint of (split, task format, tokenizer, lengths), so repeated runs and sweeps never
+    re-tokenise."""
     fingerprint = Hasher.hash(
         [
             ENCODING_VERSION,
@@ -60,8 +65,8 @@ def encode_split(
             "input_text": inputs,
             "target_text": targets,
             "gold": [task.gold(r) for r in rows],
-            "input_ids": tokenizer(inputs, truncation=True, max_length=max_source_length)["input_ids"],
-            "labels": tokenizer(targets, truncation=True, max_length=max_target_length)["input_ids"],
+            "input_ids": encode_inputs(tokenizer, inputs, max_source_length),
+            "labels": encode_targets(tokenizer, targets, max_target_length),
         }
 
     encoded = dataset.map(

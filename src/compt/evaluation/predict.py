@@ -13,6 +13,7 @@ from compt.errors import ConfigError
 from compt.model import ComptModel
 from compt.prompts.masks import PromptMask
 from compt.tasks import TaskSpec
+from compt.tokenization import encode_targets
 
 EVAL_MODES = ("generate", "rank")
 
@@ -30,7 +31,8 @@ class Predictor(nn.Module):
     candidate target — every label word, or every 0.2-grid value for regression — in one batched decoder pass
     and take the most likely; never invalid).
 
-    The candidates of all tasks are tokenised once into a ``(T, C, M)`` buffer (-100 padded).
+    The candidates of all tasks are tokenised once, as training targets are (:func:`encode_targets`), into a
+    ``(T, C, M)`` buffer (-100 padded). ``model``: a :class:`ComptModel` or its causal counterpart.
     """
 
     def __init__(
@@ -53,7 +55,7 @@ class Predictor(nn.Module):
         self.register_buffer("candidates", self._tokenize_candidates(), persistent=False)
 
     def _tokenize_candidates(self) -> Tensor:
-        encoded = [self.tokenizer(texts).input_ids for texts in self.candidate_texts]
+        encoded = [encode_targets(self.tokenizer, texts) for texts in self.candidate_texts]
         n_cand = max(len(ids) for ids in encoded)
         length = max(len(seq) for ids in encoded for seq in ids)
         out = torch.full((len(encoded), n_cand, length), -100, dtype=torch.long)

@@ -2,10 +2,11 @@
 prompt-tuning adapter.
 
 The composed prompt (evaluation-mode router weights, optional mask) is fixed, so it is an ordinary soft prompt:
-``PromptTuningConfig(task_type=SEQ_2_SEQ_LM, num_virtual_tokens=L_t, token_dim=d)`` with
-``prompt_embeddings`` = the prompt. PEFT puts a prompt-tuning prompt *before* the input tokens; a bank
-trained with ``position=after`` (the paper's placement) was tuned for the slot after the text, so its export
-is refused unless ``allow_position_change`` is given (then it is exported with a warning).
+``PromptTuningConfig(task_type=SEQ_2_SEQ_LM | CAUSAL_LM, num_virtual_tokens=L_t, token_dim=d)`` (the task type
+from the bank's backbone family) with ``prompt_embeddings`` = the prompt. PEFT puts a prompt-tuning prompt
+*before* the input tokens; a bank trained with ``position=after`` (the paper's placement) was tuned for the
+slot after the text, so its export is refused unless ``allow_position_change`` is given (then it is exported
+with a warning).
 
     peft_model = peft.PeftModel.from_pretrained(backbone, "exported/rte")
 """
@@ -21,7 +22,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from compt.backbone import resolve_model_name
+from compt.backbone import backbone_family, resolve_model_name
 from compt.errors import ExportError
 from compt.prompts.bank import PromptBank
 from compt.runs import locate_bank
@@ -32,6 +33,16 @@ PEFT_POSITION = "before"
 #: PEFT's adapter weights file and the state-dict key of a prompt-tuning prompt
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
 PEFT_PROMPT_KEY = "prompt_embeddings"
+#: backbone family -> (PEFT task type, the transformers class that loads the backbone)
+PEFT_TASK_TYPES = {
+    "seq2seq": ("SEQ_2_SEQ_LM", "AutoModelForSeq2SeqLM"),
+    "causal": ("CAUSAL_LM", "AutoModelForCausalLM"),
+}
+PEFT_NOTES = {
+    "seq2seq": "encoder prompt only (`num_transformer_submodules=1`).",
+    "causal": "the prompt goes before the input ids (`[BOS] text`, BOS where the tokenizer adds one); "
+    "compt trained the answer to follow the text after a space, ending with EOS.",
+}
 
 
 @dataclass
@@ -43,6 +54,8 @@ class ExportedPrompt:
     prompt: Tensor
     bank: PromptBank
     router_weights: list[float] | None
+    family: str = "seq2seq"
+    """the backbone family (:func:`family`): decides the PEFT task type"""
 
 
 @torch.no_grad()
@@ -59,7 +72,7 @@ def composed_prompt(bank: PromptBank, task: str, mask: str = "total") -> Exporte
         weights = bank.router_weights(mask)
     prompt = prompts[index] if rows is None else prompts[index][rows[index].bool()]
     router = None if weights is None else weights[index].tolist()
-    return ExportedPrompt(task, mask, prompt.detach().float().cpu().contiguous(), bank, router)
+    return ExportedPrompt(task, mask, prompt.detach().float().cpu().contiguous(), bank, router, family(bank))
 
 
 def check_position(bank: PromptBank, allow_position_change: bool) -> None:
@@ -82,14 +95,14 @@ def check_position(bank: PromptBank, allow_position_change: bool) -> None:
 
 def write_peft_adapter(exported: ExportedPrompt, out: Path, backbone: str | None) -> Path:
     """``adapter_config.json`` + ``adapter_model.safetensors`` loadable by ``PeftModel.from_pretrained``."""
-    from peft import PromptTuningConfig, TaskType
+    from peft import PromptTuningConfig
 
     length, d_model = exported.prompt.shape
     config = PromptTuningConfig(
-        task_type=TaskType.SEQ_2_SEQ_LM,
+        task_type=PEFT_TASK_TYPES[exported.family][0],
         num_virtual_tokens=length,
         token_dim=d_model,
-        num_transformer_submodules=1,  # encoder prompt only (PEFT's seq2seq default 2 would add a decoder one)
+        num_transformer_submodules=1,  # one prompt (PEFT's seq2seq default 2 would add a decoder one)
         base_model_name_or_path=backbone,
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -98,9 +111,25 @@ def write_peft_adapter(exported: ExportedPrompt, out: Path, backbone: str | None
     return out
 
 
+def family(bank: PromptBank) -> str:
+    """The backbone family the bank was trained on: recorded in the bank, else read from the recorded backbone's
+    config when it can be loaded, else ``seq2seq`` (banks that record neither predate causal LMs)."""
+    if bank.config.backbone_family is not None:
+        return bank.config.backbone_family
+    if bank.config.backbone:
+        from transformers import AutoConfig
+
+        try:
+            return backbone_family(AutoConfig.from_pretrained(resolve_model_name(bank.config.backbone)))
+        except (OSError, ValueError):
+            pass
+    return "seq2seq"
+
+
 def write_readme(exported: ExportedPrompt, out: Path, source: Path, position_changed: bool) -> Path:
     """``README.md`` in the adapter folder: what it holds, the placement it assumes and how to load it."""
     c = exported.bank.config
+    task_type, auto_class = PEFT_TASK_TYPES[exported.family]
     backbone = resolve_model_name(c.backbone) if c.backbone else None
     length, d_model = exported.prompt.shape
     lines = [
@@ -117,12 +146,12 @@ def write_readme(exported: ExportedPrompt, out: Path, source: Path, position_cha
             if position_changed
             else "."
         ),
-        "- encoder prompt only (`num_transformer_submodules=1`).",
+        f"- PEFT task type `{task_type}`: {PEFT_NOTES[exported.family]}",
         "",
         "```python",
         "from peft import PeftModel",
-        "from transformers import AutoModelForSeq2SeqLM",
-        f'model = PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained("{backbone}"), "{out}")',
+        f"from transformers import {auto_class}",
+        f'model = PeftModel.from_pretrained({auto_class}.from_pretrained("{backbone}"), "{out}")',
         "```",
         "",
         "Inputs use compt's text format, e.g. `rte: sentence1: ... sentence2: ...` (see `compt.tasks`).",
@@ -154,6 +183,7 @@ def export_peft(
         "source": str(files.bank_dir),
         "position_trained": bank.config.position,
         "position_assumed": PEFT_POSITION,
+        "task_type": PEFT_TASK_TYPES[exported.family][0],
     }
     (out / "compt_export.json").write_text(json.dumps(meta, indent=2) + "\n")
     write_readme(exported, out, files.bank_dir, bank.config.position != PEFT_POSITION)

@@ -25,10 +25,11 @@ from compt.data.encode import Collator
 from compt.data.sources import LOCAL_FORMATS, load_local_file
 from compt.errors import InferenceError, RunNotFoundError, TaskError
 from compt.evaluation.predict import EVAL_MODES, Predictor
-from compt.model import ComptModel
+from compt.model import ComptModel, build_model
 from compt.prompts.bank import CONFIG_FILE, PromptBank
 from compt.runs import RunDir, locate_bank
 from compt.tasks import TaskSpec, get_task, run_tasks
+from compt.tokenization import encode_inputs
 from compt.utils import finite_or_none
 
 DEFAULT_MODE = "rank"
@@ -60,7 +61,7 @@ class PromptPredictor:
     """A trained prompt bank on its frozen backbone, ready to predict rows of any of its tasks.
 
     Args:
-        model: backbone + bank.
+        model: backbone + bank (:class:`ComptModel` or its causal counterpart).
         tokenizer: the backbone's tokenizer.
         tasks: the bank's tasks in task-id order.
         mode: default prediction mode (``rank`` or ``generate``).
@@ -133,7 +134,7 @@ class PromptPredictor:
         out: list[dict[str, Any]] = []
         for start in range(0, len(rows), batch_size):
             chunk = texts[start : start + batch_size]
-            ids = self.tokenizer(chunk, truncation=True, max_length=self.max_source_length)["input_ids"]
+            ids = encode_inputs(self.tokenizer, chunk, self.max_source_length)
             examples = [{"input_ids": x, "labels": [], "task_id": self.task_id(task)} for x in ids]
             batch = {k: v.to(self.device) for k, v in self.collator(examples).items()}
             predictions = predictor(self.model, batch, mask)
@@ -180,7 +181,7 @@ def load_for_inference(
     model, tokenizer = load_backbone(name)
     bank = PromptBank.load(files.bank_dir, d_model=model.get_input_embeddings().embedding_dim)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    compt_model = ComptModel(model, bank, backbone_dropout=False).to(device)
+    compt_model = build_model(model, bank, backbone_dropout=False).to(device)
     data, evaluation = settings.get("data") or {}, settings.get("eval") or {}
     return PromptPredictor(
         compt_model,

@@ -10,6 +10,7 @@ from compt.fields import unknown_keys
 from compt.prompts.compose import METHODS, METHODS_WITH_PRIVATE, METHODS_WITH_ROUTER, METHODS_WITH_SOURCES
 from compt.prompts.encoder import ENCODER_KINDS
 from compt.prompts.router import SAMPLES, TRAIN_NORMS
+from compt.tokenization import FAMILIES
 
 PRIVATE_INITS = ("vocab_random", "vocab_first_rows", "uniform")
 POSITIONS = ("after", "before")
@@ -54,6 +55,9 @@ class PromptBankConfig:
     """where the prompt goes in the encoder input: after the text (before </s>) or before it"""
     backbone: str | None = None
     """the backbone the bank was trained with (name or path), recorded for loading"""
+    backbone_family: str | None = None
+    """the backbone's family, seq2seq | causal (set when the bank meets its backbone; None = not recorded,
+    read as seq2seq: banks saved before causal LMs were supported)"""
     freeze_sources: bool = False
     """keep the source prompts and their encoders fixed (e.g. loaded from an earlier run)"""
     mpt_rank: int = 1
@@ -70,6 +74,8 @@ class PromptBankConfig:
         _choice("router_train_norm", self.router_train_norm, TRAIN_NORMS)
         _choice("router_sample", self.router_sample, SAMPLES)
         _choice("position", self.position, POSITIONS)
+        if self.backbone_family is not None:
+            _choice("backbone_family", self.backbone_family, FAMILIES)
         self.task_names = list(self.task_names)
         if not self.task_names:
             raise ConfigError("task_names must name at least one task")

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from compt.backbone import load_backbone
 from compt.evaluation import Predictor, TaskMetrics
-from compt.model import ComptModel
+from compt.model import build_model
 from compt.prompts import PromptBank, PromptBankConfig, parse_mask, temperature_at
 from compt.prompts.router import compat_initial_temperature
 from compt.tasks import TaskSpec
@@ -22,13 +22,15 @@ BACKBONE_PREFIX = "model.backbone."
 
 
 class ComptModule(pl.LightningModule):
-    """Trains the prompt bank of :class:`ComptModel`; evaluates by generation or rank classification.
+    """Trains the prompt bank of a :class:`ComptModel` (or its causal counterpart, by the backbone's family);
+    evaluates by generation or rank classification.
 
     Every argument is plain data (stored with ``save_hyperparameters``, so ``torch.load(weights_only=True)``
     reads a checkpoint). Checkpoints hold the bank and optimizer state only, never the frozen backbone.
 
     Args:
-        model_name: backbone hub name or directory (``tiny`` = the bundled tiny T5).
+        model_name: backbone hub name or directory (``tiny`` = the bundled tiny T5, ``tiny-causal`` = the
+            bundled tiny causal LM).
         bank: :class:`PromptBankConfig` fields (``task_names`` and ``d_model`` filled in here if absent).
         tasks: ``{name: TaskSpec.to_dict()}`` in task-id order.
         optim: :class:`OptimConfig` fields.
@@ -70,7 +72,7 @@ class ComptModule(pl.LightningModule):
         )
         generator = torch.Generator().manual_seed(seed)
         vocab = backbone.get_input_embeddings().weight
-        self.model = ComptModel(backbone, PromptBank(bank_config, vocab, generator), backbone_dropout)
+        self.model = build_model(backbone, PromptBank(bank_config, vocab, generator), backbone_dropout)
         for mask in self.eval_masks:  # a bad eval.masks entry fails now, not after training
             parse_mask(mask, bank_config.method, bank_config.n_sources)
         self.predictor = Predictor(
