@@ -1,10 +1,9 @@
 """The backbone shapes measured, and what depends on the backbone's family.
 
-A shape is a frozen backbone (and a tokenizer when one fits its vocabulary). :class:`Seq2SeqShape` holds the
-parts that depend on the encoder-decoder family: a synthetic batch, the floor step (the frozen backbone alone
-on an ``inputs_embeds`` of the prompted length), the FLOPs of a train step and the encoder pass that every
-evaluation shares. Another family (e.g. a causal LM) adds a class with the same methods and an entry in
-:data:`SHAPES`.
+A shape is a frozen backbone (and a tokenizer when one fits its vocabulary). :class:`Seq2SeqShape` (T5) and
+:class:`CausalShape` (decoder-only LMs) hold the parts that depend on the family: a synthetic batch, the floor
+step (the frozen backbone alone on an ``inputs_embeds`` of the prompted length), the FLOPs of a train step and
+the pass over the prompted input that every evaluation shares.
 """
 
 from __future__ import annotations
@@ -15,9 +14,18 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
+from torch.nn import functional as F
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    T5Config,
+    T5ForConditionalGeneration,
+)
 
 from compt.backbone import freeze, load_backbone
+from compt.causal import position_ids
 from compt.model import ComptModel
 from harness import Bench
 
@@ -33,6 +41,22 @@ T5_BASE = dict(
     decoder_start_token_id=0,
     pad_token_id=0,
     eos_token_id=1,
+)
+
+#: SmolLM2-135M's architecture (HuggingFaceTB/SmolLM2-135M config.json; random weights, nothing downloaded)
+SMOLLM2_135M = dict(
+    vocab_size=49152,
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    max_position_embeddings=8192,
+    rope_theta=100000.0,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=True,
+    bos_token_id=0,
+    eos_token_id=0,
 )
 
 FLOPS_FORMULA = (
@@ -51,6 +75,7 @@ class Seq2SeqShape:
     tokenizer: PreTrainedTokenizerBase | None
     #: PEFT's ``TaskType`` for prompt tuning on this family
     peft_task_type: str = "SEQ_2_SEQ_LM"
+    flops_formula: str = FLOPS_FORMULA
 
     @property
     def d_model(self) -> int:
@@ -91,6 +116,10 @@ class Seq2SeqShape:
 
         return step
 
+    def peft_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The batch as PEFT's seq2seq prompt tuning takes it: encoder input and decoder labels."""
+        return {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+
     def step_flops(self, batch: int, input_tokens: int, target_tokens: int) -> float:
         """FLOPs of one frozen-backbone train step (:data:`FLOPS_FORMULA`); attention scores left out."""
         embed = self.backbone.get_input_embeddings().weight.numel()
@@ -102,6 +131,94 @@ class Seq2SeqShape:
         """The part every evaluation mode runs: the prompted input and the encoder pass over it."""
         embeds, attention = model.prompted_inputs(**inputs)
         return self.backbone.get_encoder()(inputs_embeds=embeds, attention_mask=attention)
+
+
+CAUSAL_FLOPS_FORMULA = (
+    "per step: 4*B*(N_layers*(T_text + L + M - 1) + V*d*M); N_layers = non-embedding parameters of the decoder "
+    "stack, T_text + L + M - 1 = the positions of one pass (text, prompt, answer fed teacher-forced), V*d = the "
+    "LM head on the M answer positions only (logits_to_keep)"
+)
+
+
+@dataclass
+class CausalShape:
+    """A frozen decoder-only LM on the benchmark's device; compt's :class:`compt.causal.CausalComptModel` runs
+    on it (``build_model`` picks the class)."""
+
+    name: str
+    backbone: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase | None
+    peft_task_type: str = "CAUSAL_LM"
+    flops_formula: str = CAUSAL_FLOPS_FORMULA
+
+    @property
+    def d_model(self) -> int:
+        return self.backbone.get_input_embeddings().embedding_dim
+
+    def make_batch(
+        self, batch: int, n_tokens: int, target_len: int, n_tasks: int, device: torch.device, seed: int = 0
+    ) -> dict[str, Tensor]:
+        """A full-length (no padding) text batch starting with BOS, answers of ``target_len`` tokens ending
+        with EOS, tasks mixed (task id = row mod ``n_tasks``)."""
+        config = self.backbone.config
+        g = torch.Generator().manual_seed(seed)
+        input_ids = torch.randint(3, config.vocab_size, (batch, n_tokens), generator=g)
+        input_ids[:, 0] = config.bos_token_id
+        labels = torch.randint(3, config.vocab_size, (batch, target_len), generator=g)
+        labels[:, -1] = config.eos_token_id
+        return {
+            "input_ids": input_ids.to(device),
+            "attention_mask": torch.ones(batch, n_tokens, dtype=torch.long, device=device),
+            "task_ids": (torch.arange(batch) % n_tasks).to(device),
+            "labels": labels.to(device),
+        }
+
+    def floor_step(self, batch: dict[str, Tensor], total_len: int, bench: Bench) -> Callable[[], None]:
+        """The frozen LM's forward + backward w.r.t. a leaf ``inputs_embeds`` of the length compt's train step
+        runs (text + prompt = ``total_len``, then the answer fed teacher-forced), the LM head on the answer
+        positions only, as :meth:`CausalComptModel.answer_logits` does: the step without prompt machinery."""
+        labels = batch["labels"]
+        n_batch, length = labels.shape[0], total_len + labels.shape[1] - 1
+        g = torch.Generator().manual_seed(1)
+        embeds = torch.randn(n_batch, length, self.d_model, generator=g).to(bench.device).requires_grad_()
+        mask = torch.ones(n_batch, length, dtype=torch.long, device=bench.device)
+        positions = position_ids(mask)
+
+        def step() -> None:
+            embeds.grad = None
+            with bench.autocast():
+                logits = self.backbone(
+                    inputs_embeds=embeds,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    logits_to_keep=labels.shape[1],
+                ).logits
+            loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+            loss.backward()
+
+        return step
+
+    def peft_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The batch as PEFT's causal prompt tuning takes it: one sequence ``text answer``, labels -100 on the
+        text (PEFT computes the LM head on every position, compt on the answer only)."""
+        text, answer = batch["input_ids"], batch["labels"]
+        return {
+            "input_ids": torch.cat([text, answer], 1),
+            "attention_mask": torch.ones(
+                text.shape[0], text.shape[1] + answer.shape[1], dtype=torch.long, device=text.device
+            ),
+            "labels": torch.cat([torch.full_like(text, -100), answer], 1),
+        }
+
+    def step_flops(self, batch: int, input_tokens: int, target_tokens: int) -> float:
+        """FLOPs of one frozen-LM train step (:data:`CAUSAL_FLOPS_FORMULA`); attention scores left out."""
+        embed = self.backbone.get_input_embeddings().weight.numel()
+        n_layers = sum(p.numel() for p in self.backbone.model.layers.parameters())
+        return 4.0 * batch * (n_layers * (input_tokens + target_tokens - 1) + embed * target_tokens)
+
+    def shared_pass(self, model: ComptModel, inputs: dict[str, Tensor]) -> Any:
+        """The part every evaluation mode runs: the prompted prefix, once, with its KV cache."""
+        return model._prefix_step(**inputs, mask=None)
 
 
 def tiny(device: torch.device) -> Seq2SeqShape:
@@ -117,5 +234,25 @@ def t5_base(device: torch.device) -> Seq2SeqShape:
     return Seq2SeqShape("t5-base", backbone.to(device), None)
 
 
+def tiny_causal(device: torch.device) -> CausalShape:
+    """The committed tiny causal LM (Llama architecture) and its tokenizer."""
+    backbone, tokenizer = load_backbone("tiny-causal")
+    return CausalShape("tiny-causal", backbone.to(device), tokenizer)
+
+
+def smollm2_135m(device: torch.device) -> CausalShape:
+    """SmolLM2-135M's architecture with random weights (nothing downloaded); no tokenizer fits it offline."""
+    torch.manual_seed(0)
+    backbone = freeze(LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M)))
+    return CausalShape("smollm2-135m", backbone.to(device), None)
+
+
+Shape = Seq2SeqShape | CausalShape
+
 #: shape name -> its loader
-SHAPES: dict[str, Callable[[torch.device], Seq2SeqShape]] = {"tiny": tiny, "t5-base": t5_base}
+SHAPES: dict[str, Callable[[torch.device], Shape]] = {
+    "tiny": tiny,
+    "t5-base": t5_base,
+    "tiny-causal": tiny_causal,
+    "smollm2-135m": smollm2_135m,
+}

@@ -20,13 +20,14 @@ import torch
 import yaml
 from torch import Tensor
 
-from backbones import FLOPS_FORMULA, Seq2SeqShape
+from backbones import Shape
 from compt.backbone import load_backbone
 from compt.config_dir import default_config_dir
 from compt.data import DataConfig
-from compt.model import ComptModel
+from compt.model import ComptModel, build_model
 from compt.prompts import PromptBank, PromptBankConfig
 from compt.tasks import resolve_tasks
+from compt.tokenization import encode_targets
 from compt.training.datamodule import ComptDataModule
 from compt.training.optim import OptimConfig, build_optimizer
 from harness import Bench, PeakMemory, Times, median, medians, peak_memory, peak_memory_kind, ratio
@@ -49,7 +50,7 @@ def method_lengths(method: str) -> dict[str, Any]:
     return {key: config[key] for key in ("source_length", "private_length") if config.get(key) is not None}
 
 
-def make_bank(method: str, shape: Seq2SeqShape, device: torch.device, **overrides: Any) -> PromptBank:
+def make_bank(method: str, shape: Shape, device: torch.device, **overrides: Any) -> PromptBank:
     """A freshly initialised bank of ``method`` for the :data:`TASKS`, with the method's configured lengths."""
     config = PromptBankConfig(
         method=method,
@@ -81,10 +82,10 @@ def train_step(model: ComptModel, optimizer: torch.optim.Optimizer, batch: dict,
     return step
 
 
-def method_step(method: str, shape: Seq2SeqShape, batch: dict, bench: Bench, **overrides: Any):
+def method_step(method: str, shape: Shape, batch: dict, bench: Bench, **overrides: Any):
     """The train step of a fresh ``method`` bank on ``shape``, and the bank."""
     bank = make_bank(method, shape, bench.device, **overrides)
-    return train_step(ComptModel(shape.backbone, bank).train(), make_optimizer(bank), batch, bench), bank
+    return train_step(build_model(shape.backbone, bank).train(), make_optimizer(bank), batch, bench), bank
 
 
 # ---------------------------------------------------------------------------------------------- 1. train
@@ -100,10 +101,10 @@ class TrainFigures:
     train_tflops_per_s: dict[str, float]
     mcat_over_floor_20: float | None = None
     mcat_over_floor_20_spread: list[float] | None = None
-    flops_formula: str = FLOPS_FORMULA
+    flops_formula: str = ""
 
 
-def measure_train(shape: Seq2SeqShape, batch: dict, methods: Sequence[str], bench: Bench) -> TrainFigures:
+def measure_train(shape: Shape, batch: dict, methods: Sequence[str], bench: Bench) -> TrainFigures:
     n_batch, n_tokens = batch["input_ids"].shape
     target = batch["labels"].shape[1]
     fns: dict[str, Callable[[], Any]] = {}
@@ -132,6 +133,7 @@ def measure_train(shape: Seq2SeqShape, batch: dict, methods: Sequence[str], benc
         },
         mcat_over_floor_20=long[0],
         mcat_over_floor_20_spread=long[1],
+        flops_formula=shape.flops_formula,
     )
 
 
@@ -148,7 +150,7 @@ class PeerFigures:
     pt_mlp_over_peft_spread: list[float]
 
 
-def measure_peer(shape: Seq2SeqShape, batch: dict, bench: Bench) -> PeerFigures:
+def measure_peer(shape: Shape, batch: dict, bench: Bench) -> PeerFigures:
     from peft import PromptTuningConfig, get_peft_model  # optional dependency: the caller handles its absence
 
     raw_step, raw = method_step("pt", shape, batch, bench, position="before", encoder="none")
@@ -162,7 +164,7 @@ def measure_peer(shape: Seq2SeqShape, batch: dict, bench: Bench) -> PeerFigures:
         eps=optim.eps,
         weight_decay=optim.weight_decay,
     )
-    peft_batch = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+    peft_batch = shape.peft_batch(batch)
 
     def peft_step() -> None:
         peft_optimizer.zero_grad(set_to_none=True)
@@ -197,12 +199,13 @@ class EvalFigures:
     eval_setup: dict[str, Any] = field(default_factory=dict)
 
 
-def candidate_labels(shape: Seq2SeqShape, batch: int, target_len: int, device: torch.device):
-    """``(B, C, M)`` label-word candidates: the mnli words through the shape's tokenizer when it fits the
-    backbone, else random ids of ``target_len`` tokens (C = 3). Returns the candidates and max_new_tokens."""
+def candidate_labels(shape: Shape, batch: int, target_len: int, device: torch.device):
+    """``(B, C, M)`` label-word candidates: the mnli words as compt's tokenisation makes them targets when the
+    shape has a tokenizer that fits the backbone, else random ids of ``target_len`` tokens ending with EOS
+    (C = 3). Returns the candidates and max_new_tokens."""
     config = shape.backbone.config
     if shape.tokenizer is not None and len(shape.tokenizer) <= config.vocab_size:
-        ids = [shape.tokenizer(w, add_special_tokens=True)["input_ids"] for w in LABEL_WORDS]
+        ids = encode_targets(shape.tokenizer, LABEL_WORDS)
     else:
         g = torch.Generator().manual_seed(2)
         lengths = [target_len, target_len - 1, target_len]
@@ -217,8 +220,8 @@ def candidate_labels(shape: Seq2SeqShape, batch: int, target_len: int, device: t
     return cands.unsqueeze(0).expand(batch, -1, -1).contiguous().to(device), width
 
 
-def measure_eval(shape: Seq2SeqShape, batch: dict[str, Tensor], bench: Bench) -> EvalFigures:
-    model = ComptModel(shape.backbone, make_bank("ssum", shape, bench.device)).eval()
+def measure_eval(shape: Shape, batch: dict[str, Tensor], bench: Bench) -> EvalFigures:
+    model = build_model(shape.backbone, make_bank("ssum", shape, bench.device)).eval()
     n_batch = batch["input_ids"].shape[0]
     cands, max_new = candidate_labels(shape, n_batch, batch["labels"].shape[1], bench.device)
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "task_ids")}
@@ -227,7 +230,7 @@ def measure_eval(shape: Seq2SeqShape, batch: dict[str, Tensor], bench: Bench) ->
     def generate() -> None:
         with bench.autocast():
             ids = model.generate(**inputs, max_new_tokens=max_new)
-        generated.append(ids.shape[1] - 1)
+        generated.append(ids.shape[1] - (model.family == "seq2seq"))  # T5 returns its start token too
 
     def rank() -> None:
         with bench.autocast():
@@ -252,7 +255,7 @@ def measure_eval(shape: Seq2SeqShape, batch: dict[str, Tensor], bench: Bench) ->
             "candidate_tokens": int(cands.shape[2]),
             "max_new_tokens": int(max_new),
             "generated_tokens": int(max(generated)),
-            "predictor": "ComptModel.generate / ComptModel.score_candidates",
+            "predictor": f"{type(model).__name__}.generate / .score_candidates",
         },
     )
 
@@ -318,7 +321,7 @@ def dir_bytes(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
 
 
-def measure_memory(shape: Seq2SeqShape, batch: dict, methods: Sequence[str], bench: Bench) -> MemoryFigures:
+def measure_memory(shape: Shape, batch: dict, methods: Sequence[str], bench: Bench) -> MemoryFigures:
     n_tokens = batch["input_ids"].shape[1]
     steps = {f"floor_{REFERENCE_PROMPT}": shape.floor_step(batch, n_tokens + REFERENCE_PROMPT, bench)}
     banks = {}

@@ -7,7 +7,7 @@ that slow drifts of the machine hit both sides of a ratio alike. ``*_spread`` en
 the per-round paired ratios.
 
     python benchmarks/run.py --out bench.json            # tiny + t5-base shapes (make bench)
-    python benchmarks/run.py --quick --out bench.json    # tiny only, CI-sized (< 1 minute)
+    python benchmarks/run.py --quick --out bench.json    # the tiny models only, CI-sized (< 1 minute)
 
 This file holds the command line, the table and the JSON; :mod:`harness` times, :mod:`backbones` builds the
 shapes, :mod:`measures` measures.
@@ -58,6 +58,8 @@ from measures import (  # noqa: E402
 warnings.filterwarnings("ignore")
 
 METHODS = ("pt", "ssum", "msum", "mcat")
+#: the committed tiny models, one per backbone family (``--quick``)
+QUICK_SHAPES = ("tiny", "tiny-causal")
 PARTS = ("train", "peer", "eval", "data", "memory")
 #: the method whose train step the data part is compared with (when measured)
 DATA_REFERENCE = "ssum"
@@ -211,7 +213,9 @@ def print_table(machine: dict[str, Any], shapes: dict[str, ShapeResult], cuda: b
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("bench.json"), help="the JSON to write")
-    p.add_argument("--quick", action="store_true", help="tiny shape only (CI-sized, < 1 minute)")
+    p.add_argument(
+        "--quick", action="store_true", help=f"the tiny shapes only ({', '.join(QUICK_SHAPES)}; CI-sized)"
+    )
     p.add_argument("--shapes", default=None, help=f"comma-separated subset of {','.join(SHAPES)}")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available)")
     p.add_argument(
@@ -245,7 +249,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for x in args.parts:
         if x not in PARTS:
             p.error(f"--parts: unknown part {x!r}")
-    args.shapes = ["tiny"] if args.quick else (args.shapes.split(",") if args.shapes else list(SHAPES))
+    args.shapes = (
+        list(QUICK_SHAPES) if args.quick else (args.shapes.split(",") if args.shapes else list(SHAPES))
+    )
     for s in args.shapes:
         if s not in SHAPES:
             p.error(f"--shapes: unknown shape {s!r}; choose from {', '.join(SHAPES)}")
@@ -262,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "note: bf16 autocast on CPU is not a configuration we benchmark; using it anyway", file=sys.stderr
         )
-    quick_tiny = args.quick or args.shapes == ["tiny"]
+    quick_tiny = args.quick or set(args.shapes) <= set(QUICK_SHAPES)
     repeats = args.repeats or (5 if quick_tiny else (20 if device.type == "cuda" else 7))
     warmup = args.warmup if args.warmup is not None else (2 if device.type == "cuda" else 1)
     bench = Bench(device, dtype, repeats, warmup)

@@ -58,14 +58,13 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
     result = json.loads(out.read_text())
     for key in ("platform", "cpu_count", "torch", "device", "dtype"):
         assert result["machine"][key], key
-    tiny = result["shapes"]["tiny"]
-    for key in REQUIRED:
-        assert key in tiny, key
-        if key == "data_over_step" and str(tiny[key]).startswith("skipped: "):
-            continue  # the DataModule could not run here: the harness says why instead of failing
-        for number in _numbers(tiny[key]):
-            assert isinstance(number, int | float) and not isinstance(number, bool), (key, number)
-            assert math.isfinite(number) and number > 0, (key, number)
-    assert set(tiny["step_over_floor"]) == set(METHODS)
-    assert set(METHODS) <= set(tiny["ckpt_bytes"])
-    assert "compt" in proc.stdout and "tiny" in proc.stdout  # the printed table
+    assert set(result["shapes"]) == {"tiny", "tiny-causal"}  # one committed model per backbone family
+    for tiny in result["shapes"].values():
+        for key in REQUIRED:
+            assert key in tiny, key
+            for number in _numbers(tiny[key]):
+                assert isinstance(number, int | float) and not isinstance(number, bool), (key, number)
+                assert math.isfinite(number) and number > 0, (key, number)
+        assert set(tiny["step_over_floor"]) == set(METHODS)
+        assert set(METHODS) <= set(tiny["ckpt_bytes"])
+    assert "compt" in proc.stdout and "tiny-causal" in proc.stdout  # the printed table
