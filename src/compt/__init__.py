@@ -20,7 +20,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "compt.prompts.bank": ["PromptBank"],
         "compt.prompts.config": ["PromptBankConfig"],
         "compt.prompts.masks": ["PromptMask", "mask_names", "parse_mask"],
-        "compt.prompts.router": ["temperature_at"],
+        "compt.prompts.router": ["RouterSchedule"],
         "compt.runs": ["load_bank"],
     },
 )
