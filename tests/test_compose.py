@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.distributions import RelaxedBernoulli
 
-from compt import PromptBank, PromptBankConfig, compose, temperature_at
+from compt import PromptBank, PromptBankConfig, RouterSchedule, compose
 from compt.prompts.router import Router, compat_initial_temperature, normalise_sample
 
 T, S, L, D = 2, 3, 2, 2
@@ -135,6 +135,7 @@ def test_constant_router_gives_one_over_s_in_train_and_eval():
 
 
 def test_linear_temperature_schedule():
+    temperature_at = RouterSchedule().temperature
     assert temperature_at(0, 100) == 5.0
     assert temperature_at(100, 100) == pytest.approx(1e-3)
     assert temperature_at(50, 100) == pytest.approx((5.0 + 1e-3) / 2)
@@ -145,10 +146,11 @@ def test_step_compat_temperature_schedule():
     assert compat_initial_temperature(8) == 5.0
     assert compat_initial_temperature(16) == 3.0
     assert compat_initial_temperature(32) == 1.0
-    assert temperature_at(10, 100, anneal="step_compat", tau0=3.0) == pytest.approx(2.8)
-    assert temperature_at(1000, 100, anneal="step_compat", tau0=3.0) == pytest.approx(1e-3)
+    temperature_at = RouterSchedule(anneal="step_compat", k=16).temperature  # τ0 = 3
+    assert temperature_at(10, 100) == pytest.approx(2.8)
+    assert temperature_at(1000, 100) == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="anneal"):
-        temperature_at(1, 2, anneal="cosine")
+        RouterSchedule(anneal="cosine").temperature(1, 2)
 
 
 def _bank(method: str, **kw) -> PromptBank:

@@ -9,11 +9,17 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from compt.errors import ConfigError
+from compt.training.config import RunConfig
+from compt.training.launch import register_schema
+from compt.training.schema import TrainSchema
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
 def composed(*overrides: str):
+    register_schema()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
 
@@ -52,9 +58,12 @@ def test_typos_and_unknown_methods_fail_clearly():
         composed("method=ssumm")
 
 
-def test_epochs_double_for_small_k():
-    from compt.training.build import epochs_for
+def epochs_for(cfg) -> int:
+    schema = TrainSchema.from_hydra(cfg)
+    return schema.optim.epochs_for(schema.method.epochs, schema.k)
 
+
+def test_epochs_double_for_small_k():
     assert epochs_for(composed("k=8")) == 100
     assert epochs_for(composed("k=16")) == 50
     assert epochs_for(composed("method=mcat", "k=8")) == 80
@@ -97,6 +106,31 @@ def test_the_authors_pt_baseline_is_its_own_method():
     assert (cfg.method.name, cfg.method.private_length, cfg.method.epochs) == ("pt_single", 50, 20)
     assert (cfg.prompt.position, cfg.optim.lr.private, cfg.data.batch_size) == ("before", 0.05, 12)
     assert cfg.optim.double_epochs_max_k is None
-    from compt.training.run import epochs_for
-
     assert epochs_for(composed("method=pt_single", "k=8")) == 20
+
+
+def test_a_recorded_config_from_an_older_run_still_builds():
+    """``compt evaluate`` / ``predict`` read a run's recorded config: keys added since take their defaults."""
+    recorded = OmegaConf.to_container(composed("experiment=demo"), resolve=True)
+    for section, key in (("router", "sample"), ("data", "truncation"), ("eval", "answer_parsing")):
+        del recorded[section][key]
+    del recorded["metrics"], recorded["protocol"]
+    config = RunConfig.from_hydra(recorded)
+    assert (config.bank.router_sample, config.evaluation.metrics_compat, config.run.protocol) == (
+        "per_example",
+        False,
+        "paper",
+    )
+    assert {task.truncation for task in config.tasks} == {"tokens"}
+    assert (config.bank.backbone, config.data.k, config.router.k, config.epochs) == ("tiny", 16, 16, 30)
+
+
+def test_a_wrong_key_or_type_in_a_recorded_config_is_a_config_error():
+    recorded = OmegaConf.to_container(composed(), resolve=True)
+    recorded["router"]["tau"] = 1.0
+    with pytest.raises(ConfigError, match="tau"):
+        RunConfig.from_hydra(recorded)
+    recorded = OmegaConf.to_container(composed(), resolve=True)
+    recorded["k"] = "sixteen"
+    with pytest.raises(ConfigError, match="sixteen"):
+        RunConfig.from_hydra(recorded)

@@ -20,13 +20,19 @@ from compt.data import (
     bundled_demo_dir,
     epoch_quotas,
     eval_indices,
-    kshot_indices,
     mixed_stream,
     mixing_probabilities,
+    select_train,
 )
 from compt.data.encode import _MEMO
 from compt.tasks import TASK_SETS, get_task
 from compt.training.datamodule import ComptDataModule
+
+
+def kshot_indices(*args, **kwargs) -> list[int]:
+    """The k-shot rows alone (``select_train`` without validation rows)."""
+    return select_train(*args, **kwargs)[0]
+
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_T5 = REPO / "src" / "compt" / "assets" / "tiny-t5"

@@ -53,17 +53,15 @@ def test_evaluate_rejects_a_folder_that_is_not_a_run(tmp_path):
 def test_lightning_test_from_a_backbone_free_checkpoint(mcat_run):
     """trainer.test(ckpt_path=...) restores the bank from a checkpoint that holds no backbone weights."""
     import pytorch_lightning as pl
-    from omegaconf import OmegaConf
 
     from compt.runs import RunDir
-    from compt.tasks import resolve_tasks
-    from compt.training.build import build_module, data_config
+    from compt.training.build import build_module
+    from compt.training.config import RunConfig
     from compt.training.datamodule import ComptDataModule
 
-    cfg = RunDir(mcat_run).config()
-    tasks = resolve_tasks(OmegaConf.to_container(cfg.tasks, resolve=True))
-    module = build_module(cfg, tasks)  # a fresh, untrained bank
-    datamodule = ComptDataModule(tasks, module.tokenizer, data_config(cfg))
+    config = RunConfig.from_hydra(RunDir(mcat_run).config())
+    module = build_module(config)  # a fresh, untrained bank
+    datamodule = ComptDataModule(config.tasks, module.tokenizer, config.data)
     trainer = pl.Trainer(
         accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
     )

@@ -93,7 +93,7 @@ class ComptModel(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor,
         task_ids: Tensor,
-        max_new_tokens: int = 8,
+        max_new_tokens: int,
         mask: PromptMask | str | None = None,
     ) -> Tensor:
         """Greedy decoding (the paper's evaluation): token ids ``(B, ≤ max_new_tokens + 1)``."""

@@ -21,7 +21,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "ShardedBatchSampler",
             "epoch_quotas",
             "eval_indices",
-            "kshot_indices",
             "mixed_stream",
             "mixing_probabilities",
             "select_train",

@@ -1,9 +1,10 @@
-"""``DataConfig``: every data option (Hydra group ``data``), validated on construction."""
+"""``DataConfig``: the data settings of a run (its config's ``data.*``, ``k``, ``seed``, ``kshot.*`` and ``eval.*``:
+:class:`compt.training.config.RunConfig`), validated on construction."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 from compt.errors import ConfigError
@@ -12,51 +13,46 @@ from compt.fields import unknown_keys
 SOURCES = ("hub", "local")
 
 
-def _help(text: str, default: Any) -> Any:
-    """A dataclass field with a help string in its metadata."""
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass
 class DataConfig:
     """Where the task data comes from, how it is sampled, batched and tokenised."""
 
-    #: "hub" (datasets.load_dataset from the Hugging Face hub) or "local" (files under ``dir``)
-    source: str = _help('"hub" (Hugging Face hub) or "local" (files under `dir`)', "hub")
-    #: local folder laid out ``<dir>/<task>/<split>.{parquet,jsonl,csv}``; None with source=local = bundled demo
-    dir: str | None = _help(
-        "local folder <dir>/<task>/<split>.{parquet,jsonl,csv}; None = bundled demo", None
-    )
-    #: training examples per task drawn from the train split; -1 = the whole split
-    k: int = _help("k-shot training examples per task; -1 = the whole train split", 16)
-    #: draw k examples per label instead of k per task (regression tasks fall back to k per task)
-    kshot_balanced: bool = _help("k examples per label (regression tasks: k per task, with a warning)", False)
-    #: k larger than the split: use every row instead of failing
-    kshot_allow_fewer: bool = _help("when k exceeds the split size, use all rows instead of failing", False)
-    #: run seed: k-shot draws, the training stream and the carved validation set depend on it
-    seed: int = _help("run seed for k-shot sampling and the training stream", 42)
-    #: evaluation examples per task (a seeded subset); -1 = the whole evaluation split
-    eval_max_samples: int = _help("evaluation examples per task; -1 = all", 100)
-    #: seed of the evaluation subset; independent of the run seed so every run sees the same examples
-    eval_seed: int = _help("seed of the evaluation subset (independent of the run seed)", 0)
-    #: rows per task carved from train (disjoint from the k-shot set) for model selection; 0 = off
-    validation_from_train: int = _help("rows per task carved from train for model selection; 0 = off", 0)
-    #: mixing temperature T: each epoch task i gets a quota proportional to n_i^(1/T), rows without replacement
-    temperature: float = _help("task mixing temperature T (quota_i ∝ n_i^(1/T); 1 = proportional)", 1.0)
-    #: training batch size (per process)
-    batch_size: int = _help("training batch size per process", 20)
-    #: evaluation batch size (per process)
-    eval_batch_size: int = _help("evaluation batch size per process", 64)
-    #: input length limit in tokens (longer inputs are truncated, keeping the final </s>)
-    max_source_length: int = _help("input truncation length in tokens", 256)
-    #: target length limit in tokens
-    max_target_length: int = _help("target truncation length in tokens", 8)
-    #: DataLoader worker processes
-    num_workers: int = _help("DataLoader worker processes", 0)
-    #: batch training examples of similar length together (less padding); batch order stays seeded
-    group_by_length: bool = _help("group training examples of similar length into batches", False)
-    #: training examples per epoch; None = the sum of the per-task training set sizes
-    epoch_size: int | None = _help("training examples per epoch; None = sum of the training set sizes", None)
+    source: str = "hub"
+    """hub (``datasets.load_dataset`` from the Hugging Face hub) | local (files under ``dir``)"""
+    dir: str | None = None
+    """local folder laid out ``<dir>/<task>/<split>.{parquet,jsonl,csv}``; None with source=local = the bundled
+    demo data"""
+    k: int = 16
+    """training examples per task drawn from the train split (k-shot); -1 = the whole split"""
+    kshot_balanced: bool = False
+    """draw k examples per label instead of k per task (regression tasks fall back to k per task, with a warning)"""
+    kshot_allow_fewer: bool = False
+    """k larger than the split: use every row instead of failing"""
+    seed: int = 1
+    """run seed: the k-shot draws, the training stream and the carved validation set depend on it"""
+    eval_max_samples: int = 100
+    """evaluation examples per task (a seeded subset, the same for every run seed and method); -1 = all"""
+    eval_seed: int = 0
+    """seed of the evaluation subset; independent of the run seed so every run sees the same examples"""
+    validation_from_train: int = 0
+    """rows per task carved from train (disjoint from the k-shot set) for model selection; 0 = off (the paper
+    tests the last model)"""
+    temperature: float = 1.0
+    """task mixing temperature T: each epoch task i gets a quota ∝ n_i^(1/T), rows without replacement"""
+    batch_size: int = 20
+    """training batch size (per process)"""
+    eval_batch_size: int = 64
+    """evaluation batch size (per process)"""
+    max_source_length: int = 256
+    """input length limit in tokens (longer inputs are truncated, keeping the final </s>)"""
+    max_target_length: int = 8
+    """target length limit in tokens"""
+    num_workers: int = 0
+    """DataLoader worker processes"""
+    group_by_length: bool = False
+    """batch training examples of similar length together (less padding); the batch order stays seeded"""
+    epoch_size: int | None = None
+    """training examples per epoch; None = the sum of the per-task training set sizes"""
 
     def __post_init__(self) -> None:
         def bad(name: str, rule: str) -> None:
@@ -103,8 +99,3 @@ class DataConfig:
         if unknown:
             raise ConfigError(f"unknown data option(s) {unknown}; known: {known}")
         return cls(**dict(values))
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        """Field name -> help text."""
-        return {f.name: f.metadata.get("help", "") for f in fields(cls)}

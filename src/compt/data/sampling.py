@@ -100,19 +100,6 @@ def select_train(
     return train, validation
 
 
-def kshot_indices(
-    task: TaskSpec,
-    golds: Sequence[float],
-    k: int,
-    seed: int,
-    *,
-    balanced: bool = False,
-    allow_fewer: bool = False,
-) -> list[int]:
-    """The k-shot training rows of ``task`` (see ``select_train``)."""
-    return select_train(task, golds, k, seed, balanced=balanced, allow_fewer=allow_fewer)[0]
-
-
 def eval_indices(task_name: str, n: int, max_samples: int, eval_seed: int) -> list[int]:
     """Evaluation rows: all ``n`` (max_samples=-1 or >= n), else a subset seeded by ``(eval_seed, task)`` only
     — never by the run seed — returned in the split's own order."""

@@ -7,8 +7,9 @@ from compt._lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(
     globals(),
     {
+        "compt.evaluation.config": ["EVAL_MODES", "EvalConfig"],
         "compt.evaluation.metrics": ["TaskMetrics", "primary_metric"],
-        "compt.evaluation.predict": ["EVAL_MODES", "Predictions", "Predictor"],
+        "compt.evaluation.predict": ["Predictions", "Predictor"],
         "compt.evaluation.rerun": ["evaluate_run"],
     },
 )

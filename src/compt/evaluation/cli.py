@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-#: prediction modes (``compt.evaluation.predict.EVAL_MODES``; spelled out here so ``--help`` imports no torch)
-MODES = ("generate", "rank")
+from compt.evaluation.config import EVAL_MODES as MODES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -10,12 +10,11 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from compt.errors import ConfigError
+from compt.evaluation.config import EVAL_MODES, EvalConfig
 from compt.model import ComptModel
 from compt.prompts.masks import PromptMask
 from compt.tasks import TaskSpec
 from compt.tokenization import encode_targets
-
-EVAL_MODES = ("generate", "rank")
 
 
 @dataclass
@@ -39,8 +38,8 @@ class Predictor(nn.Module):
         self,
         tasks: Sequence[TaskSpec],
         tokenizer: PreTrainedTokenizerBase,
-        mode: str = "generate",
-        max_new_tokens: int = 8,
+        mode: str = EvalConfig.mode,
+        max_new_tokens: int = EvalConfig.max_new_tokens,
     ) -> None:
         super().__init__()
         if mode not in EVAL_MODES:

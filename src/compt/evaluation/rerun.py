@@ -1,24 +1,25 @@
 """Re-evaluate a trained run (its bank or a checkpoint), optionally under the ablation masks of the
 source-masking analysis (paper Figs. 3/4/6): the library behind ``compt evaluate``.
 
-The run's own config rebuilds its LightningModule and data (:mod:`compt.training.build`); its trained weights
-are loaded into the bank and Lightning's ``Trainer.test`` evaluates every mask, as at the end of training.
+The run's recorded config rebuilds its objects (:class:`compt.training.config.RunConfig`), LightningModule and
+data; its trained weights are loaded into the bank and Lightning's ``Trainer.test`` evaluates every mask, as at
+the end of training.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
 
 from compt.errors import InferenceError
-from compt.prompts import PromptBank, mask_names
+from compt.prompts import PromptBank, masks_for
 from compt.runs import RunDir, load_bank
-from compt.tasks import run_tasks
-from compt.training.build import build_module, data_config
+from compt.training.build import build_module
+from compt.training.config import RunConfig
 from compt.training.datamodule import ComptDataModule
 
 #: ``ComptModule``'s state-dict prefix of the bank's weights in a Lightning checkpoint
@@ -38,20 +39,17 @@ def evaluate_run(
     ``masks=["all"]`` is every mask of the run's method; None keeps the run's ``eval.masks``.
     """
     run_dir = Path(run_dir)
-    cfg = RunDir(run_dir).config()
+    config = RunConfig.from_hydra(RunDir(run_dir).config())
     if masks == ["all"]:
-        masks = ["total"] if cfg.method.name == "pt" else mask_names(cfg.n_sources)
-    overrides = {"eval.masks": masks or list(cfg.eval.masks)}
-    if mode:
-        overrides["eval.mode"] = mode
+        masks = masks_for(config.bank.method, config.bank.n_sources)
+    config.evaluation = replace(
+        config.evaluation, masks=tuple(masks or config.evaluation.masks), mode=mode or config.evaluation.mode
+    )
     if max_samples is not None:
-        overrides["eval.max_samples"] = max_samples
-    for key, value in overrides.items():
-        OmegaConf.update(cfg, key, value, merge=False)
-    tasks = run_tasks(OmegaConf.to_container(cfg, resolve=True))
-    module = build_module(cfg, tasks, initialise=False)
+        config.data = replace(config.data, eval_max_samples=max_samples)
+    module = build_module(config, initialise=False)
     load_trained_bank(module.model.bank, run_dir, checkpoint)
-    datamodule = ComptDataModule(tasks, module.tokenizer, data_config(cfg))
+    datamodule = ComptDataModule(config.tasks, module.tokenizer, config.data)
     trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_model_summary=False)
     trainer.test(module, datamodule=datamodule, verbose=False)
     return module.last_eval["by_mask"]

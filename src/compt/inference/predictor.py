@@ -17,40 +17,41 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from transformers import PreTrainedTokenizerBase
 
 from compt.backbone import load_backbone
+from compt.data.config import DataConfig
 from compt.data.encode import Collator
 from compt.data.sources import LOCAL_FORMATS, load_local_file
 from compt.errors import InferenceError, RunNotFoundError, TaskError
-from compt.evaluation.predict import EVAL_MODES, Predictor
+from compt.evaluation.config import EVAL_MODES, EvalConfig
+from compt.evaluation.predict import Predictor
 from compt.model import ComptModel, build_model
 from compt.prompts.bank import CONFIG_FILE, PromptBank
 from compt.runs import RunDir, locate_bank
-from compt.tasks import TaskSpec, get_task, run_tasks
+from compt.tasks import TaskSpec, get_task
 from compt.tokenization import encode_inputs
+from compt.training.config import RunConfig
 from compt.utils import finite_or_none
 
-DEFAULT_MODE = "rank"
-DEFAULT_MAX_SOURCE_LENGTH = 256
-DEFAULT_MAX_NEW_TOKENS = 8
+BANK_ONLY = EvalConfig(mode="rank")
+"""Predictions from a bank folder without its run's config: rank classification (never an invalid answer)."""
 
 
-def run_settings(run_dir: Path | None) -> dict[str, Any]:
-    """The run's config as plain data (empty when there is no run folder or no config)."""
+def run_config(run_dir: Path | None) -> RunConfig | None:
+    """The objects of the run around a bank (None when there is no run folder or no recorded config)."""
     if run_dir is None:
-        return {}
+        return None
     try:
-        return OmegaConf.to_container(RunDir(run_dir).config(), resolve=False)  # type: ignore[return-value]
+        return RunConfig.from_hydra(RunDir(run_dir).config())
     except RunNotFoundError:
-        return {}
+        return None
 
 
-def bank_tasks(bank: PromptBank, settings: Mapping[str, Any]) -> list[TaskSpec]:
-    """The bank's tasks in task-id order: the run's task definitions when known (user tasks, overrides),
-    else the built-in ones."""
-    defined = {t.name: t for t in run_tasks(settings)} if settings.get("tasks") else {}
+def bank_tasks(bank: PromptBank, config: RunConfig | None) -> list[TaskSpec]:
+    """The bank's tasks in task-id order: the run's task definitions when known (user tasks, overrides, the text
+    protocol), else the built-in ones."""
+    defined = {t.name: t for t in config.tasks} if config else {}
     try:
         return [defined.get(name) or get_task(name) for name in bank.task_names]
     except TaskError as err:
@@ -64,9 +65,8 @@ class PromptPredictor:
         model: backbone + bank (:class:`ComptModel` or its causal counterpart).
         tokenizer: the backbone's tokenizer.
         tasks: the bank's tasks in task-id order.
-        mode: default prediction mode (``rank`` or ``generate``).
+        evaluation: the default prediction mode (``rank`` or ``generate``) and the generation length.
         max_source_length: input truncation in tokens (as in training).
-        max_new_tokens: generation length for ``mode="generate"``.
     """
 
     def __init__(
@@ -74,16 +74,15 @@ class PromptPredictor:
         model: ComptModel,
         tokenizer: PreTrainedTokenizerBase,
         tasks: Sequence[TaskSpec],
-        mode: str = DEFAULT_MODE,
-        max_source_length: int = DEFAULT_MAX_SOURCE_LENGTH,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        evaluation: EvalConfig,
+        max_source_length: int,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.tasks = list(tasks)
-        self.mode = mode
+        self.mode = evaluation.mode
         self.max_source_length = max_source_length
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = evaluation.max_new_tokens
         pad = tokenizer.pad_token_id
         self.collator = Collator(pad if pad is not None else 0)
         self._predictors: dict[str, Predictor] = {}
@@ -173,7 +172,7 @@ def load_for_inference(
         device: ``cpu``, ``cuda``...; default CUDA when available.
     """
     files = locate_bank(path)
-    settings = run_settings(files.run_dir)
+    config = run_config(files.run_dir)
     meta = json.loads((files.bank_dir / CONFIG_FILE).read_text())
     name = backbone or meta["config"].get("backbone")
     if not name:
@@ -182,15 +181,9 @@ def load_for_inference(
     bank = PromptBank.load(files.bank_dir, d_model=model.get_input_embeddings().embedding_dim)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     compt_model = build_model(model, bank, backbone_dropout=False).to(device)
-    data, evaluation = settings.get("data") or {}, settings.get("eval") or {}
-    return PromptPredictor(
-        compt_model,
-        tokenizer,
-        bank_tasks(bank, settings),
-        mode=evaluation.get("mode", DEFAULT_MODE),
-        max_source_length=data.get("max_source_length", DEFAULT_MAX_SOURCE_LENGTH),
-        max_new_tokens=evaluation.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
-    )
+    evaluation = config.evaluation if config else BANK_ONLY
+    max_source_length = config.data.max_source_length if config else DataConfig.max_source_length
+    return PromptPredictor(compt_model, tokenizer, bank_tasks(bank, config), evaluation, max_source_length)
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from compt.errors import InferenceError
-from compt.prompts.baselines import InputAttention, LowRankTaskMatrices
+from compt.prompts.baselines import AttemptComposer, LowRankTaskMatrices
 from compt.prompts.compose import compose
 from compt.prompts.config import PromptBankConfig
 from compt.prompts.encoder import PromptTable
@@ -53,19 +53,20 @@ class PromptBank(nn.Module):
                 n, length, c.d_model, c.encoder, c.encoder_hidden, c.encoder_residual, c.encoder_dropout
             )
 
-        if c.method == "mpt":
+        traits = c.traits
+        if traits.task_matrices:
             self.private = LowRankTaskMatrices(c.n_tasks, c.source_length, c.d_model, c.mpt_rank)
         else:
-            self.private = table(c.n_tasks, int(c.private_length)) if c.uses_private else None
-        self.sources = table(c.n_sources, c.source_length) if c.uses_sources else None
+            self.private = table(c.n_tasks, int(c.private_length)) if traits.private else None
+        self.sources = table(c.n_sources, c.source_length) if traits.sources else None
         self.router = (
-            Router(c.n_tasks, c.n_sources, c.router_learn, c.router_train_norm) if c.uses_router else None
+            Router(c.n_tasks, c.n_sources, c.router_learn, c.router_train_norm) if traits.router else None
         )
         self.attention = (
-            InputAttention(
+            AttemptComposer(
                 c.d_model, c.attempt_hidden or max(8, c.d_model // 8), c.attempt_temperature or c.d_model
             )
-            if c.method == "attempt"
+            if traits.per_example
             else None
         )
         self._initialise(vocab_embeddings, generator)
@@ -133,7 +134,7 @@ class PromptBank(nn.Module):
         if mask is None:
             return self.router(task_ids=task_ids)
         keep = torch.tensor(mask.keep_sources, device=self.router._constant.device)
-        if self.method == "mcat":  # segments keep their trained scale; dropped ones are zeroed and unattended
+        if self.config.traits.concatenates:  # segments keep their trained scale; dropped ones are zeroed
             return self.router(task_ids=task_ids) * keep
         return self.router(keep, task_ids)  # ssum/msum: renormalised over the kept sources
 
@@ -153,7 +154,9 @@ class PromptBank(nn.Module):
             ``(T | B, L_t)`` (bool) when a mask removes prompt rows (mcat with dropped sources), else ``None``.
         """
         if self.attention is not None:
-            raise ValueError("method 'attempt' composes a prompt per example: use example_prompts(...)")
+            raise ValueError(
+                f"method {self.method!r} composes a prompt per example: use example_prompts(...)"
+            )
         mask = self.resolve_mask(mask)
         private = self.private() if self.private is not None else None
         if private is not None and task_ids is not None:
@@ -177,37 +180,28 @@ class PromptBank(nn.Module):
         or ``attempt``'s input attention, from the token embeddings ``(B, N, d)`` and ``attention_mask``
         ``(B, N)``); otherwise the T target prompts are composed once and gathered by ``task_ids``.
         """
-        if self.attention is None:
-            if self.samples_per_example:
-                return self(mask, task_ids)
-            prompts, prompt_mask = self(mask)
-            return prompts[task_ids], None if prompt_mask is None else prompt_mask[task_ids]
-        mask = self.resolve_mask(mask)
-        n_sources = self.config.n_sources
-        keep_sources = (True,) * n_sources if mask is None else mask.keep_sources
-        keep_private = True if mask is None else mask.keep_private
-        keep = torch.tensor([*keep_sources, keep_private], device=task_ids.device)
-        private = self.private()[task_ids]  # (B, L, d)
-        sources = self.sources()  # (S, L, d)
-        candidates = torch.cat(
-            [sources.unsqueeze(0).expand(len(task_ids), -1, -1, -1), private.unsqueeze(1)], 1
-        )
-        weights = self.attention(inputs_embeds, attention_mask, candidates, keep)  # (B, S + 1)
-        if not keep_private:
-            private = torch.zeros_like(private)
-        return compose("attempt", private, sources, weights), None
+        if self.attention is not None:
+            mask = self.resolve_mask(mask)
+            prompts = self.attention.example_prompts(
+                self.private()[task_ids], self.sources(), inputs_embeds, attention_mask, mask
+            )
+            return prompts, None
+        if self.samples_per_example:
+            return self(mask, task_ids)
+        prompts, prompt_mask = self(mask)
+        return prompts[task_ids], None if prompt_mask is None else prompt_mask[task_ids]
 
     def _compose_masked(
         self, mask: PromptMask, private: Tensor | None, sources: Tensor | None, weights: Tensor | None
     ) -> tuple[Tensor, Tensor | None]:
         """Composition with parts removed: a removed operand becomes the identity of its operation."""
-        method, c = self.method, self.config
-        if not any(mask.keep_sources) and method in ("msum", "mcat"):
+        traits, c = self.config.traits, self.config
+        if not any(mask.keep_sources) and traits.operation == "multiply":
             return private, None  # private prompt alone
         if not mask.keep_private and private is not None:
-            private = torch.zeros_like(private) if method == "ssum" else torch.ones_like(private)
-        prompts = compose(method, private, sources, weights)
-        if method != "mcat":
+            private = torch.full_like(private, traits.masked_private)
+        prompts = compose(self.method, private, sources, weights)
+        if not traits.concatenates:
             return prompts, None
         keep = torch.tensor(mask.keep_sources, device=prompts.device)
         rows = keep.repeat_interleave(c.source_length)  # (S·L_s,)

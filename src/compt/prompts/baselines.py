@@ -20,6 +20,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from compt.prompts.compose import compose
+from compt.prompts.masks import PromptMask
+
 
 class LowRankTaskMatrices(nn.Module):
     """T rank-r matrices ``W_t = u_t v_tᵀ`` ``(L, d)``: ``u`` ``(T, L, r)``, ``v`` ``(T, d, r)``.
@@ -82,3 +85,37 @@ class InputAttention(nn.Module):
         scores = torch.einsum("bd,bkd->bk", query, keys.to(query.dtype)) / self.temperature
         scores = scores.masked_fill(~keep.to(scores.device), -math.inf)
         return torch.softmax(scores, -1)
+
+
+class AttemptComposer(InputAttention):
+    """ATTEMPT's composition, which is per example: the input attention (the parameters of
+    :class:`InputAttention`) weighs the S sources and the example's own task prompt, and ``compose("attempt")``
+    mixes them. A mask drops candidates (weight 0); a dropped task prompt also leaves the sum (its rows become 0).
+    """
+
+    def example_prompts(
+        self,
+        private: Tensor,
+        sources: Tensor,
+        inputs_embeds: Tensor,
+        attention_mask: Tensor,
+        mask: PromptMask | None,
+    ) -> Tensor:
+        """Each example's prompt ``(B, L, d)``.
+
+        Args:
+            private: each example's task prompt ``(B, L, d)``.
+            sources: the source prompts ``(S, L, d)``.
+            inputs_embeds, attention_mask: the input ``(B, N, d)``, ``(B, N)``.
+            mask: the parts taking part (None: all).
+        """
+        keep_sources = (True,) * sources.shape[0] if mask is None else mask.keep_sources
+        keep_private = True if mask is None else mask.keep_private
+        keep = torch.tensor([*keep_sources, keep_private], device=private.device)
+        candidates = torch.cat(
+            [sources.unsqueeze(0).expand(len(private), -1, -1, -1), private.unsqueeze(1)], 1
+        )  # (B, S + 1, L, d)
+        weights = self(inputs_embeds, attention_mask, candidates, keep)  # (B, S + 1)
+        if not keep_private:
+            private = torch.zeros_like(private)
+        return compose("attempt", private, sources, weights)

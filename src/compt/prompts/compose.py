@@ -8,13 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-#: methods that have a private prompt (or task matrix) per task
-METHODS_WITH_PRIVATE = ("pt", "ssum", "msum", "mcat", "mpt", "attempt")
-#: methods that use shared source prompts
-METHODS_WITH_SOURCES = ("ssum", "msum", "mcat", "sources_only", "mpt", "attempt")
-#: methods whose source weights come from the ComPT router (per task)
-METHODS_WITH_ROUTER = ("ssum", "msum", "mcat", "sources_only")
-METHODS = ("pt", "ssum", "msum", "mcat", "sources_only", "mpt", "attempt")
+from compt.prompts.methods import method_traits
 
 
 def compose(method: str, private: Tensor | None, sources: Tensor | None, weights: Tensor | None) -> Tensor:
@@ -44,25 +38,16 @@ def compose(method: str, private: Tensor | None, sources: Tensor | None, weights
         ``attempt``               ``P_t + Σ_s a_s P_s + a_{S} P_t``            ``L``
         ========================  ==========================================  =================
     """
-    if method == "pt":
+    traits = method_traits(method)
+    if not traits.sources:  # pt
         return _require(private, "private", method)
     sources = _require(sources, "sources", method)
-    if method == "mpt":
+    if traits.task_matrices:  # mpt: P* ⊙ W_t
         if sources.shape[0] != 1:
             raise ValueError(f"mpt has one shared prompt, got sources {tuple(sources.shape)}")
         return sources * _require(private, "private", method)
     weights = _require(weights, "weights", method)
-    if method != "attempt" and weights.shape[-1] != sources.shape[0]:
-        raise ValueError(
-            f"weights {tuple(weights.shape)} must have one column per source ({sources.shape[0]})"
-        )
-    if method == "mcat":
-        n_tasks, n_sources = weights.shape
-        _, source_len, d_model = sources.shape
-        scaled = weights[:, :, None, None] * sources.unsqueeze(0)  # (T, S, L_s, d)
-        concatenated = scaled.reshape(n_tasks, n_sources * source_len, d_model)  # (T, S·L_s, d)
-        return _require(private, "private", method) * concatenated
-    if method == "attempt":
+    if traits.per_example:  # attempt: a weight per source and, last, for the example's own task prompt
         private = _require(private, "private", method)
         if weights.shape[-1] != sources.shape[0] + 1:
             raise ValueError(
@@ -70,15 +55,21 @@ def compose(method: str, private: Tensor | None, sources: Tensor | None, weights
             )
         mixed = torch.einsum("bs,sld->bld", weights[:, :-1], sources)  # (B, L, d)
         return private * (1 + weights[:, -1, None, None]) + mixed
-    mix = torch.einsum("ts,sld->tld", weights, sources)  # (T, L_s, d)
-    if method == "sources_only":
+    if weights.shape[-1] != sources.shape[0]:
+        raise ValueError(
+            f"weights {tuple(weights.shape)} must have one column per source ({sources.shape[0]})"
+        )
+    if traits.concatenates:  # mcat
+        n_tasks, n_sources = weights.shape
+        _, source_len, d_model = sources.shape
+        scaled = weights[:, :, None, None] * sources.unsqueeze(0)  # (T, S, L_s, d)
+        mix = scaled.reshape(n_tasks, n_sources * source_len, d_model)  # (T, S·L_s, d)
+    else:
+        mix = torch.einsum("ts,sld->tld", weights, sources)  # (T, L_s, d)
+    if not traits.private:  # sources_only
         return mix
     private = _require(private, "private", method)
-    if method == "ssum":
-        return private + mix
-    if method == "msum":
-        return private * mix
-    raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return private + mix if traits.operation == "add" else private * mix
 
 
 def _require(tensor: Tensor | None, name: str, method: str) -> Tensor:

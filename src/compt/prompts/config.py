@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from compt.errors import ConfigError
 from compt.fields import unknown_keys
-from compt.prompts.compose import METHODS, METHODS_WITH_PRIVATE, METHODS_WITH_ROUTER, METHODS_WITH_SOURCES
 from compt.prompts.encoder import ENCODER_KINDS
+from compt.prompts.methods import METHOD_TRAITS, METHODS, MethodTraits
 from compt.prompts.router import SAMPLES, TRAIN_NORMS
 from compt.tokenization import FAMILIES
 
@@ -89,7 +89,7 @@ class PromptBankConfig:
         expected = self.derived_private_length()
         if self.private_length is None:
             self.private_length = expected
-        elif self.method not in ("pt", "sources_only") and self.private_length != expected:
+        elif self.traits.derives_private_length and self.private_length != expected:
             raise ConfigError(
                 f"method {self.method!r} needs private_length == {expected} "
                 f"(from n_sources={self.n_sources}, source_length={self.source_length}), "
@@ -101,17 +101,19 @@ class PromptBankConfig:
 
     def _check_method_options(self) -> None:
         """Options of one method given to another fail, naming the method they belong to."""
-        if self.method != "mpt" and self.mpt_rank != 1:
-            raise ConfigError(f"mpt_rank applies to method=mpt only (method={self.method!r})")
-        if self.method != "attempt" and (
-            self.attempt_hidden is not None or self.attempt_temperature is not None
-        ):
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+        for other in METHOD_TRAITS.values():
+            given = [name for name in other.options if getattr(self, name) != defaults[name]]
+            if other.name != self.method and given:
+                verb = "applies" if len(other.options) == 1 else "apply"
+                raise ConfigError(
+                    f"{' / '.join(other.options)} {verb} to method={other.name} only (method={self.method!r})"
+                )
+        fixed = self.traits.fixed_n_sources
+        if fixed is not None and self.n_sources != fixed:
             raise ConfigError(
-                f"attempt_hidden / attempt_temperature apply to method=attempt only (method={self.method!r})"
-            )
-        if self.method == "mpt" and self.n_sources != 1:
-            raise ConfigError(
-                f"method=mpt has exactly one shared prompt: n_sources must be 1, got {self.n_sources}"
+                f"method={self.method} has exactly {fixed} shared prompt{'s' if fixed > 1 else ''}: "
+                f"n_sources must be {fixed}, got {self.n_sources}"
             )
         if self.mpt_rank < 1:
             raise ConfigError(f"mpt_rank must be >= 1, got {self.mpt_rank}")
@@ -119,13 +121,18 @@ class PromptBankConfig:
             raise ConfigError(f"freeze_sources: method {self.method!r} has no source prompts")
 
     @property
+    def traits(self) -> MethodTraits:
+        """The method's entry in the table of method traits."""
+        return METHOD_TRAITS[self.method]
+
+    @property
     def uses_router(self) -> bool:
         """Whether source weights come from ComPT's per-task router."""
-        return self.method in METHODS_WITH_ROUTER
+        return self.traits.router
 
     def derived_private_length(self) -> int:
-        """L_u implied by the method: S·L_s for mcat, otherwise L_s."""
-        return self.n_sources * self.source_length if self.method == "mcat" else self.source_length
+        """L_u implied by the method: S·L_s when the target prompt concatenates the sources (mcat), else L_s."""
+        return self.n_sources * self.source_length if self.traits.concatenates else self.source_length
 
     @property
     def n_tasks(self) -> int:
@@ -133,20 +140,18 @@ class PromptBankConfig:
 
     @property
     def uses_private(self) -> bool:
-        return self.method in METHODS_WITH_PRIVATE
+        return self.traits.private
 
     @property
     def uses_sources(self) -> bool:
-        return self.method in METHODS_WITH_SOURCES
+        return self.traits.sources
 
     @property
     def prompt_length(self) -> int:
         """L_t, rows of the composed target prompt."""
-        if self.method == "pt":
+        if self.traits.length == "private":
             return int(self.private_length)
-        if self.method == "mcat":
-            return self.n_sources * self.source_length
-        return self.source_length
+        return self.derived_private_length()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

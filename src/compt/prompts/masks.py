@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from compt.errors import ConfigError
+from compt.prompts.methods import method_traits
 
 
 @dataclass(frozen=True)
@@ -28,20 +29,29 @@ def mask_names(n_sources: int) -> list[str]:
     return [f"src{i}" for i in range(n_sources)] + ["all_src", "private", "total"]
 
 
+def masks_for(method: str, n_sources: int) -> list[str]:
+    """Every mask that applies to ``method`` with ``n_sources`` sources (``compt evaluate --masks all``)."""
+    traits = method_traits(method)
+    if not traits.maskable:
+        return ["total"]
+    return [name for name in mask_names(n_sources) if name != "private" or traits.private]
+
+
 def parse_mask(name: str, method: str, n_sources: int) -> PromptMask:
     """Turn a mask name into a :class:`PromptMask` for ``method``.
 
     ``total``: everything; ``private``: the private prompt alone; ``all_src``: every source, no private;
-    ``src{i}``: source i alone — with the private prompt kept for ``msum``/``mcat`` (their product needs it)
-    and dropped for the additive ``ssum``/``attempt``/``sources_only`` (so the column isolates the source).
+    ``src{i}``: source i alone — with the private prompt kept where it multiplies the sources (``msum``/``mcat``:
+    their product needs it) and dropped where it is added (``ssum``/``attempt``), so the column isolates the source.
     """
+    traits = method_traits(method)
     if name == "total":
-        return PromptMask(name, method != "sources_only", (True,) * n_sources)
-    if method in ("pt", "mpt"):
+        return PromptMask(name, traits.private, (True,) * n_sources)
+    if not traits.maskable:
         raise ConfigError(f"mask {name!r} needs several source prompts; method {method!r} has only 'total'")
     if name == "private":
-        if method == "sources_only":
-            raise ConfigError("mask 'private' needs a private prompt; method 'sources_only' has none")
+        if not traits.private:
+            raise ConfigError(f"mask 'private' needs a private prompt; method {method!r} has none")
         return PromptMask(name, True, (False,) * n_sources)
     if name == "all_src":
         return PromptMask(name, False, (True,) * n_sources)
@@ -51,5 +61,5 @@ def parse_mask(name: str, method: str, n_sources: int) -> PromptMask:
         if index >= n_sources:
             raise ConfigError(f"mask {name!r}: the bank has {n_sources} sources (src0..src{n_sources - 1})")
         keep = tuple(i == index for i in range(n_sources))
-        return PromptMask(name, method in ("msum", "mcat"), keep)
+        return PromptMask(name, traits.single_source_keeps_private, keep)
     raise ConfigError(f"unknown mask {name!r}; choose from {', '.join(mask_names(n_sources))}")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 from torch.distributions import RelaxedBernoulli
+
+from compt.errors import ConfigError
 
 TRAIN_NORMS = ("softmax", "sum_compat")
 ANNEALS = ("linear", "step_compat")
@@ -15,7 +19,41 @@ SUM_COMPAT_EPS = 1e-8
 """The authors' code adds this to ``z / Σz`` before the softmax (``sum_compat``)."""
 
 
-def linear_temperature(step: int, total_steps: int, tau0: float = 5.0, tau_min: float = 1e-3) -> float:
+@dataclass(frozen=True)
+class RouterSchedule:
+    """The Relaxed-Bernoulli temperature τ over training (METHOD.md §3)."""
+
+    anneal: str = "linear"
+    """linear: τ0 → tau_min over all steps (the paper) | step_compat: the authors' code, τ0 by k (5 if k < 10,
+    3 if k < 20, else 1) minus ``decrement`` per step, never below tau_min"""
+    tau0: float = 5.0
+    """τ at step 0 (``linear``; ``step_compat`` takes it from k)"""
+    tau_min: float = 1e-3
+    """the last (``linear``) or lowest (``step_compat``) τ"""
+    decrement: float = 0.02
+    """``step_compat`` only: τ lost per optimizer step"""
+    k: int | None = None
+    """training examples per task; ``step_compat`` derives τ0 from it (required then)"""
+
+    def __post_init__(self) -> None:
+        if self.anneal not in ANNEALS:
+            raise ConfigError(f"router.anneal={self.anneal!r}; choose one of {', '.join(ANNEALS)}")
+        if self.anneal == "step_compat" and self.k is None:
+            raise ConfigError("router.anneal=step_compat takes τ0 from k: give the schedule k")
+
+    @property
+    def initial_temperature(self) -> float:
+        """τ0: ``tau0``, or with ``step_compat`` the authors' value for k."""
+        return compat_initial_temperature(int(self.k)) if self.anneal == "step_compat" else self.tau0
+
+    def temperature(self, step: int, total_steps: int) -> float:
+        """τ after ``step`` optimizer steps of ``total_steps``."""
+        if self.anneal == "step_compat":
+            return step_temperature(step, self.initial_temperature, self.tau_min, self.decrement)
+        return linear_temperature(step, total_steps, self.tau0, self.tau_min)
+
+
+def linear_temperature(step: int, total_steps: int, tau0: float, tau_min: float) -> float:
     """The paper's schedule: τ falls linearly from ``tau0`` at step 0 to ``tau_min`` at ``total_steps``."""
     if total_steps <= 0:
         return tau_min
@@ -32,28 +70,9 @@ def compat_initial_temperature(k: int) -> float:
     return 1.0
 
 
-def step_temperature(step: int, tau0: float, tau_min: float = 1e-3, decrement: float = 0.02) -> float:
+def step_temperature(step: int, tau0: float, tau_min: float, decrement: float) -> float:
     """The authors' code: subtract ``decrement`` per optimizer step, never below ``tau_min``."""
     return max(tau_min, tau0 - decrement * step)
-
-
-def temperature_at(
-    step: int,
-    total_steps: int,
-    anneal: str = "linear",
-    tau0: float = 5.0,
-    tau_min: float = 1e-3,
-    decrement: float = 0.02,
-) -> float:
-    """The router temperature after ``step`` optimizer steps of ``total_steps`` (``anneal``: linear|step_compat).
-
-    For ``step_compat`` pass ``tau0=compat_initial_temperature(k)`` to reproduce the authors' code exactly.
-    """
-    if anneal == "linear":
-        return linear_temperature(step, total_steps, tau0, tau_min)
-    if anneal == "step_compat":
-        return step_temperature(step, tau0, tau_min, decrement)
-    raise ValueError(f"router.anneal={anneal!r}; choose one of {', '.join(ANNEALS)}")
 
 
 def normalise_sample(z: Tensor, train_norm: str = "softmax", keep: Tensor | None = None) -> Tensor:
@@ -97,7 +116,7 @@ class Router(nn.Module):
         self.logits = nn.Parameter(torch.zeros(n_tasks, n_sources)) if learn else None
         self.register_buffer("_constant", torch.ones(n_tasks, n_sources), persistent=False)
         #: the Relaxed-Bernoulli temperature τ; set by the training loop every optimizer step
-        self.temperature: float = 5.0
+        self.temperature: float = RouterSchedule.tau0
 
     @property
     def samples(self) -> bool:

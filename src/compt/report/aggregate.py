@@ -21,7 +21,7 @@ import yaml
 from tqdm import tqdm
 
 from compt.errors import IncompleteRunError, NoResultsError
-from compt.prompts.compose import METHODS
+from compt.prompts.methods import METHODS
 from compt.runs import HYDRA_DIR, HYDRA_OVERRIDES, RESULTS_FILE, RunDir
 
 #: override keys that never define a group (they vary between repeats of the same experiment)

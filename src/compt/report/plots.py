@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from compt.prompts.masks import mask_names
+from compt.prompts.methods import has_source_prompts
 from compt.report.aggregate import AVG, Group, series_label, slug, varying_keys
 from compt.report.tables import config_value
 
@@ -144,9 +145,14 @@ def heatmap(
 
 
 # ---------------------------------------------------------------------------------------------- plots
+def with_sources(groups: Sequence[Group]) -> list[Group]:
+    """The groups whose method has source prompts (where n_sources and the router mean something)."""
+    return [g for g in groups if has_source_prompts(str(g.settings.get("method", "")))]
+
+
 def plot_n_sources(groups: Sequence[Group], out: Path) -> list[Path]:
     """Fig. 2: Avg. against the number of source prompts (methods with sources)."""
-    members = [g for g in groups if g.settings.get("method") != "pt"]
+    members = with_sources(groups)
     if len(distinct(members, "n_sources")) < 2:
         raise PlotSkipped("n_sources does not vary (among methods with source prompts)")
     path = out / "n_sources.png"
@@ -155,7 +161,7 @@ def plot_n_sources(groups: Sequence[Group], out: Path) -> list[Path]:
 
 def plot_router_learn(groups: Sequence[Group], out: Path) -> list[Path]:
     """Fig. 5: learned vs constant router weights, against k or n_sources when one of them varies."""
-    members = [g for g in groups if g.settings.get("method") != "pt"]
+    members = with_sources(groups)
     if len(distinct(members, "router.learn")) < 2:
         raise PlotSkipped("router.learn does not vary (no constant-weights runs next to learned ones)")
     members = [_with(g, "router.learn", value(g, "router.learn")) for g in members]

@@ -20,7 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from compt.config_dir import default_config_dir
 from compt.errors import ConfigError
 from compt.runs import JobStatus, RunDir
-from compt.training.launch import register_job_folder_resolver
+from compt.training.launch import register_job_folder_resolver, register_schema
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ def _arguments(sweep: str | None, overrides: Sequence[str]) -> list[str]:
 
 
 def _hydra(config_dir: Path | None) -> initialize_config_dir:
+    register_schema()
     register_job_folder_resolver()
     return initialize_config_dir(
         str(config_dir or default_config_dir()), version_base="1.3", job_name="train"

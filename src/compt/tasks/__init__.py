@@ -7,7 +7,6 @@ from compt.tasks.registry import (
     get_task,
     resolve_task_names,
     resolve_tasks,
-    run_tasks,
     user_task_definition,
 )
 from compt.tasks.spec import KNOWN_METRICS, TaskError, TaskSpec
@@ -22,6 +21,5 @@ __all__ = [
     "get_task",
     "resolve_task_names",
     "resolve_tasks",
-    "run_tasks",
     "user_task_definition",
 ]

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -81,25 +80,6 @@ def resolve_tasks(spec: Any) -> list[TaskSpec]:
     if not out:
         raise TaskError("no tasks selected")
     return list(out.values())
-
-
-#: run-config keys (``section.key``) that set a text-protocol field on every task of the run
-TEXT_PROTOCOL_KEYS = {
-    "truncation": ("data", "truncation"),
-    "regression_targets": ("data", "regression_targets"),
-    "answer_parsing": ("eval", "answer_parsing"),
-}
-
-
-def run_tasks(config: Mapping[str, Any]) -> list[TaskSpec]:
-    """The tasks of a run from its resolved config as plain data (``cfg.tasks`` plus the run-wide text protocol:
-    ``data.truncation``, ``data.regression_targets``, ``eval.answer_parsing``, applied to every task)."""
-    protocol = {
-        field: config.get(section, {}).get(key)
-        for field, (section, key) in TEXT_PROTOCOL_KEYS.items()
-        if config.get(section, {}).get(key) is not None
-    }
-    return [replace(task, **protocol) for task in resolve_tasks(config["tasks"])]
 
 
 def user_task_definition(name: str, config_dir: str | Path) -> dict[str, Any] | None:

@@ -37,43 +37,47 @@ AUTHORS_INVALID_SCORE = -1.0
 class TaskSpec:
     """One task: data source, text format, label words and metrics."""
 
-    #: short task name used in configs, logs and as the ``{task}`` prefix of the input text, e.g. ``"rte"``
     name: str
-    #: text template filled with the row's columns, e.g. ``"rte: sentence1: {sentence1} sentence2: {sentence2}"``
+    """short task name used in configs, logs and as the ``{task}`` prefix of the input text, e.g. ``"rte"``"""
     template: str
-    #: hub dataset id for ``datasets.load_dataset``, e.g. ``"nyu-mll/glue"`` (None: local files only)
+    """text template filled with the row's columns,
+    e.g. ``"rte: sentence1: {sentence1} sentence2: {sentence2}"``"""
     hub_path: str | None = None
-    #: hub configuration name, e.g. ``"rte"`` (None: the dataset has no configurations)
+    """hub dataset id for ``datasets.load_dataset``, e.g. ``"nyu-mll/glue"`` (None: local files only)"""
     hub_name: str | None = None
-    #: split the k-shot training set is drawn from
+    """hub configuration name, e.g. ``"rte"`` (None: the dataset has no configurations)"""
     train_split: str = "train"
-    #: split used as the test set (GLUE: validation, since GLUE test labels are hidden)
+    """split the k-shot training set is drawn from"""
     eval_split: str = "validation"
-    #: column holding the gold label (class id, label string or regression score)
+    """split used as the test set (GLUE: validation, since GLUE test labels are hidden)"""
     label_column: str = "label"
-    #: target word of every class, index = class id; None for a regression task
+    """column holding the gold label (class id, label string or regression score)"""
     label_words: tuple[str, ...] | None = None
-    #: label string -> class id, for datasets whose label column holds strings (scitail tsv_format); None: ids
+    """target word of every class, index = class id; None for a regression task"""
     label_values: Mapping[str, int] | None = field(default=None, hash=False)
-    #: regression only: targets are rounded to this grid and written as text, e.g. 0.2 -> "3.8"
+    """label string -> class id, for datasets whose label column holds strings (scitail tsv_format);
+    None: ids"""
     regression_grid: float | None = None
-    #: regression only: (low, high) range of valid scores
+    """regression only: targets are rounded to this grid and written as text, e.g. 0.2 -> ``"3.8"``"""
     regression_range: tuple[float, float] = (0.0, 5.0)
-    #: metric names from KNOWN_METRICS; the first one is the task's primary metric
+    """regression only: (low, high) range of valid scores"""
     metrics: tuple[str, ...] = ("accuracy",)
-    #: the paper's reading (the authors' code): accuracy for classification, spearman for regression by default;
-    #: every evaluation reports it beside ``metrics`` (``primary_paper``), ``metrics.compat`` makes it primary
+    """metric names from KNOWN_METRICS; the first one is the task's primary metric"""
     compat_metric: str | None = None
-    #: optional folder holding this task's ``<split>.{parquet,jsonl,csv}``; when set, always read from it
+    """the paper's reading (the authors' code): accuracy for classification, spearman for regression by default;
+    every evaluation reports it beside ``metrics`` (``primary_paper``), ``metrics.compat`` makes it primary"""
     data_dir: str | None = None
-    #: input cut: ``tokens`` (``data.max_source_length``) | ``chars_compat`` (the authors' character cut)
+    """optional folder holding this task's ``<split>.{parquet,jsonl,csv}``; when set, always read from it"""
     truncation: str = "tokens"
-    #: ``chars_compat`` only: characters kept of each column before formatting, e.g. qnli ``{question: 100}``
+    """input cut: ``tokens`` (``data.max_source_length``) | ``chars_compat`` (the authors' character cut)"""
     char_limits: Mapping[str, int] | None = field(default=None, hash=False)
-    #: regression targets: ``grid`` (``regression_grid``) | ``round1_compat`` (``np.round(score, 1)``, gold too)
+    """``chars_compat`` only: characters kept of each column before formatting,
+    e.g. qnli ``{question: 100}``"""
     regression_targets: str = "grid"
-    #: reading an answer: ``exact`` | ``first_word_compat`` (first word; unparsable regression scores −1)
+    """regression targets: ``grid`` (``regression_grid``) | ``round1_compat`` (``np.round(score, 1)``,
+    gold too)"""
     answer_parsing: str = "exact"
+    """reading an answer: ``exact`` | ``first_word_compat`` (first word; unparsable regression scores −1)"""
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass normalisation)

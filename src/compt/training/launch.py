@@ -1,5 +1,6 @@
-"""How a job was launched, settled before any work starts: refusing launches that cannot work, the output
-folder shared by the ranks of a DDP run, and one GPU per job under the joblib launcher."""
+"""How a job was launched, settled before any work starts: the config schema and the job-folder resolver Hydra
+composes with, refusing launches that cannot work, the output folder shared by the ranks of a DDP run, and one
+GPU per job under the joblib launcher."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from compt.errors import LaunchError
+from compt.training.schema import TrainSchema
 
 RUN_DIR_ENV = "COMPT_RUN_DIR"
 """Set by rank 0 to its output folder; processes it starts (DDP ranks) write into the same folder."""
@@ -24,6 +27,9 @@ RUN_DIR_ENV = "COMPT_RUN_DIR"
 GPU_LOCK_DIR_ENV = "COMPT_GPU_LOCK_DIR"
 """Folder of the per-GPU lock files of joblib jobs (default: ``<tmp>/compt-gpu-locks-<uid>``)."""
 
+
+SCHEMA_NAME = "compt_schema"
+"""The name ``conf/train.yaml`` lists first in its defaults: :class:`TrainSchema` in Hydra's ConfigStore."""
 
 JOB_FOLDER_RESOLVER = "compt_job_folder"
 """OmegaConf resolver naming a sweep job's folder (``conf/hydra/default.yaml``: ``hydra.sweep.subdir``)."""
@@ -54,8 +60,15 @@ def register_job_folder_resolver() -> None:
         OmegaConf.register_new_resolver(JOB_FOLDER_RESOLVER, lambda name: job_folder_name(str(name)))
 
 
-# on import: train.py and the launchers' pickled jobs (submitit, joblib) import this module before Hydra
-# resolves a job's folder
+def register_schema() -> None:
+    """Store :class:`TrainSchema` in Hydra's ConfigStore as ``compt_schema`` (idempotent); any code that composes
+    ``conf/train.yaml`` (``train.py``, ``compt sweep``, the tests) needs it."""
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainSchema)
+
+
+# on import: train.py, compt.sweeps.jobs and the launchers' pickled jobs (submitit, joblib) import this module
+# before Hydra composes the config and resolves a job's folder
+register_schema()
 register_job_folder_resolver()
 
 

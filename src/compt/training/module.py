@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from typing import Any
 
 import pytorch_lightning as pl
@@ -10,10 +12,10 @@ import torch.distributed as dist
 from torch import Tensor
 
 from compt.backbone import load_backbone
-from compt.evaluation import Predictor, TaskMetrics
+from compt.errors import ConfigError
+from compt.evaluation import EvalConfig, Predictor, TaskMetrics
 from compt.model import build_model
-from compt.prompts import PromptBank, PromptBankConfig, parse_mask, temperature_at
-from compt.prompts.router import compat_initial_temperature
+from compt.prompts import PromptBank, PromptBankConfig, RouterSchedule, parse_mask
 from compt.tasks import TaskSpec
 from compt.training.optim import OptimConfig, build_optimizer
 from compt.utils import evaluating, finite_or_none
@@ -25,61 +27,65 @@ class ComptModule(pl.LightningModule):
     """Trains the prompt bank of a :class:`ComptModel` (or its causal counterpart, by the backbone's family);
     evaluates by generation or rank classification.
 
-    Every argument is plain data (stored with ``save_hyperparameters``, so ``torch.load(weights_only=True)``
-    reads a checkpoint). Checkpoints hold the bank and optimizer state only, never the frozen backbone.
+    The arguments are the run's objects (:class:`compt.training.config.RunConfig`); they are stored as plain
+    dicts with ``save_hyperparameters``, so ``torch.load(weights_only=True)`` reads a checkpoint. Checkpoints hold
+    the bank and optimizer state only, never the frozen backbone.
 
     Args:
         model_name: backbone hub name or directory (``tiny`` = the bundled tiny T5, ``tiny-causal`` = the
             bundled tiny causal LM).
-        bank: :class:`PromptBankConfig` fields (``task_names`` and ``d_model`` filled in here if absent).
-        tasks: ``{name: TaskSpec.to_dict()}`` in task-id order.
-        optim: :class:`OptimConfig` fields.
-        router: ``anneal`` (linear|step_compat), ``tau0``, ``tau_min``, ``decrement``, ``k`` (for step_compat).
-        evaluation: ``mode`` (generate|rank), ``max_new_tokens``, ``masks`` (list of mask names; first = main;
-            ``src*`` = every single-source mask ``src0 .. src{S-1}``, so one list serves sweeps over S).
+        bank: the bank's settings; ``d_model`` is set here to the backbone's width.
+        tasks: the tasks, in task-id order (= ``bank.task_names``).
+        optim: the optimizer's settings.
+        router: the router's temperature schedule.
+        evaluation: prediction mode, generation length, masks (first = main) and metric reading.
         backbone_dropout: keep the backbone's dropout active in training (the authors' code did).
-        metrics_compat: make the paper's reading (accuracy; stsb spearman) the primary metrics; both readings
-            are computed either way (METHOD.md §6).
         seed: seed of the bank's initialisation.
     """
 
     def __init__(
         self,
         model_name: str,
-        bank: dict[str, Any],
-        tasks: dict[str, dict[str, Any]],
-        optim: dict[str, Any] | None = None,
-        router: dict[str, Any] | None = None,
-        evaluation: dict[str, Any] | None = None,
-        backbone_dropout: bool = True,
-        metrics_compat: bool = False,
-        seed: int = 0,
+        bank: PromptBankConfig,
+        tasks: Sequence[TaskSpec],
+        optim: OptimConfig,
+        router: RouterSchedule,
+        evaluation: EvalConfig,
+        backbone_dropout: bool,
+        seed: int,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
         self.strict_loading = False  # checkpoints leave the frozen backbone out
-        self.tasks = [TaskSpec.from_dict(name, definition) for name, definition in tasks.items()]
-        self.optim_config = OptimConfig(**(optim or {}))
-        self.router_config = {"anneal": "linear", "tau0": 5.0, "tau_min": 1e-3, "decrement": 0.02, "k": 16}
-        self.router_config.update(router or {})
-        evaluation = {"mode": "generate", "max_new_tokens": 8, "masks": ["total"], **(evaluation or {})}
-        self.eval_masks = expand_masks(evaluation["masks"], int(bank.get("n_sources", 0)))
+        self.tasks = list(tasks)
+        if [t.name for t in self.tasks] != bank.task_names:
+            raise ConfigError(
+                f"the bank's tasks {bank.task_names} are not the run's {[t.name for t in self.tasks]}"
+            )
+        self.optim_config, self.schedule, self.evaluation = optim, router, evaluation
+        self.eval_masks = evaluation.expanded_masks(bank.n_sources)
 
         backbone, self.tokenizer = load_backbone(model_name)
-        d_model = backbone.get_input_embeddings().embedding_dim
-        bank_config = PromptBankConfig.from_dict(
-            {"task_names": [t.name for t in self.tasks], "d_model": d_model, "backbone": model_name, **bank}
+        bank = replace(bank, d_model=backbone.get_input_embeddings().embedding_dim)
+        self.save_hyperparameters(
+            {
+                "model_name": model_name,
+                "bank": bank.to_dict(),
+                "tasks": {t.name: {k: v for k, v in t.to_dict().items() if k != "name"} for t in self.tasks},
+                "optim": asdict(optim),
+                "router": asdict(router),
+                "evaluation": evaluation.to_dict(),
+                "backbone_dropout": backbone_dropout,
+                "seed": seed,
+            }
         )
         generator = torch.Generator().manual_seed(seed)
         vocab = backbone.get_input_embeddings().weight
-        self.model = build_model(backbone, PromptBank(bank_config, vocab, generator), backbone_dropout)
+        self.model = build_model(backbone, PromptBank(bank, vocab, generator), backbone_dropout)
         for mask in self.eval_masks:  # a bad eval.masks entry fails now, not after training
-            parse_mask(mask, bank_config.method, bank_config.n_sources)
-        self.predictor = Predictor(
-            self.tasks, self.tokenizer, evaluation["mode"], evaluation["max_new_tokens"]
-        )
+            parse_mask(mask, bank.method, bank.n_sources)
+        self.predictor = Predictor(self.tasks, self.tokenizer, evaluation.mode, evaluation.max_new_tokens)
         self.eval_metrics = torch.nn.ModuleDict(
-            {mask: TaskMetrics(self.tasks, metrics_compat) for mask in self.eval_masks}
+            {mask: TaskMetrics(self.tasks, evaluation.metrics_compat) for mask in self.eval_masks}
         )
         self.predictions: list[dict[str, Any]] = []
         self.train()  # from_pretrained returns eval mode, and Lightning ≥ 2.2 keeps the modes it finds
@@ -94,10 +100,8 @@ class ComptModule(pl.LightningModule):
     # ------------------------------------------------------------------ training
     def current_temperature(self) -> float:
         """τ for the current optimizer step (METHOD.md §3)."""
-        c = self.router_config
-        tau0 = compat_initial_temperature(int(c["k"])) if c["anneal"] == "step_compat" else c["tau0"]
         total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
-        return temperature_at(self.global_step, total, c["anneal"], tau0, c["tau_min"], c["decrement"])
+        return self.schedule.temperature(self.global_step, total)
 
     def on_train_batch_start(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         if self.bank.router is not None:
@@ -203,14 +207,6 @@ class ComptModule(pl.LightningModule):
         with evaluating(self.bank), torch.no_grad():
             weights = self.bank.router_weights().cpu().tolist()
         return dict(zip(self.bank.task_names, weights))
-
-
-def expand_masks(names: list[str], n_sources: int) -> list[str]:
-    """Evaluation masks with ``src*`` replaced by ``src0 .. src{n_sources-1}`` (``["total"]`` if empty)."""
-    out: list[str] = []
-    for name in names or ["total"]:
-        out += [f"src{i}" for i in range(n_sources)] if name == "src*" else [name]
-    return list(dict.fromkeys(out))
 
 
 def gather_objects(items: list[Any]) -> list[Any]:

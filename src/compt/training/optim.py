@@ -38,7 +38,7 @@ class OptimConfig:
     def __post_init__(self) -> None:
         for name in ("lr_router", "lr_sources", "lr_private", "eps"):
             if getattr(self, name) <= 0:
-                raise ConfigError(f"optim.{name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"optim.{name} must be > 0, got {getattr(self, name):g}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.schedule not in SCHEDULES:

@@ -2,36 +2,37 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from compt.prompts.bank import PromptBank
 from compt.runs import FORMAT_VERSION, RESULTS_FILE, RunDir
-from compt.tasks import run_tasks
-from compt.training.build import build_module, data_config, epochs_for
+from compt.training.build import build_module
 from compt.training.callbacks import CurveRecorder, LastCheckpoint, ResumeState
+from compt.training.config import RunConfig
 from compt.training.datamodule import ComptDataModule
 from compt.training.loggers import build_logger, finish_wandb, quiet_known_noise, run_group
 from compt.training.module import ComptModule
 from compt.training.results import summary_table
+from compt.training.schema import TrainSchema
 from compt.training.single_task import (
     SUBRUNS_DIR,
     combine_banks,
     combine_results,
+    combined_config,
     concatenate_lines,
     is_single_task_run,
     single_task_configs,
 )
-from compt.training.spot import STAGE1_DIR, spot_stages
+from compt.training.spot import STAGE1_DIR, is_spot_run, spot_stages
 
 #: the per-task and average figures results.json keeps for every mask: configured and paper reading
 READINGS = ("primary", "avg", "primary_paper", "avg_paper")
@@ -48,7 +49,7 @@ def cluster_plugins() -> list[Any] | None:
 
 
 def train(
-    cfg: DictConfig, output_dir: str | Path, overrides: list[str] | None = None
+    cfg: TrainSchema, output_dir: str | Path, overrides: list[str] | None = None
 ) -> dict[str, Any] | None:
     """Train, test the last model, and write ``results.json``, ``predictions.jsonl`` and ``bank/``.
 
@@ -64,7 +65,7 @@ def train(
             )
             return None
         discard_finished_checkpoint(output_dir)
-    if cfg.method.name == "spot" and not cfg.method.get("bank_method"):
+    if is_spot_run(cfg):
         stage1, stage2 = spot_stages(cfg, output_dir)
         train(stage1, output_dir / STAGE1_DIR, overrides)
         return train(stage2, output_dir, overrides)
@@ -79,7 +80,7 @@ def train(
         finish_wandb()
 
 
-def _train_single_tasks(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
+def _train_single_tasks(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
     """``method=pt_single``: one ``pt`` run per task in ``<run>/tasks/<task>/``, then the run's own results,
     predictions and bank combined from theirs (:mod:`compt.training.single_task`)."""
     singles: dict[str, RunDir] = {}
@@ -93,15 +94,12 @@ def _train_single_tasks(cfg: DictConfig, output_dir: Path, overrides: list[str])
     first = next(iter(parts.values()))
     shared = ("format_version", "status", "protocol", "k", "seed", "eval_mode", "n_sources")
     common = {key: first[key] for key in shared}
-    combined = copy.deepcopy(cfg)
-    with open_dict(combined):
-        combined.method.bank_method = "pt"  # the run folder's bank holds every task's pt prompt
     common.update(
         method=cfg.method.name,
         metrics_compat=cfg.metrics.compat,
         overrides=overrides,
         group=run_group(overrides),
-        config=OmegaConf.to_container(combined, resolve=True),
+        config=combined_config(cfg).to_dict(),
     )
     results = combine_results(parts, common)
     run.write_results(results)
@@ -120,17 +118,17 @@ def discard_finished_checkpoint(output_dir: Path) -> None:
         print(f"[compt] force=true: removed the finished run's {last}; training starts from scratch")
 
 
-def spawned_world_size(cfg: DictConfig) -> int:
+def spawned_world_size(cfg: TrainSchema) -> int:
     """Processes compt starts itself for ``trainer.strategy=ddp_spawn`` (its devices), else 1."""
     if not str(cfg.trainer.get("strategy", "auto")).startswith("ddp_spawn"):
         return 1
     devices = cfg.trainer.get("devices", 1)
     if devices == -1 or devices == "auto":
         return max(torch.cuda.device_count(), 1) if cfg.trainer.get("accelerator") != "cpu" else 1
-    return len(devices) if isinstance(devices, list | ListConfig) else int(devices)
+    return len(devices) if isinstance(devices, list) else int(devices)
 
 
-def _spawn_ranks(cfg: DictConfig, output_dir: Path, overrides: list[str], world: int) -> dict[str, Any]:
+def _spawn_ranks(cfg: TrainSchema, output_dir: Path, overrides: list[str], world: int) -> dict[str, Any]:
     """``ddp_spawn``: start one process per rank (``torch.multiprocessing.spawn``) and run plain DDP in them.
 
     Each rank runs :func:`_train` exactly as under ``trainer=ddp`` (rank 0 writes the results), which
@@ -147,7 +145,7 @@ def _spawn_ranks(cfg: DictConfig, output_dir: Path, overrides: list[str], world:
 
 
 def _spawned_rank(
-    rank: int, world: int, port: int, cfg: DictConfig, output_dir: str, overrides: list[str]
+    rank: int, world: int, port: int, cfg: TrainSchema, output_dir: str, overrides: list[str]
 ) -> None:
     os.environ.update(
         {
@@ -158,10 +156,8 @@ def _spawned_rank(
             "LOCAL_RANK": str(rank),  # Lightning: the processes were created externally, run DDP in them
         }
     )
-    with open_dict(cfg):
-        cfg.trainer.strategy = "ddp"
     try:
-        _train(cfg, Path(output_dir), overrides)
+        _train(replace(cfg, trainer={**cfg.trainer, "strategy": "ddp"}), Path(output_dir), overrides)
     finally:
         finish_wandb()
 
@@ -172,34 +168,33 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
+def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
     quiet_known_noise()
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    if cfg.deterministic:
+    config = RunConfig.from_schema(cfg)
+    pl.seed_everything(config.run.seed, workers=True, verbose=False)
+    if config.run.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    tasks = run_tasks(OmegaConf.to_container(cfg, resolve=True))
-    module = build_module(cfg, tasks)
-    datamodule = ComptDataModule(tasks, module.tokenizer, data_config(cfg))
+    module = build_module(config)
+    datamodule = ComptDataModule(config.tasks, module.tokenizer, config.data)
 
     group = run_group(overrides)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = cfg.to_dict()
     logger = build_logger(
-        cfg.logger.name,
+        cfg.logger["name"],
         output_dir,
         group,
-        f"{group},seed={cfg.seed}",
+        f"{group},seed={config.run.seed}",
         resolved,
         dict(cfg.logger.get("wandb", {})),
     )
     run = RunDir(output_dir)
     last = run.last_checkpoint
-    checkpoint = LastCheckpoint(last, cfg.callbacks.checkpoint_every_n_epochs)
+    checkpoint = LastCheckpoint(last, cfg.callbacks["checkpoint_every_n_epochs"])
     curves = CurveRecorder()
-    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = pl.Trainer(
-        **trainer_kwargs,
-        max_epochs=epochs_for(cfg),
+        **cfg.trainer,
+        max_epochs=config.epochs,
         logger=logger,
         callbacks=[curves, ResumeState(), checkpoint],  # checkpoint last: it saves the others' epoch state
         enable_checkpointing=False,  # LastCheckpoint instead of Lightning's default ModelCheckpoint
@@ -216,14 +211,14 @@ def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str,
     eval_seconds = time.perf_counter() - started - train_seconds
     if not trainer.is_global_zero:
         return {}
-    results = collect_results(cfg, module, trainer, overrides, group, resolved, curves)
+    results = collect_results(config, module, trainer, overrides, group, resolved, curves)
     results["timings"] = {
         "train_s": train_seconds,
         "eval_s": eval_seconds,
         "total_s": time.perf_counter() - started,
     }
     module.bank.save(run.bank_dir)
-    inputs = {task.name: datamodule.eval_rows(task.name) for task in tasks}
+    inputs = {task.name: datamodule.eval_rows(task.name) for task in config.tasks}
     run.write_predictions(module.predictions, inputs)
     run.write_results(results)
     if not cfg.callbacks.get("keep_last_checkpoint", True):
@@ -233,7 +228,7 @@ def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str,
 
 
 def collect_results(
-    cfg: DictConfig,
+    config: RunConfig,
     module: ComptModule,
     trainer: pl.Trainer,
     overrides: list[str],
@@ -247,14 +242,14 @@ def collect_results(
     return {
         "format_version": FORMAT_VERSION,
         "status": "complete",
-        "method": cfg.method.name,
-        "protocol": cfg.get("protocol", "paper"),
-        "k": cfg.k,
-        "seed": cfg.seed,
+        "method": config.run.method,
+        "protocol": config.run.protocol,
+        "k": config.run.k,
+        "seed": config.run.seed,
         "n_sources": module.bank.config.n_sources,
         "tasks": [t.name for t in module.tasks],
-        "eval_mode": cfg.eval.mode,
-        "metrics_compat": cfg.metrics.compat,
+        "eval_mode": config.evaluation.mode,
+        "metrics_compat": config.evaluation.metrics_compat,
         "overrides": overrides,
         "group": group,
         "metrics": main["tasks"],

@@ -11,16 +11,16 @@ like any other method on the same task set.
 
 from __future__ import annotations
 
-import copy
 import statistics
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
 
 from compt.prompts import PromptBank, PromptBankConfig
+from compt.training.schema import TrainSchema
 
 SINGLE_TASK_METHOD = "pt_single"
 SUBRUNS_DIR = "tasks"
@@ -28,21 +28,20 @@ SUBRUNS_DIR = "tasks"
 PER_TASK_KEYS = ("metrics", "primary", "primary_paper", "counts", "invalid")
 
 
-def is_single_task_run(cfg: DictConfig) -> bool:
+def is_single_task_run(cfg: TrainSchema) -> bool:
     """Whether ``cfg`` asks for one run per task (and is not one of those runs itself)."""
-    return cfg.method.name == SINGLE_TASK_METHOD and not cfg.method.get("bank_method")
+    return cfg.method.name == SINGLE_TASK_METHOD and not cfg.method.bank_method
 
 
-def single_task_configs(cfg: DictConfig) -> dict[str, DictConfig]:
+def single_task_configs(cfg: TrainSchema) -> dict[str, TrainSchema]:
     """One config per task of ``cfg``: the same settings with only that task, training a ``pt`` bank."""
-    configs = {}
-    for name, overrides in cfg.tasks.items():
-        single = copy.deepcopy(cfg)
-        with open_dict(single):
-            single.tasks = OmegaConf.create({str(name): overrides})
-            single.method.bank_method = "pt"
-        configs[str(name)] = single
-    return configs
+    single = combined_config(cfg)
+    return {str(name): replace(single, tasks={str(name): overrides}) for name, overrides in cfg.tasks.items()}
+
+
+def combined_config(cfg: TrainSchema) -> TrainSchema:
+    """The config recorded for the run folder itself: its bank holds every task's ``pt`` prompt."""
+    return replace(cfg, method=replace(cfg.method, bank_method="pt"))
 
 
 def combine_banks(banks: list[PromptBank]) -> PromptBank:

@@ -9,27 +9,34 @@ source-task mixture and its prompt-similarity task selection ("targeted" SPoT).
 
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from compt.training.schema import TrainSchema
 
+SPOT_METHOD = "spot"
 STAGE1_DIR = "stage1"
 
 
-def spot_stages(cfg: DictConfig, output_dir: str | Path) -> tuple[DictConfig, DictConfig]:
+def is_spot_run(cfg: TrainSchema) -> bool:
+    """Whether ``cfg`` asks for SPoT's two stages (and is not one of them itself)."""
+    return cfg.method.name == SPOT_METHOD and not cfg.method.bank_method
+
+
+def spot_stages(cfg: TrainSchema, output_dir: str | Path) -> tuple[TrainSchema, TrainSchema]:
     """The configs of stage 1 (shared prompt) and stage 2 (target prompts initialised from it)."""
-    stage1, stage2 = copy.deepcopy(cfg), copy.deepcopy(cfg)
-    with open_dict(stage1), open_dict(stage2):
-        stage1.method.name = "spot_stage1"
-        stage1.method.bank_method = "sources_only"
-        stage1.method.n_sources = 1
-        stage1.method.source_length = cfg.method.source_length
-        stage1.router.learn = False
-        stage1.optim.epochs = cfg.method.stage1_epochs
-        stage1.eval.masks = ["total"]
-        if cfg.method.source_tasks:
-            stage1.tasks = OmegaConf.create({name: {} for name in cfg.method.source_tasks})
-        stage2.method.bank_method = "pt"
-        stage2.prompt.private_init_from = str(Path(output_dir) / STAGE1_DIR)
+    method = cfg.method
+    stage1 = replace(
+        cfg,
+        method=replace(method, name="spot_stage1", bank_method="sources_only", n_sources=1),
+        router=replace(cfg.router, learn=False),
+        optim=replace(cfg.optim, epochs=method.stage1_epochs),
+        eval=replace(cfg.eval, masks=["total"]),
+        tasks={name: {} for name in method.source_tasks} if method.source_tasks else cfg.tasks,
+    )
+    stage2 = replace(
+        cfg,
+        method=replace(method, bank_method="pt"),
+        prompt=replace(cfg.prompt, private_init_from=str(Path(output_dir) / STAGE1_DIR)),
+    )
     return stage1, stage2

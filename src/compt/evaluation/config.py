@@ -1,0 +1,44 @@
+"""``EvalConfig``: how a run is evaluated (prediction mode, masks, metric reading). Imports no torch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from compt.errors import ConfigError
+
+EVAL_MODES = ("generate", "rank")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Prediction and metrics settings of an evaluation (the data it reads: :class:`compt.data.DataConfig`)."""
+
+    mode: str = "generate"
+    """generate (greedy decoding, the paper) | rank (score every label word; never invalid)"""
+    max_new_tokens: int = 8
+    """tokens generated per answer with ``mode=generate``"""
+    masks: tuple[str, ...] = ("total",)
+    """masks evaluated at test time, the first is the main one: total, private, all_src, src0, src1, ...;
+    ``src*`` = every single-source mask ``src0 .. src{S-1}`` (so one list serves sweeps over S)"""
+    metrics_compat: bool = False
+    """make the paper's reading (accuracy; stsb spearman) the primary metrics; both readings are computed either
+    way (METHOD.md §6)"""
+
+    def __post_init__(self) -> None:
+        if self.mode not in EVAL_MODES:
+            raise ConfigError(f"eval.mode={self.mode!r}; choose one of {', '.join(EVAL_MODES)}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"eval.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        object.__setattr__(self, "masks", tuple(self.masks))
+
+    def expanded_masks(self, n_sources: int) -> list[str]:
+        """The masks with ``src*`` replaced by ``src0 .. src{n_sources-1}`` (``["total"]`` if none)."""
+        out: list[str] = []
+        for name in self.masks or ("total",):
+            out += [f"src{i}" for i in range(n_sources)] if name == "src*" else [name]
+        return list(dict.fromkeys(out))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists, not tuples), e.g. for a checkpoint's hyperparameters."""
+        return {**asdict(self), "masks": list(self.masks)}
