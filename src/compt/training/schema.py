@@ -67,8 +67,9 @@ class ModelSection:
     """``model.*``: the frozen backbone (``conf/model/<name>.yaml``)."""
 
     name: str = MISSING
-    """any T5-family seq2seq model: hub name (t5-base, google/flan-t5-base, ...) or a local directory; ``tiny`` =
-    the bundled tiny T5"""
+    """the backbone: a T5-family seq2seq model (t5-base, google/flan-t5-base, ...) or a decoder-only causal LM
+    (HuggingFaceTB/SmolLM2-135M, Qwen/Qwen2.5-0.5B, ...), hub name or local directory; the family is read from
+    the model's config. ``tiny`` / ``tiny-causal`` = the bundled tiny models"""
     dropout: bool = True
     """keep the frozen backbone's dropout active during training (the authors' code did)"""
 
