@@ -15,12 +15,19 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from compt.prompts.bank import PromptBank
+from compt.provenance import provenance
 from compt.runs import FORMAT_VERSION, RESULTS_FILE, RunDir
 from compt.tasks import run_tasks
 from compt.training.build import build_module, data_config, epochs_for
-from compt.training.callbacks import CurveRecorder, LastCheckpoint, ResumeState
+from compt.training.callbacks import (
+    CurveRecorder,
+    LastCheckpoint,
+    ResumeState,
+    ValidationRecord,
+    extra_callbacks,
+)
 from compt.training.datamodule import ComptDataModule
-from compt.training.loggers import build_logger, finish_wandb, quiet_known_noise, run_group
+from compt.training.loggers import build_loggers, finish_wandb, quiet_known_noise, run_group
 from compt.training.module import ComptModule
 from compt.training.results import summary_table
 from compt.training.single_task import (
@@ -97,6 +104,7 @@ def _train_single_tasks(cfg: DictConfig, output_dir: Path, overrides: list[str])
     with open_dict(combined):
         combined.method.bank_method = "pt"  # the run folder's bank holds every task's pt prompt
     common.update(
+        provenance=first.get("provenance"),
         method=cfg.method.name,
         metrics_compat=cfg.metrics.compat,
         overrides=overrides,
@@ -184,24 +192,22 @@ def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str,
 
     group = run_group(overrides)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    logger = build_logger(
-        cfg.logger.name,
-        output_dir,
-        group,
-        f"{group},seed={cfg.seed}",
-        resolved,
-        dict(cfg.logger.get("wandb", {})),
-    )
     run = RunDir(output_dir)
     last = run.last_checkpoint
+    extras = extra_callbacks(cfg.get("callbacks"))
+    loggers = build_loggers(
+        cfg.get("logger"), output_dir, group, f"{group},seed={cfg.seed}", resolved, resuming=last.is_file()
+    )
     checkpoint = LastCheckpoint(last, cfg.callbacks.checkpoint_every_n_epochs)
     curves = CurveRecorder()
+    validation = ValidationRecord()
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = pl.Trainer(
         **trainer_kwargs,
         max_epochs=epochs_for(cfg),
-        logger=logger,
-        callbacks=[curves, ResumeState(), checkpoint],  # checkpoint last: it saves the others' epoch state
+        logger=loggers or False,
+        # the user's callbacks first, compt's checkpoint last: it saves the others' epoch state
+        callbacks=[*extras, curves, validation, ResumeState(), checkpoint],
         enable_checkpointing=False,  # LastCheckpoint instead of Lightning's default ModelCheckpoint
         default_root_dir=str(output_dir),
         use_distributed_sampler=False,
@@ -212,11 +218,22 @@ def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str,
         print(f"[compt] resuming from {last}")
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     train_seconds = time.perf_counter() - started
+    if cfg.data.validation_from_train and not validation.is_current(trainer):
+        # a development split: its metrics (a search's objective) must describe the final model
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     trainer.test(module, datamodule=datamodule, verbose=False)
     eval_seconds = time.perf_counter() - started - train_seconds
     if not trainer.is_global_zero:
         return {}
     results = collect_results(cfg, module, trainer, overrides, group, resolved, curves)
+    results["validation"] = {
+        "from_train": cfg.data.validation_from_train,  # rows per task; 0: the validation set is the test set
+        "global_step": validation.global_step,
+        "metrics": validation.metrics,
+    }
+    results["provenance"] = provenance(
+        trainer.strategy.root_device, trainer.num_devices * trainer.num_nodes, trainer.precision
+    )
     results["timings"] = {
         "train_s": train_seconds,
         "eval_s": eval_seconds,
