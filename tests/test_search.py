@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from compt.errors import ConfigError
 from compt.runs import write_json_atomic
+from compt.sweeps.jobs import list_jobs
 from compt.training.launch import register_job_folder_resolver
 from compt.training.search import check_search, objective
 from tests.helpers import REPO_ROOT, read_results, run_script
@@ -39,6 +40,11 @@ def test_the_optuna_preset_searches_the_learning_rates_and_tau0_on_k_development
     storage = OmegaConf.select(cfg, "hydra.sweeper.storage")
     assert storage == f"sqlite:///{tmp_path}/multirun/default/optuna.db"
     assert (tmp_path / "multirun" / "default").is_dir()  # sqlite needs the folder before the first job
+
+
+def test_a_search_has_no_job_list_in_advance():
+    with pytest.raises(ConfigError, match="not known in advance .*OptunaSweeper"):
+        list_jobs(None, ["hparams_search=optuna"], CONF)
 
 
 def _config(**values) -> OmegaConf:
