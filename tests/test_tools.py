@@ -202,9 +202,12 @@ def test_resume_refuses_what_cannot_work(arguments, message):
         resume_arguments(arguments)
 
 
-def test_resume_of_a_folder_that_is_no_run_says_so(tmp_path):
+def test_resume_of_a_folder_that_is_no_run_or_a_search_trial_says_so(tmp_path):
     with pytest.raises(RunNotFoundError, match="not a run folder"):
         resume_arguments([f"resume={tmp_path}"])
+    trial = _run_folder(tmp_path / "trial", ["hparams_search=optuna", "optim.lr.router=0.2"])
+    with pytest.raises(ConfigError, match="relaunch the search's command"):
+        resume_arguments([f"resume={trial}"])
 
 
 # ---------------------------------------------------------------------------------------------- jobs per GPU

@@ -33,7 +33,7 @@ def resume_arguments(argv: list[str]) -> list[str]:
     """``train.py``'s arguments with ``resume=RUN_DIR`` expanded (module docstring); unchanged without it.
 
     Raises:
-        ConfigError: ``resume=`` twice, empty, under ``-m``, or beside ``hydra.run.dir=``.
+        ConfigError: ``resume=`` twice, empty, under ``-m``, beside ``hydra.run.dir=``, or of a search's trial.
         RunNotFoundError: the folder holds no ``.hydra/overrides.yaml``.
     """
     given = [index for index, argument in enumerate(argv) if argument.startswith(RESUME_ARGUMENTS)]
@@ -55,5 +55,9 @@ def resume_arguments(argv: list[str]) -> list[str]:
         raise ConfigError("give either resume=RUN_DIR or hydra.run.dir=, not both")
     run = RunDir(Path(folder).resolve())
     saved = [override for override in run.overrides() if override_key(override) not in keys]
+    if any(override_key(override) == "hparams_search" for override in saved):
+        raise ConfigError(
+            f"{folder} is a trial of a hyperparameter search: relaunch the search's command to resume it"
+        )
     print(f"[compt] resume={folder}: {' '.join(saved) or '(no overrides)'} in {run.path}")
     return argv[:index] + saved + [f"hydra.run.dir={quoted(str(run.path))}"] + argv[index + 1 :]
