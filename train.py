@@ -8,6 +8,7 @@ checkpoints/last.ckpt to its output folder.
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -17,23 +18,31 @@ from omegaconf import DictConfig
 
 from compt.errors import ComptError
 from compt.training.launch import check_launch, joblib_gpu, shared_output_dir
+from compt.training.resume_run import resume_arguments
 from compt.training.run import train
 from compt.training.schema import TrainSchema
+from compt.training.search import check_search, objective
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the run's average metric (for Hydra sweepers)."""
+    """Hydra entry point; returns ``optimized_metric`` of the run (default: its test average) to Hydra
+    sweepers, read back from the folder of a job that was already complete."""
     hydra_cfg = HydraConfig.get()
     try:
         check_launch(cfg, hydra_cfg)
+        check_search(cfg)
         output_dir = shared_output_dir(hydra_cfg.runtime.output_dir)
         with joblib_gpu(cfg, hydra_cfg):
             results = train(TrainSchema.from_hydra(cfg), output_dir, list(hydra_cfg.overrides.task))
+        return objective(cfg, results, output_dir)
     except ComptError as err:  # a user's mistake: one line that says what to do, not a stack trace
         raise SystemExit(f"compt: {err}") from None
-    return None if not results else results.get("avg")
 
 
 if __name__ == "__main__":
+    try:  # resume=RUN_DIR: the run's own overrides and folder, before Hydra reads the command line
+        sys.argv[1:] = resume_arguments(sys.argv[1:])
+    except ComptError as err:
+        raise SystemExit(f"compt: {err}") from None
     main()

@@ -24,6 +24,8 @@ FAST = [
 def run_script(script: str, *args: str, env: dict[str, str] | None = None, check: bool = True):
     """Run ``python <script> args`` from the repository root; returns the CompletedProcess."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    # W&B's git capture (a background process) takes ~10 s of a test's CPU here; the runs record git in provenance
+    full_env.setdefault("WANDB_DISABLE_GIT", "true")
     full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, script, *args],

@@ -182,7 +182,7 @@ def test_config_validation_names_the_field():
 def test_missing_backbone_fails_with_one_clear_message(tmp_path):
     with pytest.raises(BackboneNotFoundError, match=r"'no-such-org/t5-nothing'.*model.name=tiny"):
         load_backbone("no-such-org/t5-nothing")
-    with pytest.raises(BackboneNotFoundError, match="huggingface-cli download"):
+    with pytest.raises(BackboneNotFoundError, match="`hf download"):
         load_backbone(str(tmp_path / "empty"))
 
 

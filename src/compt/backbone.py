@@ -78,7 +78,7 @@ def load_backbone(
             f"could not load the backbone {name!r}: it is neither a local model directory nor in the "
             "Hugging Face cache, and the hub could not be reached (HF_HUB_OFFLINE="
             f"{_offline_flag()}). Ways out: run once with internet so it is cached, "
-            f"or download it elsewhere with `huggingface-cli download {name} --local-dir DIR` and pass "
+            f"or download it elsewhere with `hf download {name} --local-dir DIR` and pass "
             "model.name=DIR, or use model.name=tiny (the bundled tiny T5) or model.name=tiny-causal (the bundled "
             "tiny causal LM) for a smoke test. "
             f"(cause: {str(err).splitlines()[0] if str(err) else type(err).__name__})"

@@ -143,6 +143,19 @@ class RunDir:
         return self.predictions_file
 
     # ------------------------------------------------------------------ config
+    def overrides(self) -> list[str]:
+        """The command-line overrides the run was launched with (Hydra's ``.hydra/overrides.yaml``).
+
+        Raises:
+            RunNotFoundError: the folder has no such file.
+        """
+        path = self.hydra_dir / HYDRA_OVERRIDES
+        if not path.is_file():
+            raise RunNotFoundError(
+                f"{self.path} is not a run folder started by train.py (no {HYDRA_DIR}/{HYDRA_OVERRIDES})"
+            )
+        return [str(override) for override in OmegaConf.load(path)]
+
     def config(self) -> DictConfig:
         """The run's config: the resolved copy in ``results.json``, else Hydra's ``.hydra/config.yaml``.
 

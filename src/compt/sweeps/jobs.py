@@ -70,6 +70,12 @@ def _expand(args: list[str]) -> list[list[str]]:
         overrides=[o.input_line for o in parsed if not o.is_sweep_override()],
         return_hydra_config=True,
     )
+    sweeper = str(cfg.hydra.sweeper.get("_target_", ""))
+    if not sweeper.endswith("BasicSweeper"):
+        raise ConfigError(
+            f"the jobs of this sweep are not known in advance ({sweeper.rsplit('.', 1)[-1]} draws them as it "
+            "runs, e.g. hparams_search=optuna); its finished trials are the folders of its sweep directory"
+        )
     params = [f"{key}={value}" for key, value in (cfg.hydra.sweeper.params or {}).items()]
     task_args = [o.input_line for o in parsed if not o.is_hydra_override()]
     hydra_args = [o.input_line for o in parsed if o.is_hydra_override()]

@@ -1,5 +1,7 @@
 """Small callbacks: training curves kept for results.json without a host sync per step; the resume checkpoint
-``last.ckpt`` written at epoch ends; RNG state in it, so a resumed run continues the same random stream."""
+``last.ckpt`` written at epoch ends; RNG state in it, so a resumed run continues the same random stream; the
+last validation's metrics. Plus the extra Lightning callbacks a user adds from the command line
+(``+callbacks=early_stopping``)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.data import _set_sampler_epoch
+from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_warn
+
+from compt.training.targets import instantiate_target, target_entries
 
 
 class CurveRecorder(pl.Callback):
@@ -42,6 +47,27 @@ class CurveRecorder(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.train_loss = [tuple(p) for p in state_dict.get("train_loss", [])]
+
+
+class ValidationRecord(pl.Callback):
+    """The metrics of the last validation (``val/...``, as logged) and the step it ran at, for results.json
+    and the objective of a hyperparameter search (``optimized_metric``)."""
+
+    def __init__(self) -> None:
+        self.global_step: int | None = None
+        self.metrics: dict[str, float] = {}
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if trainer.sanity_checking:
+            return
+        self.global_step = trainer.global_step
+        self.metrics = {
+            name: float(value) for name, value in trainer.callback_metrics.items() if name.startswith("val/")
+        }
+
+    def is_current(self, trainer: pl.Trainer) -> bool:
+        """Whether the last validation saw the final model (it ran at the current step)."""
+        return self.global_step == trainer.global_step
 
 
 class ResumeState(pl.Callback):
@@ -162,3 +188,16 @@ class LastCheckpoint(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self._save(trainer)
+
+
+def extra_callbacks(section: DictConfig | None) -> list[pl.Callback]:
+    """The Lightning callbacks of the ``callbacks`` config section (``+callbacks=early_stopping`` adds
+    ``callbacks.early_stopping``), one per ``_target_`` entry; its scalar keys are compt's checkpoint settings.
+
+    Raises:
+        ConfigError: an entry without ``_target_`` or one that cannot be created, naming it and the cause.
+    """
+    return [
+        instantiate_target(conf, f"callbacks.{key}")
+        for key, conf in target_entries(section, "callbacks").items()
+    ]

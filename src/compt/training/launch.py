@@ -1,6 +1,6 @@
-"""How a job was launched, settled before any work starts: the config schema and the job-folder resolver Hydra
-composes with, refusing launches that cannot work, the output folder shared by the ranks of a DDP run, and one
-GPU per job under the joblib launcher."""
+"""How a job was launched, settled before any work starts: the config schema and the resolvers Hydra composes
+with, refusing launches that cannot work, the output folder shared by the ranks of a DDP run, and a GPU (or a
+share of one) per job under the joblib launcher."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from compt.errors import LaunchError
+from compt.errors import ConfigError, LaunchError
 from compt.training.schema import TrainSchema
 
 RUN_DIR_ENV = "COMPT_RUN_DIR"
@@ -33,6 +33,9 @@ SCHEMA_NAME = "compt_schema"
 
 JOB_FOLDER_RESOLVER = "compt_job_folder"
 """OmegaConf resolver naming a sweep job's folder (``conf/hydra/default.yaml``: ``hydra.sweep.subdir``)."""
+
+SQLITE_RESOLVER = "compt_sqlite"
+"""OmegaConf resolver giving an sqlite URL for a file path (``conf/hparams_search/optuna.yaml``: the study)."""
 
 MAX_FOLDER_NAME = 255
 """Bytes in one folder name on common file systems (ext4, xfs, Lustre, GPFS)."""
@@ -54,10 +57,23 @@ def job_folder_name(override_dirname: str) -> str:
     return f"{encoded[:200].decode(errors='ignore')}~{digest}"
 
 
+def sqlite_url(path: str) -> str:
+    """``sqlite:///<path>`` for an SQLAlchemy engine, creating the file's folder (sqlite does not).
+
+    The Optuna study of ``hparams_search=optuna`` lives in ``<sweep dir>/optuna.db``, and the sweeper opens it
+    before any job has created the sweep folder.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
 def register_job_folder_resolver() -> None:
-    """Make ``${compt_job_folder:...}`` known to OmegaConf (idempotent)."""
+    """Make ``${compt_job_folder:...}`` and ``${compt_sqlite:...}`` (:func:`sqlite_url`) known to OmegaConf
+    (idempotent)."""
     if not OmegaConf.has_resolver(JOB_FOLDER_RESOLVER):
         OmegaConf.register_new_resolver(JOB_FOLDER_RESOLVER, lambda name: job_folder_name(str(name)))
+    if not OmegaConf.has_resolver(SQLITE_RESOLVER):
+        OmegaConf.register_new_resolver(SQLITE_RESOLVER, lambda path: sqlite_url(str(path)))
 
 
 def register_schema() -> None:
@@ -67,7 +83,7 @@ def register_schema() -> None:
 
 
 # on import: train.py, compt.sweeps.jobs and the launchers' pickled jobs (submitit, joblib) import this module
-# before Hydra composes the config and resolves a job's folder
+# before Hydra composes the config, resolves a job's folder or instantiates the sweeper
 register_schema()
 register_job_folder_resolver()
 
@@ -128,21 +144,35 @@ def _uses_joblib(hydra_cfg: Any) -> bool:
     return "joblib" in str(hydra_cfg.launcher.get("_target_", ""))
 
 
+def jobs_per_gpu(cfg: DictConfig) -> int:
+    """``jobs_per_gpu`` (default 1): how many joblib jobs may hold one GPU at once.
+
+    Raises:
+        ConfigError: not a positive integer.
+    """
+    value = cfg.get("jobs_per_gpu", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"jobs_per_gpu must be a positive integer (jobs sharing one GPU), got {value!r}")
+    return value
+
+
 @contextmanager
 def joblib_gpu(cfg: DictConfig, hydra_cfg: Any) -> Iterator[int | None]:
-    """Under ``hydra/launcher=joblib`` on a machine with GPUs, hold one GPU for the whole job.
+    """Under ``hydra/launcher=joblib`` on a machine with GPUs, hold a GPU (or a share of one) for the whole job.
 
-    The job takes the first free GPU, starting at ``job number mod GPU count``, by locking
+    The job takes the first free slot, starting at GPU ``job number mod GPU count``, by locking
     ``<lock dir>/gpu<i>.lock`` (``fcntl.flock``; released when the job ends or its process dies), waits when
-    all are taken, and sets ``trainer.devices=[i]``. With ``hydra.launcher.n_jobs`` = the GPU count, every
-    job has a GPU to itself and none waits. ``CUDA_VISIBLE_DEVICES`` is not used: joblib re-uses worker
-    processes, and CUDA reads that variable once per process. Yields the GPU index, or None (CPU runs,
-    other launchers, several devices per job) when nothing is pinned.
+    all are taken, and sets ``trainer.devices=[i]``. ``jobs_per_gpu=N`` gives each GPU N slots (:func:`gpu_lease`),
+    so up to N jobs share it. With ``hydra.launcher.n_jobs`` = GPUs × ``jobs_per_gpu``, no job waits.
+    ``CUDA_VISIBLE_DEVICES`` is not used: joblib re-uses worker processes, and CUDA reads that variable once per
+    process. Yields the GPU index, or None (CPU runs, other launchers, several devices per job) when nothing
+    is pinned.
     """
     import torch
 
     count = torch.cuda.device_count()
     devices = cfg.trainer.get("devices", 1)
+    shares = jobs_per_gpu(cfg)
     if (
         not _uses_joblib(hydra_cfg)
         or count == 0
@@ -154,22 +184,44 @@ def joblib_gpu(cfg: DictConfig, hydra_cfg: Any) -> Iterator[int | None]:
     lock_dir = Path(
         os.environ.get(GPU_LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / f"compt-gpu-locks-{os.getuid()}"
     )
-    with gpu_lease(lock_dir, count, preferred=int(hydra_cfg.job.num) % count) as index:
+    preferred = int(hydra_cfg.job.num) % count
+    with gpu_lease(lock_dir, count, preferred=preferred, jobs_per_gpu=shares) as index:
         with open_dict(cfg):
             cfg.trainer.devices = [index]
-        print(f"[compt] joblib job {hydra_cfg.job.num}: GPU {index} of {count}")
+        shared = f" (shared by up to {shares} jobs)" if shares > 1 else ""
+        print(f"[compt] joblib job {hydra_cfg.job.num}: GPU {index} of {count}{shared}")
         yield index
 
 
+def lease_slots(count: int, preferred: int = 0, jobs_per_gpu: int = 1) -> list[tuple[int, int]]:
+    """The (GPU, slot) pairs a job tries, in order: slot 0 of every GPU (from ``preferred`` on), then slot 1
+    of every GPU, ... so jobs spread over the GPUs before any GPU takes a second one."""
+    return [((preferred + i) % count, slot) for slot in range(jobs_per_gpu) for i in range(count)]
+
+
+def slot_lock_name(index: int, slot: int) -> str:
+    """``gpu<i>.lock`` for a GPU's first slot (an exclusive lease, as before ``jobs_per_gpu``), ``gpu<i>.<s>.lock``
+    for the others."""
+    return f"gpu{index}.lock" if slot == 0 else f"gpu{index}.{slot}.lock"
+
+
 @contextmanager
-def gpu_lease(lock_dir: Path, count: int, preferred: int = 0, poll_s: float = 5.0) -> Iterator[int]:
-    """An exclusive lease on one of ``count`` GPUs (``flock`` on ``lock_dir/gpu<i>.lock``), trying
-    ``preferred`` first; waits, polling every ``poll_s`` seconds, while all are held."""
+def gpu_lease(
+    lock_dir: Path, count: int, preferred: int = 0, poll_s: float = 5.0, jobs_per_gpu: int = 1
+) -> Iterator[int]:
+    """A lease on one of ``jobs_per_gpu`` slots of one of ``count`` GPUs (``flock`` on the slot's lock file
+    in ``lock_dir``, :func:`slot_lock_name`), trying ``preferred`` first (:func:`lease_slots`); waits,
+    polling every ``poll_s`` seconds, while all are held. Yields the GPU index.
+
+    ``jobs_per_gpu=1`` is an exclusive lease. Jobs launched with different ``jobs_per_gpu`` share the first slot's
+    lock only: a job with 1 never runs beside another holding slot 0, but may run beside jobs in slots 1.. of
+    a sweep launched with more.
+    """
     lock_dir.mkdir(parents=True, exist_ok=True)
-    order = [(preferred + i) % count for i in range(count)]
+    order = lease_slots(count, preferred, jobs_per_gpu)
     while True:
-        for index in order:
-            handle = (lock_dir / f"gpu{index}.lock").open("w")
+        for index, slot in order:
+            handle = (lock_dir / slot_lock_name(index, slot)).open("w")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

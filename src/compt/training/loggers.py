@@ -1,20 +1,26 @@
-"""Experiment loggers from config: W&B (online, or offline when not logged in), CSV, or none."""
+"""Experiment loggers from the ``logger`` config group: one ``_target_`` config per logger (csv, wandb,
+tensorboard, mlflow, or several), filled in with what compt knows about the run; W&B online when logged in,
+else offline with a notice, and one W&B run per job folder."""
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import logging
-import netrc
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
 
-from compt.errors import ConfigError
+from compt.training.launch import _rank as process_rank
+from compt.training.targets import instantiate_target, target_class, target_entries, unset
 
-LOGGERS = ("wandb", "csv", "none")
+#: the file in ``<run>/wandb/`` that keeps the W&B run id of the folder's current training (:func:`wandb_run_id`)
+WANDB_RUN_ID_FILE = "compt-run-id"
 
 
 class _DropAdverts(logging.Filter):
@@ -44,48 +50,126 @@ def quiet_known_noise() -> None:
         warnings.filterwarnings("ignore", message=message)
 
 
+class ResumableCSVLogger(CSVLogger):
+    """compt's CSV logger (``logger=csv``): ``<run>/csv/metrics.csv`` and ``hparams.yaml``.
+
+    Lightning's ``CSVLogger`` under compt's name, so that the config keeps one target while compt's version
+    learns to continue the file of a resumed run.
+    """
+
+
 def wandb_logged_in() -> bool:
-    """Whether a W&B API key is available (environment or ~/.netrc)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
+    """Whether W&B finds credentials, through its own lookup (``wandb.login(prompt=False)``): the
+    ``WANDB_API_KEY`` environment variable, W&B's settings files, or the ``~/.netrc`` entry of the server it
+    talks to (``WANDB_BASE_URL``: a self-hosted server counts). Never prompts, never contacts the server to
+    check the key; credentials W&B rejects count as not logged in."""
     try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        import wandb
+
+        return bool(wandb.login(prompt=False, verify=False))
+    except Exception:
         return False
 
 
 def run_group(overrides: list[str]) -> str:
     """The W&B group of a run: its overrides minus the seed, so a dashboard averages over seeds."""
-    kept = sorted(o for o in overrides if not o.lstrip("+~").startswith(("seed=", "hydra.", "force=")))
+    skipped = ("seed=", "hydra.", "force=", "jobs_per_gpu=")
+    kept = sorted(o for o in overrides if not o.lstrip("+~").startswith(skipped))
     return ",".join(kept) or "default"
 
 
-def build_logger(
-    kind: str, save_dir: Path, group: str, name: str, config: dict[str, Any], wandb_options: dict[str, Any]
-) -> Logger | bool:
-    """``wandb`` | ``csv`` | ``none``. W&B falls back to offline mode (one notice) when not logged in."""
-    if kind == "none":
-        return False
-    if kind == "csv":
-        return CSVLogger(save_dir=str(save_dir), name="csv", version="")
-    if kind != "wandb":
-        raise ConfigError(f"logger={kind!r}; choose one of {', '.join(LOGGERS)}")
-    mode = os.environ.get("WANDB_MODE") or wandb_options.get("mode")
-    if mode is None:
-        mode = "online" if wandb_logged_in() else "offline"
-        if mode == "offline":
-            rank_zero_info("W&B: not logged in, logging offline (sync later with `wandb sync`).")
-    return WandbLogger(
-        project=wandb_options.get("project", "compt"),
-        entity=wandb_options.get("entity"),
-        group=group,
-        name=name,
-        save_dir=str(save_dir),
-        mode=mode,
-        config=config,
-        tags=list(wandb_options.get("tags") or []),
-        reinit="finish_previous",
-    )
+def wandb_run_id(run_dir: Path, resuming: bool) -> str:
+    """The W&B run id of the training in ``run_dir``: a stable hash of the folder's absolute path, so a resumed,
+    relaunched or requeued job continues its W&B run (``resume="allow"``).
+
+    The id is kept in ``<run>/wandb/compt-run-id``. A training that starts over in a folder that already had a
+    W&B run (``force=true``, or killed before its first checkpoint) gets the next id, ``<hash>-1``, ``<hash>-2``,
+    ..., so it opens a new W&B run instead of appending to the old one's history.
+    """
+    record = Path(run_dir) / "wandb" / WANDB_RUN_ID_FILE
+    base = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+    previous = record.read_text().strip() if record.is_file() else ""
+    if not previous:
+        run_id = base
+    elif resuming:
+        run_id = previous
+    else:
+        restarts = previous.rpartition("-")[2] if "-" in previous else "0"
+        run_id = f"{base}-{int(restarts) + 1 if restarts.isdigit() else 1}"
+    if run_id != previous and process_rank() == 0:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(run_id + "\n")
+    return run_id
+
+
+def wandb_mode(requested: str | None) -> str:
+    """``WANDB_MODE``, else ``requested`` (``logger.wandb.mode``), else online when :func:`wandb_logged_in`,
+    else offline, with a notice."""
+    mode = os.environ.get("WANDB_MODE") or requested
+    if mode:
+        return str(mode)
+    if wandb_logged_in():
+        return "online"
+    rank_zero_info("W&B: not logged in, logging offline (sync later with `wandb sync`).")
+    return "offline"
+
+
+def build_loggers(
+    section: DictConfig | None,
+    run_dir: Path,
+    group: str,
+    name: str,
+    config: dict[str, Any],
+    resuming: bool,
+) -> list[Logger]:
+    """The loggers of the ``logger`` config section, one per ``_target_`` entry (none for ``logger=none``).
+
+    compt fills in what the config leaves null: ``save_dir`` = the run folder (a relative one is taken inside
+    it). For W&B also the group (overrides minus the seed), the name (group + seed), the run id
+    (:func:`wandb_run_id`), ``resume="allow"``, the mode (:func:`wandb_mode`) and the resolved config; the other
+    loggers get the resolved config as hyperparameters.
+
+    Raises:
+        ConfigError: an entry without ``_target_``, or a logger that cannot be created (e.g. its package is not
+            installed), naming the entry and the cause.
+    """
+    loggers: list[Logger] = []
+    for key, conf in target_entries(section, "logger").items():
+        where = f"logger.{key}"
+        cls = target_class(conf, where)
+        kwargs: dict[str, Any] = {}
+        if "save_dir" in inspect.signature(cls).parameters:
+            kwargs["save_dir"] = str(_inside(run_dir, conf.get("save_dir")))
+        is_wandb = issubclass(cls, WandbLogger)
+        if is_wandb:
+            kwargs.update(_wandb_settings(conf, run_dir, group, name, config, resuming))
+        logger = instantiate_target(conf, where, **kwargs)
+        if not is_wandb and process_rank() == 0:  # before the Trainer tells Lightning the rank
+            logger.log_hyperparams(config)
+        loggers.append(logger)
+    return loggers
+
+
+def _inside(run_dir: Path, path: str | None) -> Path:
+    """``path`` relative to the run folder (the folder itself when None); an absolute path as it is."""
+    if path is None:
+        return run_dir
+    return Path(path) if Path(path).is_absolute() else run_dir / path
+
+
+def _wandb_settings(
+    conf: DictConfig, run_dir: Path, group: str, name: str, config: dict[str, Any], resuming: bool
+) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "mode": wandb_mode(conf.get("mode")),
+        "config": config,
+        "reinit": "finish_previous",
+    }
+    defaults = {"group": group, "name": name, "resume": "allow"}
+    settings.update({key: value for key, value in defaults.items() if unset(conf, key)})
+    if unset(conf, "id") and settings["mode"] != "disabled":
+        settings["id"] = wandb_run_id(run_dir, resuming)
+    return settings
 
 
 def finish_wandb() -> None:

@@ -14,12 +14,19 @@ import torch
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from compt.prompts.bank import PromptBank
+from compt.provenance import provenance
 from compt.runs import FORMAT_VERSION, RESULTS_FILE, RunDir
 from compt.training.build import build_module
-from compt.training.callbacks import CurveRecorder, LastCheckpoint, ResumeState
+from compt.training.callbacks import (
+    CurveRecorder,
+    LastCheckpoint,
+    ResumeState,
+    ValidationRecord,
+    extra_callbacks,
+)
 from compt.training.config import RunConfig
 from compt.training.datamodule import ComptDataModule
-from compt.training.loggers import build_logger, finish_wandb, quiet_known_noise, run_group
+from compt.training.loggers import build_loggers, finish_wandb, quiet_known_noise, run_group
 from compt.training.module import ComptModule
 from compt.training.results import summary_table
 from compt.training.schema import TrainSchema
@@ -95,6 +102,7 @@ def _train_single_tasks(cfg: TrainSchema, output_dir: Path, overrides: list[str]
     shared = ("format_version", "status", "protocol", "k", "seed", "eval_mode", "n_sources")
     common = {key: first[key] for key in shared}
     common.update(
+        provenance=first.get("provenance"),
         method=cfg.method.name,
         metrics_compat=cfg.metrics.compat,
         overrides=overrides,
@@ -180,23 +188,21 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
 
     group = run_group(overrides)
     resolved = cfg.to_dict()
-    logger = build_logger(
-        cfg.logger["name"],
-        output_dir,
-        group,
-        f"{group},seed={config.run.seed}",
-        resolved,
-        dict(cfg.logger.get("wandb", {})),
-    )
     run = RunDir(output_dir)
     last = run.last_checkpoint
+    extras = extra_callbacks(cfg.callbacks)
+    loggers = build_loggers(
+        cfg.logger, output_dir, group, f"{group},seed={config.run.seed}", resolved, resuming=last.is_file()
+    )
     checkpoint = LastCheckpoint(last, cfg.callbacks["checkpoint_every_n_epochs"])
     curves = CurveRecorder()
+    validation = ValidationRecord()
     trainer = pl.Trainer(
         **cfg.trainer,
         max_epochs=config.epochs,
-        logger=logger,
-        callbacks=[curves, ResumeState(), checkpoint],  # checkpoint last: it saves the others' epoch state
+        logger=loggers or False,
+        # the user's callbacks first, compt's checkpoint last: it saves the others' epoch state
+        callbacks=[*extras, curves, validation, ResumeState(), checkpoint],
         enable_checkpointing=False,  # LastCheckpoint instead of Lightning's default ModelCheckpoint
         default_root_dir=str(output_dir),
         use_distributed_sampler=False,
@@ -207,11 +213,22 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
         print(f"[compt] resuming from {last}")
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     train_seconds = time.perf_counter() - started
+    if config.data.validation_from_train and not validation.is_current(trainer):
+        # a development split: its metrics (a search's objective) must describe the final model
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     trainer.test(module, datamodule=datamodule, verbose=False)
     eval_seconds = time.perf_counter() - started - train_seconds
     if not trainer.is_global_zero:
         return {}
     results = collect_results(config, module, trainer, overrides, group, resolved, curves)
+    results["validation"] = {
+        "from_train": config.data.validation_from_train,  # rows per task; 0: the validation set is the test set
+        "global_step": validation.global_step,
+        "metrics": validation.metrics,
+    }
+    results["provenance"] = provenance(
+        trainer.strategy.root_device, trainer.num_devices * trainer.num_nodes, trainer.precision
+    )
     results["timings"] = {
         "train_s": train_seconds,
         "eval_s": eval_seconds,
@@ -221,7 +238,7 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
     inputs = {task.name: datamodule.eval_rows(task.name) for task in config.tasks}
     run.write_predictions(module.predictions, inputs)
     run.write_results(results)
-    if not cfg.callbacks.get("keep_last_checkpoint", True):
+    if not cfg.callbacks["keep_last_checkpoint"]:
         last.unlink(missing_ok=True)  # the run is complete: resuming is no longer needed
     print("\n" + summary_table(results) + f"\n\nwrote {run.results_file}")
     return results

@@ -28,6 +28,9 @@ from compt.prompts.router import RouterSchedule
 from compt.tasks import TaskSpec
 from compt.training.optim import OptimConfig
 
+#: compt's own callback settings (the ``callbacks`` node also takes extra Lightning callbacks)
+COMPT_CALLBACK_SETTINGS = {"checkpoint_every_n_epochs": 5, "keep_last_checkpoint": True}
+
 
 @dataclass
 class MethodSection:
@@ -267,9 +270,18 @@ class TrainSchema:
     trainer: dict[str, Any] = field(default_factory=dict)
     """Lightning ``Trainer`` arguments (``conf/trainer/``)"""
     logger: dict[str, Any] = field(default_factory=dict)
-    """``name`` (wandb | csv | none) and its settings (``conf/logger/``)"""
-    callbacks: dict[str, Any] = field(default_factory=dict)
-    """``checkpoint_every_n_epochs``, ``keep_last_checkpoint`` (``conf/callbacks/``)"""
+    """the loggers: one ``_target_`` config per entry (``conf/logger/``: csv, wandb, tensorboard, mlflow, many;
+    several with ``logger=[csv,tensorboard]``); ``logger=none`` = no logger"""
+    callbacks: dict[str, Any] = field(default_factory=lambda: dict(COMPT_CALLBACK_SETTINGS))
+    """compt's own checkpoint settings (``checkpoint_every_n_epochs``: how often ``last.ckpt`` is written for
+    resuming; ``keep_last_checkpoint``: false deletes it once the run is complete, e.g. for big sweeps), plus any
+    extra Lightning callbacks as ``_target_`` entries (``+callbacks=early_stopping``, ``conf/callbacks/``)"""
+    optimized_metric: str | None = None
+    """what ``train.py`` returns to a hyperparameter sweeper (``hparams_search=optuna``: ``val/avg``); None = the
+    test ``avg``"""
+    jobs_per_gpu: int = 1
+    """``hydra/launcher=joblib``: jobs sharing one GPU at once (few-shot jobs leave a big GPU idle;
+    docs/scaling.md)"""
     paths: dict[str, Any] = field(default_factory=dict)
     """``root_dir``, ``log_dir`` (``conf/paths/``)"""
 
