@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import socket
 import time
@@ -11,18 +12,21 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from compt.prompts.bank import PromptBank
-from compt.runs import FORMAT_VERSION, RESULTS_FILE, RunDir
+from compt.runs import COMPLETE, DIVERGED, FORMAT_VERSION, RESULTS_FILE, RunDir
 from compt.tasks import run_tasks
 from compt.training.build import build_module, data_config, epochs_for
 from compt.training.callbacks import CurveRecorder, LastCheckpoint, ResumeState
 from compt.training.datamodule import ComptDataModule
+from compt.training.divergence import DivergenceGuard, RunDiverged, diverged_results, inherited_divergence
+from compt.training.launch import device_count
 from compt.training.loggers import build_logger, finish_wandb, quiet_known_noise, run_group
 from compt.training.module import ComptModule
 from compt.training.results import summary_table
+from compt.training.runlog import report_summary
 from compt.training.single_task import (
     SUBRUNS_DIR,
     combine_banks,
@@ -35,6 +39,10 @@ from compt.training.spot import STAGE1_DIR, spot_stages
 
 #: the per-task and average figures results.json keeps for every mask: configured and paper reading
 READINGS = ("primary", "avg", "primary_paper", "avg_paper")
+#: what a relaunch finds finished: skipped unless force=true
+FINISHED = ("done", DIVERGED)
+
+log = logging.getLogger(__name__)
 
 
 def cluster_plugins() -> list[Any] | None:
@@ -57,16 +65,20 @@ def train(
     """
     output_dir = Path(output_dir)
     overrides = list(overrides or [])
-    if RunDir(output_dir).is_complete():
+    check = RunDir(output_dir).check()
+    if check.status in FINISHED:
         if not cfg.force:
-            print(
-                f"[compt] {output_dir} already has a complete {RESULTS_FILE}; skipping (force=true re-runs it)."
+            log.info(
+                "[compt] %s; skipping (force=true re-runs it).", finished_notice(output_dir, check.status)
             )
             return None
         discard_finished_checkpoint(output_dir)
     if cfg.method.name == "spot" and not cfg.method.get("bank_method"):
         stage1, stage2 = spot_stages(cfg, output_dir)
         train(stage1, output_dir / STAGE1_DIR, overrides)
+        first = RunDir(output_dir / STAGE1_DIR)
+        if first.is_diverged():  # stage 2 would start from a diverged prompt
+            return _inherit_divergence(cfg, output_dir, overrides, first.read_results(), STAGE1_DIR)
         return train(stage2, output_dir, overrides)
     if is_single_task_run(cfg):
         return _train_single_tasks(cfg, output_dir, overrides)
@@ -87,6 +99,8 @@ def _train_single_tasks(cfg: DictConfig, output_dir: Path, overrides: list[str])
     for task, single in single_task_configs(cfg).items():
         singles[task] = RunDir(output_dir / SUBRUNS_DIR / task)
         parts[task] = train(single, singles[task].path, overrides) or singles[task].read_results()
+        if parts[task].get("status") == DIVERGED:
+            return _inherit_divergence(cfg, output_dir, overrides, parts[task], f"{SUBRUNS_DIR}/{task}")
     run = RunDir(output_dir)
     combine_banks([PromptBank.load(single.bank_dir) for single in singles.values()]).save(run.bank_dir)
     concatenate_lines([single.predictions_file for single in singles.values()], run.predictions_file)
@@ -105,8 +119,31 @@ def _train_single_tasks(cfg: DictConfig, output_dir: Path, overrides: list[str])
     )
     results = combine_results(parts, common)
     run.write_results(results)
-    print("\n" + summary_table(results) + f"\n\nwrote {run.results_file}")
+    report_summary(summary_table(results) + f"\n\nwrote {run.results_file}")
     return results
+
+
+def _inherit_divergence(
+    cfg: DictConfig, output_dir: Path, overrides: list[str], part: dict[str, Any], where: str
+) -> dict[str, Any]:
+    """A sub-run (SPoT's stage 1, a single-task run) diverged: so did this run; record it."""
+    identity = {
+        "method": cfg.method.name,
+        "overrides": overrides,
+        "group": run_group(overrides),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    results = inherited_divergence(part, identity, where)
+    RunDir(output_dir).write_results(results)
+    return results
+
+
+def finished_notice(output_dir: Path, status: str) -> str:
+    """What a relaunch says about a finished job it skips."""
+    if status == DIVERGED:
+        step = (RunDir(output_dir).read_results().get("diverged") or {}).get("step")
+        return f"{output_dir} diverged (at step {step}, see its {RESULTS_FILE})"
+    return f"{output_dir} already has a complete {RESULTS_FILE}"
 
 
 def discard_finished_checkpoint(output_dir: Path) -> None:
@@ -117,17 +154,14 @@ def discard_finished_checkpoint(output_dir: Path) -> None:
     last = RunDir(output_dir).last_checkpoint
     if last.is_file():
         last.unlink()
-        print(f"[compt] force=true: removed the finished run's {last}; training starts from scratch")
+        log.info("[compt] force=true: removed the finished run's %s; training starts from scratch", last)
 
 
 def spawned_world_size(cfg: DictConfig) -> int:
     """Processes compt starts itself for ``trainer.strategy=ddp_spawn`` (its devices), else 1."""
     if not str(cfg.trainer.get("strategy", "auto")).startswith("ddp_spawn"):
         return 1
-    devices = cfg.trainer.get("devices", 1)
-    if devices == -1 or devices == "auto":
-        return max(torch.cuda.device_count(), 1) if cfg.trainer.get("accelerator") != "cpu" else 1
-    return len(devices) if isinstance(devices, list | ListConfig) else int(devices)
+    return device_count(cfg.trainer.get("devices", 1), cfg.trainer.get("accelerator"))
 
 
 def _spawn_ranks(cfg: DictConfig, output_dir: Path, overrides: list[str], world: int) -> dict[str, Any]:
@@ -143,7 +177,7 @@ def _spawn_ranks(cfg: DictConfig, output_dir: Path, overrides: list[str], world:
         _spawned_rank, args=(world, port, cfg, str(output_dir), overrides), nprocs=world, join=True
     )
     run = RunDir(output_dir)
-    return run.read_results() if run.is_complete() else {}
+    return run.read_results() if run.is_complete() or run.is_diverged() else {}
 
 
 def _spawned_rank(
@@ -201,7 +235,9 @@ def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str,
         **trainer_kwargs,
         max_epochs=epochs_for(cfg),
         logger=logger,
-        callbacks=[curves, ResumeState(), checkpoint],  # checkpoint last: it saves the others' epoch state
+        # the guard before the checkpoint (a diverged state is never saved); the checkpoint last: it saves
+        # the others' epoch state
+        callbacks=[curves, ResumeState(), DivergenceGuard(), checkpoint],
         enable_checkpointing=False,  # LastCheckpoint instead of Lightning's default ModelCheckpoint
         default_root_dir=str(output_dir),
         use_distributed_sampler=False,
@@ -209,8 +245,16 @@ def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str,
     )
     resume = str(last) if last.is_file() else None
     if resume:
-        print(f"[compt] resuming from {last}")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        log.info("[compt] resuming from %s", last)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    except RunDiverged as diverged:  # every rank stops at the same check
+        if not trainer.is_global_zero:
+            return {}
+        identity = run_identity(cfg, module, overrides, group, resolved) | {"global_step": diverged.step}
+        results = diverged_results(diverged, identity, recorded_curves(module, curves))
+        run.write_results(results)
+        return results
     train_seconds = time.perf_counter() - started
     trainer.test(module, datamodule=datamodule, verbose=False)
     eval_seconds = time.perf_counter() - started - train_seconds
@@ -228,7 +272,7 @@ def _train(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> dict[str,
     run.write_results(results)
     if not cfg.callbacks.get("keep_last_checkpoint", True):
         last.unlink(missing_ok=True)  # the run is complete: resuming is no longer needed
-    print("\n" + summary_table(results) + f"\n\nwrote {run.results_file}")
+    report_summary(summary_table(results) + f"\n\nwrote {run.results_file}")
     return results
 
 
@@ -246,17 +290,8 @@ def collect_results(
     main = by_mask[module.eval_masks[0]]
     return {
         "format_version": FORMAT_VERSION,
-        "status": "complete",
-        "method": cfg.method.name,
-        "protocol": cfg.get("protocol", "paper"),
-        "k": cfg.k,
-        "seed": cfg.seed,
-        "n_sources": module.bank.config.n_sources,
-        "tasks": [t.name for t in module.tasks],
-        "eval_mode": cfg.eval.mode,
-        "metrics_compat": cfg.metrics.compat,
-        "overrides": overrides,
-        "group": group,
+        "status": COMPLETE,
+        **run_identity(cfg, module, overrides, group, resolved),
         "metrics": main["tasks"],
         "primary": main["primary"],
         "avg": main["avg"],
@@ -269,6 +304,30 @@ def collect_results(
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
         "trainable_parameters": sum(p.numel() for p in module.bank.parameters()),
-        "curves": {"train_loss": [list(p) for p in curves.train_loss], "val_avg": module.val_curve},
+        "curves": recorded_curves(module, curves),
+    }
+
+
+def run_identity(
+    cfg: DictConfig, module: ComptModule, overrides: list[str], group: str, resolved: dict[str, Any]
+) -> dict[str, Any]:
+    """What a run is (method, protocol, k, seed, tasks, overrides, config, ...), in every results.json it
+    writes: a complete one or a diverged one."""
+    return {
+        "method": cfg.method.name,
+        "protocol": cfg.get("protocol", "paper"),
+        "k": cfg.k,
+        "seed": cfg.seed,
+        "n_sources": module.bank.config.n_sources,
+        "tasks": [t.name for t in module.tasks],
+        "eval_mode": cfg.eval.mode,
+        "metrics_compat": cfg.metrics.compat,
+        "overrides": overrides,
+        "group": group,
         "config": resolved,
     }
+
+
+def recorded_curves(module: ComptModule, curves: CurveRecorder) -> dict[str, Any]:
+    """The training-loss (per epoch) and validation curves recorded so far."""
+    return {"train_loss": [list(p) for p in curves.train_loss], "val_avg": module.val_curve}
