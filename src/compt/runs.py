@@ -296,6 +296,8 @@ def bank_problem(bank_dir: Path) -> str | None:
     ``prompt_bank.json`` parses, and ``prompt_bank.safetensors``' header parses and matches the file's size
     (a truncated, empty or overwritten file fails)."""
     config, weights = bank_dir / BANK_CONFIG_FILE, bank_dir / BANK_WEIGHTS_FILE
+    if not bank_dir.is_dir():
+        return f"no {BANK_DIR}/ folder"
     try:
         meta = json.loads(config.read_text())
         if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):

@@ -91,20 +91,18 @@ class ResumeState(pl.Callback):
         self._pending = dict(state_dict) or None
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
-        if trainer.is_global_zero:
-            for logger in _resumable_loggers(trainer):
-                checkpoint[LOG_ROWS_KEY] = logger.rows_written()
+        for logger in _resumable_loggers(trainer):
+            checkpoint[LOG_ROWS_KEY] = logger.rows_written()
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         self._restored = True
         rows = checkpoint.get(LOG_ROWS_KEY)
-        if rows is not None and trainer.is_global_zero:
-            for logger in _resumable_loggers(trainer):
-                logger.keep_rows(int(rows))
+        for logger in _resumable_loggers(trainer) if rows is not None else []:
+            logger.keep_rows(int(rows))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        if not self._restored and trainer.is_global_zero:
-            for logger in _resumable_loggers(trainer):  # a run from scratch: a new log
+        if not self._restored:  # a run from scratch: a new log
+            for logger in _resumable_loggers(trainer):
                 logger.keep_rows(0)
         if self._pending is None:
             return
@@ -114,6 +112,9 @@ class ResumeState(pl.Callback):
 
 
 def _resumable_loggers(trainer: pl.Trainer) -> list[ResumableCSVLogger]:
+    """The trainer's CSV loggers that continue on resume (rank 0 only: the others write nothing)."""
+    if not getattr(trainer, "is_global_zero", False):
+        return []
     return [logger for logger in trainer.loggers if isinstance(logger, ResumableCSVLogger)]
 
 

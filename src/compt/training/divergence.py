@@ -47,6 +47,7 @@ class DivergenceGuard(pl.Callback):
     def __init__(self, check_every_n_steps: int | None = None) -> None:
         self.check_every_n_steps = check_every_n_steps
         self._first_bad: torch.Tensor | None = None
+        self._read_at = -1
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self._first_bad = torch.full((), NO_STEP, dtype=torch.long, device=pl_module.device)
@@ -59,8 +60,10 @@ class DivergenceGuard(pl.Callback):
             step = torch.where(torch.isfinite(loss.detach()), NO_STEP, trainer.global_step)
             self._first_bad = torch.minimum(self._first_bad, step.to(self._first_bad.device))
         every = self.check_every_n_steps or trainer.log_every_n_steps
-        if every > 0 and trainer.global_step % every == 0:
-            self.check(trainer, pl_module)
+        if every > 0 and trainer.global_step % every == 0 and trainer.global_step != self._read_at:
+            self.check(
+                trainer, pl_module
+            )  # once per such step (several batches share a step when accumulating)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
@@ -74,6 +77,7 @@ class DivergenceGuard(pl.Callback):
         is no longer finite."""
         if self._first_bad is None:
             return
+        self._read_at = trainer.global_step
         first_bad = self._first_bad.clone()
         params = [p.detach() for p in pl_module.bank.parameters()]
         if params:  # a parameter gone bad before any loss did: this step

@@ -60,7 +60,7 @@ def run_job(cfg: DictConfig, output_dir: str | Path, overrides: list[str]) -> di
         results = _train_claimed(cfg, run, overrides)
     if results and results.get("status") == DIVERGED:
         diverged = results.get("diverged") or {}
-        raise RunDiverged(str(diverged.get("message")), int(diverged.get("step", -1)))
+        raise RunDiverged(f"{run.path}: {diverged.get('message')}", int(diverged.get("step", -1)))
     return results
 
 
