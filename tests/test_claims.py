@@ -11,8 +11,7 @@ from dataclasses import asdict, replace
 
 import pytest
 
-from compt.claims import Holder, JobClaim, claim_job, read_holder, stale_reason
-from compt.runs import CLAIM_FILE
+from compt.claims import CLAIM_FILE, Holder, JobClaim, claim_job, read_holder, stale_reason
 
 
 def _write_claim(folder, holder: Holder, age_s: float = 0.0) -> None:

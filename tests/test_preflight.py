@@ -202,3 +202,17 @@ def test_compt_predict_with_an_empty_input_file_prints_one_line(tmp_path, capsys
     empty.write_text("")
     assert main(["predict", "--bank", str(tmp_path), "--task", "sst2", "--input", str(empty)]) == 2
     assert capsys.readouterr().err == f"compt: input file {empty} holds no rows\n"
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_it(tmp_path):
+    from compt.training.callbacks import CheckpointWriteError, LastCheckpoint
+
+    def refuse(path, weights_only=False):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    trainer = SimpleNamespace(global_step=3, sanity_checking=False, save_checkpoint=refuse)
+    with pytest.raises(CheckpointWriteError) as raised:
+        LastCheckpoint(tmp_path / "checkpoints" / "last.ckpt").on_train_end(trainer, None)
+    message = str(raised.value)
+    assert message.startswith(f"cannot write the resume checkpoint {tmp_path}/checkpoints/last.ckpt")
+    assert "(Permission denied)" in message and ".tmp" not in message and "\n" not in message

@@ -115,6 +115,7 @@ def test_a_forced_run_removes_the_old_results_first_and_marks_the_folder(tmp_pat
     start_forced_run(run)
     assert not run.results_file.exists() and not stage1.results_file.exists()
     assert not run.last_checkpoint.exists() and not stage1.last_checkpoint.exists()
+    assert not run.bank_dir.exists() and not stage1.bank_dir.exists()
     assert json.loads(run.forced_marker.read_text())["pid"] == os.getpid()
     assert run.check().status == "new"
 

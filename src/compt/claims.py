@@ -14,7 +14,7 @@ A process that finds a claim leaves the job alone unless the claim is stale:
 - its heartbeat stopped (not refreshed for ``stale_after_s``, e.g. its node died).
 
 A stale claim is moved away (verifying it is still the one judged stale) and the folder claimed anew.
-Plain Python, no torch: the sweep listing and tests use it too.
+Plain Python (no torch, nothing else of compt): the run folder (:mod:`compt.runs`) names its file from here.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from compt.runs import CLAIM_FILE
-
 log = logging.getLogger(__name__)
+
+#: the claim's file name in a job folder
+CLAIM_FILE = ".compt-claim"
 
 #: how often the holder refreshes its claim, and after how long without a refresh a claim is stale
 HEARTBEAT_S = 60.0

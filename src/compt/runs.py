@@ -35,6 +35,7 @@ from typing import Any, Literal
 from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 
+from compt.claims import CLAIM_FILE
 from compt.errors import IncompleteRunError, RunNotFoundError
 from compt.prompts.bank import CONFIG_FILE as BANK_CONFIG_FILE
 from compt.prompts.bank import WEIGHTS_FILE as BANK_WEIGHTS_FILE
@@ -50,7 +51,6 @@ HYDRA_DIR = ".hydra"
 HYDRA_CONFIG = "config.yaml"
 HYDRA_OVERRIDES = "overrides.yaml"
 EVAL_DIR = "eval"
-CLAIM_FILE = ".compt-claim"
 FORCED_MARKER = ".compt-forced"
 #: the temporary files of compt's atomic writes (an interrupted write leaves them; removed at relaunch)
 TEMP_SUFFIX = ".tmp"

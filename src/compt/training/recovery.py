@@ -8,8 +8,8 @@ run left behind is removed or moved aside, so the launch finishes the job from w
 - a results.json that fails its schema, or sits beside a damaged ``bank/``, is moved aside as
   ``results.json.damaged-<time>``: the launch then finishes the job from ``last.ckpt`` (re-test, rewrite
   bank and results) or trains it again;
-- ``force=true`` on a finished (or diverged) job removes its results.json and checkpoints first, then marks
-  the folder forced (``.compt-forced``), so a requeue of the forced run resumes it instead of starting over.
+- ``force=true`` on a finished (or diverged) job removes its results.json, checkpoints, predictions and bank
+  first, then marks the folder forced (``.compt-forced``), so a requeue of the forced run resumes it instead of starting over.
 
 Each change is one warning line in the run's log.
 """
@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 import zipfile
 from pathlib import Path
 
-from compt.runs import LAST_CHECKPOINT, LOGGER_DIRS, RESULTS_FILE, RunDir
+from compt.prompts.bank import CONFIG_FILE as BANK_CONFIG_FILE
+from compt.runs import BANK_DIR, LAST_CHECKPOINT, LOGGER_DIRS, PREDICTIONS_FILE, RESULTS_FILE, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +110,19 @@ def repair(run: RunDir) -> None:
 
 
 def start_forced_run(run: RunDir) -> None:
-    """``force=true`` on a finished job: remove its results.json and resume checkpoints (sub-runs included),
-    then mark the folder forced. (In this order: a kill in between leaves a job without results, which the
-    next launch trains from scratch anyway.)"""
+    """``force=true`` on a finished job: remove its results.json, resume checkpoints, predictions and banks
+    (sub-runs included: nothing of the old run stays beside the new one), then mark the folder forced. (In
+    this order: a kill in between leaves a job without results, which the next launch trains from scratch
+    anyway.)"""
     for path in [*run_folders(run, RESULTS_FILE), *run_folders(run, LAST_CHECKPOINT)]:
         path.unlink(missing_ok=True)
+    for path in run_folders(run, PREDICTIONS_FILE):
+        path.unlink(missing_ok=True)
+    for path in run_folders(run, BANK_CONFIG_FILE):
+        if path.parent.name == BANK_DIR:
+            shutil.rmtree(path.parent, ignore_errors=True)
     record = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
     run.forced_marker.write_text(json.dumps(record) + "\n")
     log.info(
-        "[compt] force=true: removed the finished run's results and checkpoints; training starts from scratch"
+        "[compt] force=true: removed the finished run's results, checkpoints and bank; training starts from scratch"
     )

@@ -60,8 +60,10 @@ def train(
 ) -> dict[str, Any] | None:
     """Train, test the last model, and write ``results.json``, ``predictions.jsonl`` and ``bank/``.
 
-    A finished run (complete ``results.json``) is skipped unless ``force=true``; an interrupted one resumes
-    from ``checkpoints/last.ckpt``. W&B is always finished, even when the run fails.
+    A finished run (:meth:`RunDir.check`: done, or diverged) is skipped unless ``force=true``; an interrupted
+    one resumes from ``checkpoints/last.ckpt``. A run that diverges writes a ``diverged`` results.json and
+    returns it. W&B is always finished, even when the run fails. (``train.py`` calls this through
+    :func:`compt.training.job.run_job`, which claims and repairs the folder and applies ``force`` first.)
     """
     output_dir = Path(output_dir)
     overrides = list(overrides or [])
