@@ -59,11 +59,10 @@ class DivergenceGuard(pl.Callback):
         if loss is not None and self._first_bad is not None:
             step = torch.where(torch.isfinite(loss.detach()), NO_STEP, trainer.global_step)
             self._first_bad = torch.minimum(self._first_bad, step.to(self._first_bad.device))
+        # read every n-th step, once (several batches share a step when gradients accumulate)
         every = self.check_every_n_steps or trainer.log_every_n_steps
         if every > 0 and trainer.global_step % every == 0 and trainer.global_step != self._read_at:
-            self.check(
-                trainer, pl_module
-            )  # once per such step (several batches share a step when accumulating)
+            self.check(trainer, pl_module)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
