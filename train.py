@@ -7,6 +7,7 @@ checkpoints/last.ckpt to its output folder.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -14,12 +15,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from compt.errors import ComptError
+from compt.training.divergence import RunDiverged
+from compt.training.job import run_job
 from compt.training.launch import check_launch, joblib_gpu, shared_output_dir
 from compt.training.resume_run import resume_arguments
-from compt.training.run import train
+from compt.training.runlog import route_run_log, to_log_file
 from compt.training.schema import TrainSchema
 from compt.training.search import check_search, objective
 
@@ -29,15 +33,21 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``optimized_metric`` of the run (default: its test average) to Hydra
     sweepers, read back from the folder of a job that was already complete."""
     hydra_cfg = HydraConfig.get()
+    route_run_log()
     try:
         check_launch(cfg, hydra_cfg)
         check_search(cfg)
         output_dir = shared_output_dir(hydra_cfg.runtime.output_dir)
         with joblib_gpu(cfg, hydra_cfg):
-            results = train(TrainSchema.from_hydra(cfg), output_dir, list(hydra_cfg.overrides.task))
+            results = run_job(TrainSchema.from_hydra(cfg), output_dir, list(hydra_cfg.overrides.task))
         return objective(cfg, results, output_dir)
-    except ComptError as err:  # a user's mistake: one line that says what to do, not a stack trace
-        raise SystemExit(f"compt: {err}") from None
+    except ComptError as err:  # a user's mistake or a diverged run: one line, not a stack trace
+        line = f"compt: {err}"
+        to_log_file(line, logging.ERROR)
+        if isinstance(err, RunDiverged) and hydra_cfg.mode == RunMode.MULTIRUN:
+            print(line, file=sys.stderr)  # a result, not a crash: the rest of the sweep goes on
+            return None
+        raise SystemExit(line) from None
 
 
 if __name__ == "__main__":

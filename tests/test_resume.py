@@ -109,3 +109,7 @@ def test_a_job_killed_mid_training_and_relaunched_ends_like_an_uninterrupted_one
     bank_b = load_file(Path(killed) / "bank" / "prompt_bank.safetensors")
     assert bank_a.keys() == bank_b.keys()
     assert all(torch.equal(bank_a[k], bank_b[k]) for k in bank_a)
+    # the CSV log continued across the kill: every logged step once, as in the uninterrupted run
+    log_a = (clean / "csv" / "metrics.csv").read_text().splitlines()
+    log_b = (killed / "csv" / "metrics.csv").read_text().splitlines()
+    assert len(log_a) > 20 and log_b == log_a

@@ -4,16 +4,22 @@
 
     RUN_DIR/
       results.json           everything a report needs; written last and atomically, so a results.json with
-                             ``"status": "complete"`` marks a finished run
+                             ``"status": "complete"`` marks a finished run (``"diverged"``: a run stopped
+                             by a non-finite loss or prompt, never averaged)
       predictions.jsonl      one line per evaluated example (main mask)
       bank/                  the trained prompt bank (``PromptBank.save``)
       checkpoints/last.ckpt  the resume checkpoint (backbone left out)
       .hydra/                the composed config and the command-line overrides (Hydra)
       eval/                  ``compt evaluate``'s task × mask tables
+      .compt-claim           while a process trains the job: who (host, pid, SLURM job), refreshed as a
+                             heartbeat (:mod:`compt.claims`)
+      .compt-forced          while a ``force=true`` re-run is in progress (a requeue resumes it)
 
 :class:`RunDir` names these paths and reads and writes them; training, inference, evaluation, the report and
-the sweep listing all go through it. :func:`locate_bank` / :func:`load_bank` accept a run folder or a bank
-folder, wherever a user passes "a trained run".
+the sweep listing all go through it. :meth:`RunDir.check` says what a launch does with the folder, trusting
+nothing: a job is ``done`` only when its results.json passes :data:`RESULTS_SCHEMA` and its ``bank/`` is
+whole. :func:`locate_bank` / :func:`load_bank` accept a run folder or a bank folder, wherever a user passes
+"a trained run".
 """
 
 from __future__ import annotations
@@ -22,15 +28,19 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
+from safetensors import safe_open
 
+from compt.claims import CLAIM_FILE
 from compt.errors import IncompleteRunError, RunNotFoundError
 from compt.prompts.bank import CONFIG_FILE as BANK_CONFIG_FILE
+from compt.prompts.bank import WEIGHTS_FILE as BANK_WEIGHTS_FILE
 from compt.prompts.bank import PromptBank
-from compt.utils import json_safe
+from compt.utils import json_safe, share_like_new_file
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -41,12 +51,49 @@ HYDRA_DIR = ".hydra"
 HYDRA_CONFIG = "config.yaml"
 HYDRA_OVERRIDES = "overrides.yaml"
 EVAL_DIR = "eval"
+FORCED_MARKER = ".compt-forced"
+#: the temporary files of compt's atomic writes (an interrupted write leaves them; removed at relaunch)
+TEMP_SUFFIX = ".tmp"
+TEMP_PATTERNS = (f".{RESULTS_FILE}.*", f"*{TEMP_SUFFIX}")
+#: logger folders: their own files, never compt's temporary files
+LOGGER_DIRS = ("wandb", "csv")
 #: ``format_version`` of results.json
 FORMAT_VERSION = 1
 #: ``status`` of a finished run's results.json
 COMPLETE = "complete"
+#: ``status`` of a run stopped because its loss or a prompt parameter became NaN/infinite
+DIVERGED = "diverged"
 
-JobStatus = Literal["done", "resume", "new"]
+JobStatus = Literal["done", "diverged", "resume", "new"]
+
+_NUMBER = (int, float)
+_NONE = type(None)
+#: keys every complete results.json holds and their JSON types: what the report, ``compt evaluate`` and the
+#: skip decision read. A file that lacks one (hand-edited, written by a bug) is not a finished run.
+RESULTS_SCHEMA: dict[str, tuple[type, ...]] = {
+    "status": (str,),
+    "method": (str,),
+    "k": (int,),
+    "seed": (int,),
+    "tasks": (list,),
+    "overrides": (list,),
+    "primary": (dict,),
+    "avg": (*_NUMBER, _NONE),
+    "masks": (dict,),
+    "config": (dict,),
+}
+#: keys a complete results.json may lack (files from older versions) but that have these types when present
+RESULTS_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "format_version": (int,),
+    "primary_paper": (dict,),
+    "avg_paper": (*_NUMBER, _NONE),
+    "metrics": (dict,),
+    "counts": (dict,),
+    "invalid": (dict,),
+    "global_step": (int,),
+    "curves": (dict,),
+    "router_weights": (dict, _NONE),
+}
 
 
 @dataclass(frozen=True)
@@ -83,6 +130,14 @@ class RunDir:
     def eval_dir(self) -> Path:
         return self.path / EVAL_DIR
 
+    @property
+    def claim_file(self) -> Path:
+        return self.path / CLAIM_FILE
+
+    @property
+    def forced_marker(self) -> Path:
+        return self.path / FORCED_MARKER
+
     # ------------------------------------------------------------------ state
     def is_run(self) -> bool:
         """Whether the folder looks like a run (it has a results.json or Hydra's ``.hydra/``)."""
@@ -97,11 +152,36 @@ class RunDir:
         return True
 
     def status(self) -> JobStatus:
-        """What launching this run again does: ``done`` (complete: skipped), ``resume`` (from
-        ``checkpoints/last.ckpt``) or ``new``."""
+        """What the files claim: ``done`` (results.json says complete), ``resume`` (from
+        ``checkpoints/last.ckpt``) or ``new``. :meth:`check` verifies the claim (what a launch does)."""
         if self.is_complete():
             return "done"
         return "resume" if self.last_checkpoint.is_file() else "new"
+
+    def check(self) -> RunCheck:
+        """What launching this run again does, verified: ``done`` (results.json passes
+        :data:`RESULTS_SCHEMA` and ``bank/`` is whole: skipped), ``diverged`` (skipped unless ``force=true``),
+        ``resume`` (from ``checkpoints/last.ckpt``: training continues, or only the test and the files are
+        redone) or ``new``; ``problem`` names a damaged results.json or bank the launch will replace."""
+        try:
+            self.valid_results()
+        except IncompleteRunError as err:
+            if self.is_diverged():
+                return RunCheck("diverged")
+            problem = str(err) if self.results_file.exists() else None
+        else:
+            problem = bank_problem(self.bank_dir)
+            if problem is None:
+                return RunCheck("done")
+        return RunCheck("resume" if self.last_checkpoint.is_file() else "new", problem)
+
+    def is_diverged(self) -> bool:
+        """Whether results.json records a diverged run."""
+        try:
+            results = self.read_results()
+        except (OSError, ValueError):
+            return False
+        return isinstance(results, dict) and results.get("status") == DIVERGED
 
     # ------------------------------------------------------------------ results.json
     def read_results(self) -> dict[str, Any]:
@@ -124,6 +204,18 @@ class RunDir:
             raise IncompleteRunError(f"{RESULTS_FILE} is not complete (status={status!r})")
         return results
 
+    def valid_results(self) -> dict[str, Any]:
+        """The parsed ``results.json`` of a finished run that also passes :data:`RESULTS_SCHEMA`.
+
+        Raises:
+            IncompleteRunError: missing, unreadable, not complete, or damaged (the message names the keys).
+        """
+        results = self.complete_results()
+        problems = results_problems(results)
+        if problems:
+            raise IncompleteRunError(f"{RESULTS_FILE} is damaged: {'; '.join(problems)}")
+        return results
+
     def write_results(self, results: dict[str, Any]) -> Path:
         """Write ``results.json`` atomically (NaN and infinities as ``null``)."""
         return write_json_atomic(self.results_file, results)
@@ -132,7 +224,7 @@ class RunDir:
         """``predictions.jsonl``: one JSON line per evaluated example, sorted by task and example id, with its
         input and target text from ``inputs`` (``{task: eval rows}``, indexed by example id)."""
         rows = sorted(rows, key=lambda r: (r["task"], r["example_id"]))
-        tmp = self.predictions_file.with_suffix(".tmp")
+        tmp = self.predictions_file.with_suffix(TEMP_SUFFIX)
         with tmp.open("w") as handle:
             for row in rows:
                 source = inputs.get(row["task"], [])
@@ -141,6 +233,15 @@ class RunDir:
                 handle.write(json.dumps(json_safe(record)) + "\n")
         os.replace(tmp, self.predictions_file)
         return self.predictions_file
+
+    def temp_files(self) -> list[Path]:
+        """Temporary files an interrupted write may have left in the folder and its sub-runs (a partial
+        results.json, predictions, checkpoint or bank): :data:`TEMP_PATTERNS`, outside logger folders."""
+        found = []
+        for root, dirs, files in os.walk(self.path):
+            dirs[:] = [d for d in dirs if d not in LOGGER_DIRS]
+            found += [Path(root) / f for f in files if any(fnmatch(f, p) for p in TEMP_PATTERNS)]
+        return sorted(found)
 
     # ------------------------------------------------------------------ config
     def overrides(self) -> list[str]:
@@ -176,9 +277,56 @@ class RunDir:
         )
 
 
+@dataclass(frozen=True)
+class RunCheck:
+    """What a launch does with a run folder (:meth:`RunDir.check`)."""
+
+    status: JobStatus
+    #: a damaged results.json or bank/ that the launch replaces (None: nothing damaged)
+    problem: str | None = None
+
+
+def results_problems(results: Any) -> list[str]:
+    """What keeps a parsed results.json from being a finished run's: missing keys, wrong types, a task
+    without its primary metric. Empty list: it passes :data:`RESULTS_SCHEMA`."""
+    if not isinstance(results, dict):
+        return [f"not a JSON object but {type(results).__name__}"]
+    missing = [key for key in RESULTS_SCHEMA if key not in results]
+    problems = [f"missing {', '.join(map(repr, missing))}"] if missing else []
+    for key, types in {**RESULTS_SCHEMA, **RESULTS_OPTIONAL}.items():
+        if key in results and not isinstance(results[key], types):
+            expected = " or ".join("null" if t is _NONE else t.__name__ for t in types)
+            problems.append(f"{key!r} is {type(results[key]).__name__}, expected {expected}")
+    if isinstance(results.get("tasks"), list) and isinstance(results.get("primary"), dict):
+        absent = [t for t in results["tasks"] if t not in results["primary"]]
+        if absent:
+            problems.append(f"no primary metric for task(s) {absent}")
+    return problems
+
+
+def bank_problem(bank_dir: Path) -> str | None:
+    """Why the bank in ``bank_dir`` cannot be loaded (None: it is whole), without reading its weights:
+    ``prompt_bank.json`` parses, and ``prompt_bank.safetensors``' header parses and matches the file's size
+    (a truncated, empty or overwritten file fails)."""
+    config, weights = bank_dir / BANK_CONFIG_FILE, bank_dir / BANK_WEIGHTS_FILE
+    if not bank_dir.is_dir():
+        return f"no {BANK_DIR}/ folder"
+    try:
+        meta = json.loads(config.read_text())
+        if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+            return f"{config} holds no bank config"
+        with safe_open(str(weights), framework="pt") as handle:
+            handle.keys()
+    except FileNotFoundError as err:
+        return f"{BANK_DIR}/ is incomplete: no {Path(err.filename or str(err)).name}"
+    except Exception as err:  # json, safetensors (truncated, not a safetensors file), OS errors
+        return f"{BANK_DIR}/ is damaged ({type(err).__name__}: {err})"
+    return None
+
+
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     """Write JSON to a temporary file in the same folder, then rename: never a half-written file.
-    NaN and infinities are written as ``null``."""
+    NaN and infinities are written as ``null``; the file gets the user's umask (like any new file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -188,6 +336,7 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
+        share_like_new_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -39,10 +39,10 @@ def snapshot(args: argparse.Namespace) -> int:
 
 def check(args: argparse.Namespace) -> int:
     """Validate a local folder against the task definitions (built-in and ``conf/tasks/<name>.yaml``); print
-    every problem; exit 1 if there is any."""
+    every problem and warning; exit 1 if there is any problem (warnings alone exit 0)."""
     import datasets
 
-    from compt.data.folder import check_folder, known_task_folders
+    from compt.data.folder import inspect_folder, known_task_folders
     from compt.tasks import resolve_task_names
 
     datasets.disable_progress_bars()
@@ -52,9 +52,11 @@ def check(args: argparse.Namespace) -> int:
         return 1
     config_dir = _config_dir(args)
     tasks = resolve_task_names(_task_names(args.tasks, known_task_folders(root, config_dir)), config_dir)
-    problems = check_folder(root, tasks, args.splits)
+    problems, warnings = inspect_folder(root, tasks, args.splits)
     for problem in problems:
         print(f"PROBLEM {problem}")
+    for warning in warnings:
+        print(f"WARNING {warning}")
     names = ", ".join(t.name for t in tasks)
     print(f"{len(problems)} problem(s) in {root} for tasks {names}" if problems else f"OK: {root} ({names})")
     return 1 if problems else 0

@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from compt.data.sources import load_hub, load_local_file, local_file
-from compt.data.validate import find_problems
+from compt.data.validate import find_problems, find_warnings
 from compt.errors import DataError
 from compt.tasks import BUILTIN_TASKS, TaskSpec, user_task_definition
 
@@ -59,8 +59,18 @@ def check_folder(
     root: str | Path, tasks: Sequence[TaskSpec], splits: Sequence[str] | None = None
 ) -> list[str]:
     """Every problem of a local data folder for ``tasks`` (missing task folder or split, missing columns,
-    labels outside the task's labels, empty splits); an empty list means the folder is usable."""
-    problems = []
+    text fields without text or not UTF-8, labels outside the task's labels, empty splits); an empty list
+    means the folder is usable."""
+    return inspect_folder(root, tasks, splits)[0]
+
+
+def inspect_folder(
+    root: str | Path, tasks: Sequence[TaskSpec], splits: Sequence[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """``(problems, warnings)`` of a local data folder: :func:`check_folder`'s problems, and what is usable
+    but suspicious (blank text fields)."""
+    problems: list[str] = []
+    warnings: list[str] = []
     for task in tasks:
         folder = Path(root) / task.name
         if not folder.is_dir():
@@ -73,8 +83,9 @@ def check_folder(
                 continue
             try:
                 dataset = load_local_file(path)
-            except Exception as err:  # unreadable file: report and go on
-                problems.append(f"{task.name}/{split}: cannot read {path}: {type(err).__name__}: {err}")
+            except DataError as err:  # unreadable file: report and go on
+                problems.append(f"{task.name}/{split}: {err}")
                 continue
             problems += find_problems(task, split, dataset, str(path))
-    return problems
+            warnings += find_warnings(task, split, dataset, str(path))
+    return problems, warnings

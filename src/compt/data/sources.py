@@ -51,18 +51,58 @@ def task_folder(task: TaskSpec, source: str, root: str | Path | None) -> Path | 
 
 
 def load_local_file(path: Path) -> datasets.Dataset:
-    """Load one parquet/jsonl/csv file with the ``datasets`` packaged loaders."""
+    """Load one parquet/jsonl/csv file with the ``datasets`` packaged loaders.
+
+    A file without rows (0 bytes, blank lines only, a parquet table of 0 rows) is an empty dataset, which
+    :func:`~compt.data.validate.check_split` reports as an empty split.
+
+    Raises:
+        DataError: the file cannot be parsed (the message names it and the parser's reason).
+    """
     builder = LOCAL_FORMATS[path.suffix]
+    if holds_no_rows(path):
+        return _empty(path)
     try:
         return datasets.load_dataset(builder, data_files={"data": str(path)}, split="data")
     except ValueError as err:  # an empty file: `datasets` finds "no data"; keep the columns we can see
         if "corresponds to no data" not in str(err):
-            raise
-        if builder == "parquet":
-            import pyarrow.parquet as pq
+            raise DataError(f"cannot read {path}: {_reason(err)}") from err
+        return _empty(path)
+    except Exception as err:  # a file that is not what its extension says (bad JSON, not parquet, ...)
+        raise DataError(f"cannot read {path}: {_reason(err)}") from err
 
-            return datasets.Dataset(pq.read_table(path))
-        return datasets.Dataset.from_dict({})
+
+def holds_no_rows(path: Path) -> bool:
+    """Whether a data file has no rows: 0 bytes, only blank lines (jsonl/json/csv), or 0 parquet rows."""
+    size = path.stat().st_size
+    if size == 0:
+        return True
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_metadata(path).num_rows == 0
+        except Exception:  # not a parquet file: the loader says so
+            return False
+    if size > 1 << 20:
+        return False
+    return not path.read_bytes().strip()
+
+
+def _empty(path: Path) -> datasets.Dataset:
+    """An empty dataset, with a parquet file's columns when it has any."""
+    if path.suffix == ".parquet" and path.stat().st_size:
+        import pyarrow.parquet as pq
+
+        return datasets.Dataset(pq.read_table(path))
+    return datasets.Dataset.from_dict({})
+
+
+def _reason(err: BaseException) -> str:
+    """The innermost cause of a loader error (``datasets`` wraps the parser's error in a generic one)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
 
 
 def load_hub(task: TaskSpec, split: str) -> datasets.Dataset:

@@ -1,25 +1,41 @@
-"""Checks that a loaded split fits its task: columns present, not empty, every label valid."""
+"""Checks that a loaded split fits its task: not empty, columns present, text in every text field (no null,
+no list, valid UTF-8), every label valid; and the same text check for rows given to ``compt predict``.
+
+Problems are errors (``compt data check`` lists them all, training refuses the split with them); warnings
+(a text field that is blank after stripping) are reported and training goes on.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from compt.errors import DataError, TaskError
 from compt.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+#: row numbers shown per problem
+SHOWN_ROWS = 5
 
 
 def find_problems(task: TaskSpec, split: str, dataset: datasets.Dataset, origin: str = "") -> list[str]:
     """Every problem of ``task``/``split`` (one message each); empty list = the split is usable."""
     where = f"{task.name}/{split}" + (f" ({origin})" if origin else "")
+    if len(dataset) == 0:
+        return [f"{where}: the split is empty (the file holds no rows)"]
     missing = [c for c in task.required_columns if c not in dataset.column_names]
     problems = []
     if missing:
         problems.append(f"{where}: missing column(s) {missing}; the file has {dataset.column_names}")
-    if len(dataset) == 0:
-        problems.append(f"{where}: the split is empty")
-    if task.label_column in missing or len(dataset) == 0:
+    problems += [f"{where}: {p}" for p in text_report(task, dataset)[0]]
+    if task.label_column in missing:
         return problems
     counts = Counter(_hashable(v) for v in dataset[task.label_column])
     bad = {}
@@ -43,11 +59,112 @@ def find_problems(task: TaskSpec, split: str, dataset: datasets.Dataset, origin:
     return problems
 
 
+def find_warnings(task: TaskSpec, split: str, dataset: datasets.Dataset, origin: str = "") -> list[str]:
+    """What is suspicious but usable in ``task``/``split``: text fields blank after stripping."""
+    if len(dataset) == 0:
+        return []
+    where = f"{task.name}/{split}" + (f" ({origin})" if origin else "")
+    return [f"{where}: {w}" for w in text_report(task, dataset)[1]]
+
+
 def check_split(task: TaskSpec, split: str, dataset: datasets.Dataset, origin: str = "") -> None:
-    """Raise ``DataError`` listing every problem of the split, if any."""
+    """Raise ``DataError`` listing every problem of the split, if any; log its warnings."""
     problems = find_problems(task, split, dataset, origin)
     if problems:
         raise DataError("\n".join(problems))
+    for warning in find_warnings(task, split, dataset, origin):
+        log.warning("[compt] warning: %s", warning)
+
+
+def text_report(task: TaskSpec, dataset: datasets.Dataset) -> tuple[list[str], list[str]]:
+    """``(problems, warnings)`` of the dataset's text: every string column must be valid UTF-8 (any column
+    is read when a row is encoded); every input column of the task must hold text (or numbers) in every row;
+    blank text is a warning. Read from the Arrow table, without converting rows to Python."""
+    if dataset._indices is not None:  # a selection: look at the selected rows
+        dataset = dataset.flatten_indices()
+    table = dataset.data.table
+    problems, warnings = [], []
+    for name in table.column_names:
+        column = table.column(name)
+        if _is_text(column.type):
+            bad = invalid_utf8_rows(column)
+            if bad:
+                problems.append(
+                    f"column {name!r} is not valid UTF-8 in {_rows(bad)}; re-encode the file as UTF-8"
+                )
+                continue
+        if name not in task.input_columns:
+            continue
+        kind = column.type
+        if not (_is_text(kind) or pa.types.is_null(kind) or _is_number(kind)):
+            problems.append(f"column {name!r} holds {kind} values, not text")
+            continue
+        nulls = _true_rows(pc.is_null(column))
+        if nulls:
+            problems.append(
+                f"column {name!r} has no text (null or missing) in {_rows(nulls)}; fill or drop them"
+            )
+        if _is_text(kind):
+            blank = _true_rows(pc.equal(pc.utf8_trim_whitespace(column), ""))
+            if blank:
+                warnings.append(f"column {name!r} is blank in {_rows(blank)}; they are used as empty text")
+    return problems, warnings
+
+
+def invalid_utf8_rows(column: pa.ChunkedArray) -> list[int]:
+    """Rows of a string column whose bytes are not valid UTF-8 (which Arrow's JSON reader lets through)."""
+    bad, offset = [], 0
+    for chunk in column.chunks:
+        try:
+            chunk.validate(full=True)
+        except pa.ArrowInvalid:
+            for index, value in enumerate(chunk.cast(pa.binary()).to_pylist()):
+                try:
+                    (value or b"").decode("utf-8")
+                except UnicodeDecodeError:
+                    bad.append(offset + index)
+        offset += len(chunk)
+    return bad
+
+
+def row_text_problems(task: TaskSpec, rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """``(problems, warnings)`` of the input columns of Python rows (``compt predict``): a field that is
+    missing, null, or a list or dict is a problem; blank text a warning."""
+    found: dict[tuple[str, str], list[int]] = {}
+    for index, row in enumerate(rows):
+        for name in task.input_columns:
+            value = row.get(name) if isinstance(row, Mapping) else None
+            if value is None:
+                kind = "has no text (null or missing)"
+            elif isinstance(value, list | dict | tuple):
+                kind = f"holds a {type(value).__name__}, not text"
+            elif isinstance(value, str) and not value.strip():
+                kind = "is blank"
+            else:
+                continue
+            found.setdefault((name, kind), []).append(index)
+    problems = [f"column {n!r} {k} in {_rows(r)}" for (n, k), r in found.items() if k != "is blank"]
+    warnings = [f"column {n!r} is blank in {_rows(r)}" for (n, k), r in found.items() if k == "is blank"]
+    return problems, warnings
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+
+
+def _true_rows(mask: pa.ChunkedArray | pa.Array) -> list[int]:
+    return pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist()
+
+
+def _rows(indices: Iterable[int]) -> str:
+    """``"2 row(s): 4, 9 (numbered from 0)"``, at most :data:`SHOWN_ROWS` numbers."""
+    indices = list(indices)
+    shown = ", ".join(map(str, indices[:SHOWN_ROWS])) + (", ..." if len(indices) > SHOWN_ROWS else "")
+    return f"{len(indices)} row(s): {shown} (numbered from 0)"
 
 
 def _hashable(value: object) -> object:

@@ -55,7 +55,9 @@ def predict(args: argparse.Namespace) -> int:
 
     rows = read_rows(args.input)
     predictor = load_for_inference(args.bank, backbone=args.backbone, device=args.device)
-    predictions = predictor.predict(rows, args.task, args.mode, args.mask, args.batch_size)
+    predictions = predictor.predict(
+        rows, args.task, args.mode, args.mask, args.batch_size, origin=str(args.input)
+    )
     lines = "".join(json.dumps(p) + "\n" for p in predictions)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from compt.backbone import backbone_family, resolve_model_name
 from compt.errors import ExportError
 from compt.prompts.bank import PromptBank
 from compt.runs import locate_bank
-from compt.utils import evaluating
+from compt.utils import evaluating, share_like_new_file
 
 FORMATS = ("peft",)
 PEFT_POSITION = "before"
@@ -108,6 +108,7 @@ def write_peft_adapter(exported: ExportedPrompt, out: Path, backbone: str | None
     out.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(str(out))
     save_file({PEFT_PROMPT_KEY: exported.prompt}, str(out / PEFT_WEIGHTS_FILE))
+    share_like_new_file(out / PEFT_WEIGHTS_FILE)  # safetensors writes 0600
     return out
 
 

@@ -12,6 +12,7 @@ formatted with the task's template, tokenised like training data, and predicted 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from compt.backbone import load_backbone
 from compt.data.config import DataConfig
 from compt.data.encode import Collator
 from compt.data.sources import LOCAL_FORMATS, load_local_file
-from compt.errors import InferenceError, RunNotFoundError, TaskError
+from compt.data.validate import row_text_problems
+from compt.errors import DataError, InferenceError, RunNotFoundError, TaskError
 from compt.evaluation.config import EVAL_MODES, EvalConfig
 from compt.evaluation.predict import Predictor
 from compt.model import ComptModel, build_model
@@ -33,6 +35,8 @@ from compt.tasks import TaskSpec, get_task
 from compt.tokenization import encode_inputs
 from compt.training.config import RunConfig
 from compt.utils import finite_or_none
+
+log = logging.getLogger(__name__)
 
 BANK_ONLY = EvalConfig(mode="rank")
 """Predictions from a bank folder without its run's config: rank classification (never an invalid answer)."""
@@ -119,16 +123,23 @@ class PromptPredictor:
         mode: str | None = None,
         mask: str = "total",
         batch_size: int = 64,
+        origin: str = "the input rows",
     ) -> list[dict[str, Any]]:
         """Predict ``rows`` (dicts with the task's input columns) of ``task``.
 
         Returns one dict per row: ``index``, ``task``, ``input`` (formatted text), ``prediction`` (text),
         ``value`` (class id or score; None when the generated text is not a valid answer), ``valid``, and
         ``gold`` when the row carries a valid label.
+
+        Raises:
+            InferenceError: a row has no text in an input column (missing, null, a list or dict: nothing is
+                predicted, rather than the text "None"); ``origin`` names the rows in the message. Blank
+                text is predicted, with a warning.
         """
         spec = self.tasks[self.task_id(task)]
         predictor = self._predictor(mode or self.mode)
         rows = list(rows)
+        check_rows(spec, rows, origin)
         texts = [spec.format_input(row) for row in rows]
         out: list[dict[str, Any]] = []
         for start in range(0, len(rows), batch_size):
@@ -152,6 +163,19 @@ class PromptPredictor:
                     record["gold"] = gold
                 out.append(record)
         return out
+
+
+def check_rows(task: TaskSpec, rows: list[Mapping[str, Any]], origin: str) -> None:
+    """Refuse rows without text in an input column of ``task`` (one line naming them); warn about blank
+    text."""
+    problems, warnings = row_text_problems(task, rows)
+    if problems:
+        raise InferenceError(
+            f"{origin}: {'; '.join(problems)}; task {task.name!r} reads {list(task.input_columns)}. "
+            "Fix or drop these rows: nothing was predicted"
+        )
+    for warning in warnings:
+        log.warning("compt: warning: %s: %s", origin, warning)
 
 
 def _gold(task: TaskSpec, row: Mapping[str, Any]) -> float | None:
@@ -193,4 +217,12 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         raise InferenceError(f"input file {path} does not exist")
     if path.suffix not in LOCAL_FORMATS:
         raise InferenceError(f"input {path}: use one of {', '.join(LOCAL_FORMATS)}")
-    return load_local_file(path).to_list()
+    try:
+        rows = load_local_file(path).to_list()
+    except DataError as err:
+        raise InferenceError(str(err)) from err
+    except UnicodeDecodeError as err:  # Arrow reads invalid UTF-8; Python does not
+        raise InferenceError(f"input {path} is not valid UTF-8 ({err}); re-encode it as UTF-8") from err
+    if not rows:
+        raise InferenceError(f"input file {path} holds no rows")
+    return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ from compt.prompts.config import PromptBankConfig
 from compt.prompts.encoder import PromptTable
 from compt.prompts.masks import PromptMask, parse_mask
 from compt.prompts.router import Router
-from compt.utils import evaluating
+from compt.utils import evaluating, share_like_new_file
 
 WEIGHTS_FILE = "prompt_bank.safetensors"
 CONFIG_FILE = "prompt_bank.json"
@@ -275,7 +276,11 @@ class PromptBank(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(tensors, str(directory / WEIGHTS_FILE))
+        weights = directory / WEIGHTS_FILE
+        partial = weights.with_name(weights.name + ".tmp")  # a kill mid-write keeps the previous file
+        save_file(tensors, str(partial))
+        share_like_new_file(partial)  # safetensors writes 0600
+        os.replace(partial, weights)
         meta = {"format_version": FORMAT_VERSION, "config": self.config.to_dict()}
         (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return directory
@@ -310,7 +315,14 @@ class PromptBank(nn.Module):
             raise FileNotFoundError(
                 f"no prompt bank in {directory} (expected {CONFIG_FILE} and {WEIGHTS_FILE})"
             )
-        meta = json.loads((directory / CONFIG_FILE).read_text())
+        try:
+            meta = json.loads((directory / CONFIG_FILE).read_text())
+            weights = load_file(str(directory / WEIGHTS_FILE), device=str(map_location))
+        except Exception as err:  # a missing, truncated or overwritten file (OS, json, safetensors errors)
+            raise InferenceError(
+                f"the prompt bank in {directory} is damaged ({type(err).__name__}: {err}); relaunching "
+                "the run's training command rebuilds it from checkpoints/last.ckpt when that exists"
+            ) from err
         config = PromptBankConfig.from_dict(meta["config"])
         if d_model is not None and d_model != config.d_model:
             raise InferenceError(
@@ -319,5 +331,5 @@ class PromptBank(nn.Module):
                 "Load it with the backbone it was trained on."
             )
         bank = cls(config)
-        bank.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device=str(map_location)))
+        bank.load_state_dict(weights)
         return bank.to(map_location)

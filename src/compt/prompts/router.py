@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import RelaxedBernoulli
+from torch.distributions import Distribution, RelaxedBernoulli
 
 from compt.errors import ConfigError
 
@@ -98,6 +100,22 @@ def masked_softmax(scores: Tensor, keep: Tensor | None = None) -> Tensor:
     return torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0)
 
 
+@contextmanager
+def unvalidated_distributions() -> Iterator[None]:
+    """torch.distributions without argument validation inside the block.
+
+    NaN logits (a diverged run) then give NaN weights, which the training loop's divergence guard reports,
+    instead of a ValueError from inside the distribution; and no step waits for the device to say whether
+    the logits are finite. (``RelaxedBernoulli(validate_args=False)`` does not reach its base distribution.)
+    """
+    previous = Distribution._validate_args
+    Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        Distribution.set_default_validate_args(previous)
+
+
 class Router(nn.Module):
     """Learned task → source weights from a zero-initialised logit matrix ``W`` ``(T, S)``.
 
@@ -139,5 +157,6 @@ class Router(nn.Module):
         if not self.training:
             return masked_softmax(logits, keep)
         temperature = torch.tensor(self.temperature, dtype=logits.dtype, device=logits.device)
-        z = RelaxedBernoulli(temperature, logits=logits).rsample()  # (rows, S) in (0, 1)
+        with unvalidated_distributions():
+            z = RelaxedBernoulli(temperature, logits=logits).rsample()  # (rows, S) in (0, 1)
         return normalise_sample(z, self.train_norm, keep)

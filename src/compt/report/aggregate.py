@@ -1,7 +1,8 @@
 """Find the runs of one or more sweeps and group them over seeds: mean ± std (n) per task and on average.
 
-A *run* is a folder holding a complete ``results.json``; a *job* is any folder Hydra made for one run (it has
-``.hydra/``). Jobs without a complete ``results.json`` are reported as missing, never silently dropped.
+A *run* is a folder holding a complete ``results.json`` (one that passes its schema); a *job* is any folder
+Hydra made for one run (it has ``.hydra/``). Jobs without a complete ``results.json`` are reported as missing,
+never silently dropped; diverged runs (``"status": "diverged"``) are listed apart and never averaged.
 Runs are grouped by their *settings* — the command-line overrides minus the seed (and ``hydra.*``/``force``),
 plus ``method``, ``k`` and ``n_sources`` as the run recorded them — so runs that differ only by seed
 (even from separate sweep folders) share a group.
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from compt.errors import IncompleteRunError, NoResultsError
 from compt.prompts.methods import METHODS
-from compt.runs import HYDRA_DIR, HYDRA_OVERRIDES, RESULTS_FILE, RunDir
+from compt.runs import DIVERGED, HYDRA_DIR, HYDRA_OVERRIDES, RESULTS_FILE, RunDir
 
 #: override keys that never define a group (they vary between repeats of the same experiment)
 IGNORED_KEYS = ("seed", "force", "name")
@@ -84,6 +85,14 @@ class MissingJob:
 
 
 @dataclass
+class DivergedRun:
+    """A run stopped by a non-finite loss or prompt: listed apart, never averaged."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
 class Group:
     """Runs with identical settings (repeats over seeds)."""
 
@@ -127,6 +136,7 @@ class Scan:
     roots: list[Path]
     runs: list[Run]
     missing: list[MissingJob]
+    diverged: list[DivergedRun] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -153,11 +163,18 @@ def job_folders(root: Path) -> tuple[list[Path], list[Path]]:
     return results, jobs
 
 
-def read_run(path: Path) -> Run | MissingJob:
-    """Parse one ``results.json``; an unreadable or unfinished one becomes a :class:`MissingJob`."""
+def read_run(path: Path) -> Run | MissingJob | DivergedRun:
+    """Parse one ``results.json``: a :class:`Run`, a :class:`DivergedRun`, or (unreadable, unfinished or
+    damaged) a :class:`MissingJob`."""
+    folder = RunDir(path.parent)
     try:
-        return Run(path.parent, with_paper_reading(RunDir(path.parent).complete_results()))
+        return Run(path.parent, with_paper_reading(folder.valid_results()))
     except IncompleteRunError as err:
+        if folder.is_diverged():
+            diverged = folder.read_results().get("diverged") or {}
+            return DivergedRun(
+                path.parent, f"diverged at step {diverged.get('step')}: {diverged.get('message')}"
+            )
         return MissingJob(path.parent, str(err))
 
 
@@ -222,6 +239,7 @@ def scan(roots: Sequence[str | Path], progress: bool | None = None) -> Scan:
     paths = [Path(r) for r in roots]
     runs: list[Run] = []
     missing: list[MissingJob] = []
+    diverged: list[DivergedRun] = []
     for root in paths:
         if not root.is_dir():
             raise NoResultsError(f"{root}: no such folder")
@@ -234,7 +252,12 @@ def scan(roots: Sequence[str | Path], progress: bool | None = None) -> Scan:
             disable=None if progress is None else not progress,
         ):
             item = read_run(path)
-            (found if isinstance(item, Run) else missing).append(item)  # type: ignore[arg-type]
+            if isinstance(item, Run):
+                found.append(item)
+            elif isinstance(item, DivergedRun):
+                diverged.append(item)
+            else:
+                missing.append(item)
         have = {p.parent for p in result_files}
         missing.extend(
             MissingJob(job, f"no {RESULTS_FILE} (not run yet, still running, or failed)")
@@ -243,13 +266,19 @@ def scan(roots: Sequence[str | Path], progress: bool | None = None) -> Scan:
         )
         missing.extend(never_started(root, found, jobs))
         if not found:
+            stopped = sum(d.path.is_relative_to(root) for d in diverged)
             raise NoResultsError(
                 f"{root}: no complete {RESULTS_FILE} found under this folder "
-                f"({len(jobs)} job folder(s), {len(result_files)} results file(s)). "
-                "Is it a sweep folder (hydra.sweep.dir) whose jobs have finished?"
+                f"({len(jobs)} job folder(s), {len(result_files)} results file(s)"
+                + (f", {stopped} of them {DIVERGED}" if stopped else "")
+                + "). Is it a sweep folder (hydra.sweep.dir) whose jobs have finished?"
             )
         runs.extend(found)
-    return Scan(paths, runs, sorted(missing, key=lambda m: str(m.path)))
+    return Scan(paths, runs, sorted(missing, key=_path_text), sorted(diverged, key=_path_text))
+
+
+def _path_text(item: MissingJob | DivergedRun) -> str:
+    return str(item.path)
 
 
 # ---------------------------------------------------------------------------------------------- grouping

@@ -47,6 +47,7 @@ def summary_lines(result: Scan, groups: Sequence[Group]) -> list[str]:
         f"sweep folder(s): {roots}",
         f"{len(result.runs)} complete run(s) in {len(groups)} group(s) (settings minus seed)",
         f"{len(result.missing)} job(s) without a complete results.json",
+        f"{len(result.diverged)} diverged run(s), listed apart and never averaged",
     ]
 
 
@@ -67,6 +68,9 @@ def markdown_report(
     if result.missing:
         lines += [f"## Missing jobs ({len(result.missing)})", ""]
         lines += [f"- `{m.path}`: {m.reason}" for m in result.missing] + [""]
+    if result.diverged:
+        lines += [f"## Diverged runs ({len(result.diverged)}, not averaged)", ""]
+        lines += [f"- `{d.path}`: {d.reason}" for d in result.diverged] + [""]
     lines += ["## Plots", ""]
     for plot in plots:
         if plot.files:
@@ -96,6 +100,8 @@ def build_report(
     summary = summary_lines(result, groups)
     markdown = markdown_report(summary, tables, comparisons, note, made, result)
     (out / "report.md").write_text(markdown)
-    html = write_html(out / "report.html", TITLE, summary, tables, comparisons, note, made, result.missing)
+    html = write_html(
+        out / "report.html", TITLE, summary, tables, comparisons, note, made, result.missing, result.diverged
+    )
     files += [out / "report.md", html, *(f for p in made for f in p.files)]
     return Report(out, result, groups, tables, comparisons, made, markdown, html, files)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
-from compt.report.aggregate import MissingJob
+from compt.report.aggregate import DivergedRun, MissingJob
 from compt.report.plots import PlotResult
 from compt.report.tables import Table, cell_text
 
@@ -57,6 +57,7 @@ def write_html(
     comparison_note: str | None,
     plots: Sequence[PlotResult],
     missing: Sequence[MissingJob],
+    diverged: Sequence[DivergedRun] = (),
 ) -> Path:
     """Write the page to ``path`` (images are read from their files and embedded)."""
     out_dir = path.parent
@@ -70,6 +71,9 @@ def write_html(
     if missing:
         items = "".join(f"<li><code>{escape(str(m.path))}</code>: {escape(m.reason)}</li>" for m in missing)
         parts.append(f"<h2>Missing jobs ({len(missing)})</h2><ul>{items}</ul>")
+    if diverged:
+        items = "".join(f"<li><code>{escape(str(d.path))}</code>: {escape(d.reason)}</li>" for d in diverged)
+        parts.append(f"<h2>Diverged runs ({len(diverged)}, not averaged)</h2><ul>{items}</ul>")
     parts.append("<h2>Plots</h2>")
     for plot in plots:
         if plot.files:

@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("sweep", help="list the jobs of a paper experiment's sweep (dry run)")
     parser.add_argument("--config-dir", default=None, help="Hydra config folder (default: ./conf)")
     sub = parser.add_subparsers(dest="sweep_command", metavar="ACTION", required=True)
-    listing = sub.add_parser("list", help="one line per job: status (done|resume|new) and folder")
+    listing = sub.add_parser("list", help="one line per job: status (done|diverged|resume|new) and folder")
     listing.add_argument("sweep", help="a conf/sweep/<name>.yaml, e.g. table1")
     listing.add_argument("overrides", nargs="*", help="extra overrides, as for train.py -m")
     listing.set_defaults(func=list_command)
@@ -34,10 +34,11 @@ def list_command(args: argparse.Namespace) -> int:
 
     jobs = list_jobs(args.sweep, args.overrides, _config_dir(args))
     for job in jobs:
-        print(f"{job.status:<6} {job.folder}")
-    counts = {s: sum(j.status == s for j in jobs) for s in ("done", "resume", "new")}
+        print(f"{job.status:<8} {job.folder}")
+    counts = {s: sum(j.status == s for j in jobs) for s in ("done", "diverged", "resume", "new")}
     print(
-        f"{len(jobs)} jobs: {counts['done']} done, {counts['resume']} to resume, {counts['new']} new. "
+        f"{len(jobs)} jobs: {counts['done']} done, {counts['diverged']} diverged, {counts['resume']} to "
+        f"resume, {counts['new']} new. "
         f"Launch: python train.py -m +sweep={args.sweep} {' '.join(args.overrides)}".rstrip(),
         file=sys.stderr,
     )

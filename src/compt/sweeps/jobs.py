@@ -4,7 +4,8 @@ A sweep is ``conf/sweep/<name>.yaml`` (launched with ``python train.py -m +sweep
 jobs are expanded exactly as Hydra's basic sweeper does (``hydra.sweeper.params`` first, then the command
 line, later values of a key winning) and each job's folder is composed through the Hydra compose API, so the
 folders printed are those a real launch writes to. Each line also says what a launch would do there:
-``done`` (complete results.json: skipped), ``resume`` (checkpoints/last.ckpt: resumed) or ``new``.
+``done`` (complete results.json and bank: skipped), ``diverged`` (skipped unless force=true), ``resume``
+(checkpoints/last.ckpt: resumed) or ``new``.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ class Job:
 
     @property
     def status(self) -> JobStatus:
-        """``done`` | ``resume`` | ``new``: what relaunching the sweep does with this job."""
-        return RunDir(self.folder).status()
+        """``done`` | ``diverged`` | ``resume`` | ``new``: what relaunching the sweep does with this job
+        (:meth:`RunDir.check`: a damaged results.json or bank is not ``done``)."""
+        return RunDir(self.folder).check().status
 
 
 def sweep_names(config_dir: Path | None = None) -> list[str]:

@@ -1,7 +1,7 @@
 """Small callbacks: training curves kept for results.json without a host sync per step; the resume checkpoint
-``last.ckpt`` written at epoch ends; RNG state in it, so a resumed run continues the same random stream; the
-last validation's metrics. Plus the extra Lightning callbacks a user adds from the command line
-(``+callbacks=early_stopping``)."""
+``last.ckpt`` written at epoch ends; RNG state and the CSV log's length in it, so a resumed run continues the
+same random stream and its log holds every step once; the last validation's metrics. Plus the extra Lightning
+callbacks a user adds from the command line (``+callbacks=early_stopping``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,12 @@ from lightning_fabric.utilities.data import _set_sampler_epoch
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_warn
 
+from compt.errors import ComptError
+from compt.training.loggers import ResumableCSVLogger
 from compt.training.targets import instantiate_target, target_entries
+
+#: checkpoint key: rows of ``metrics.csv`` when the checkpoint was written
+LOG_ROWS_KEY = "compt_log_rows"
 
 
 class CurveRecorder(pl.Callback):
@@ -85,10 +90,16 @@ class ResumeState(pl.Callback):
     no mid-epoch position is needed. Under DDP every rank starts from the same seed and draws the same number
     of values, so rank 0's state (the one saved) is every rank's. Everything is stored as tensors and plain
     values: ``torch.load(weights_only=True)`` still reads the checkpoint.
+
+    The CSV log (:class:`~compt.training.loggers.ResumableCSVLogger`) continues too: the checkpoint records
+    how many rows ``metrics.csv`` had, a resumed run drops the rows logged after it (it logs them again) and a
+    run that starts from scratch starts the file anew. (Rows logged after the checkpoint of an epoch end but
+    for that epoch would be lost; compt logs none: its epoch metrics are logged before the checkpoint.)
     """
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
+        self._restored = False
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -103,12 +114,32 @@ class ResumeState(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = dict(state_dict) or None
 
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        for logger in _resumable_loggers(trainer):
+            checkpoint[LOG_ROWS_KEY] = logger.rows_written()
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        self._restored = True
+        rows = checkpoint.get(LOG_ROWS_KEY)
+        for logger in _resumable_loggers(trainer) if rows is not None else []:
+            logger.keep_rows(int(rows))
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if not self._restored:  # a run from scratch: a new log
+            for logger in _resumable_loggers(trainer):
+                logger.keep_rows(0)
         if self._pending is None:
             return
         _set_rng_state(self._pending)
         self._pending = None
         _restart_train_iterator(trainer)
+
+
+def _resumable_loggers(trainer: pl.Trainer) -> list[ResumableCSVLogger]:
+    """The trainer's CSV loggers that continue on resume (rank 0 only: the others write nothing)."""
+    if not getattr(trainer, "is_global_zero", False):
+        return []
+    return [logger for logger in trainer.loggers if isinstance(logger, ResumableCSVLogger)]
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
@@ -156,6 +187,10 @@ def _set_numpy_state(state: dict[str, Any]) -> None:
     np.random.set_state((state["name"], key, state["pos"], state["has_gauss"], state["cached"]))
 
 
+class CheckpointWriteError(ComptError, OSError):
+    """``last.ckpt`` cannot be written (the folder is not writable, the disk is full)."""
+
+
 class LastCheckpoint(pl.Callback):
     """Writes ``path`` (``last.ckpt``) at the end of every ``every_n_epochs``-th training epoch and when
     training ends, for resuming an interrupted run.
@@ -176,7 +211,14 @@ class LastCheckpoint(pl.Callback):
         """Write to ``<path>.tmp`` then rename: a run killed while writing keeps its previous ``last.ckpt``."""
         if trainer.global_step != self._saved_step and not trainer.sanity_checking:
             partial = self.path.with_name(self.path.name + ".tmp")
-            trainer.save_checkpoint(partial, weights_only=False)  # every rank calls it; rank 0 writes
+            try:
+                trainer.save_checkpoint(partial, weights_only=False)  # every rank calls it; rank 0 writes
+            except OSError as err:
+                raise CheckpointWriteError(
+                    f"cannot write the resume checkpoint {self.path} ({err.strerror or err}): make "
+                    f"{self.path.parent} writable, or train into another folder (hydra.run.dir=... or "
+                    "paths.log_dir=...)"
+                ) from err
             trainer.strategy.barrier("compt_last_checkpoint")
             if trainer.is_global_zero:
                 os.replace(partial, self.path)

@@ -16,7 +16,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from compt.errors import ConfigError, LaunchError
 from compt.training.schema import TrainSchema
@@ -89,27 +89,45 @@ register_job_folder_resolver()
 
 
 def check_launch(cfg: DictConfig, hydra_cfg: Any) -> None:
-    """Refuse in-process ``strategy=ddp`` under ``-m``: Lightning would relaunch the whole sweep once per rank.
+    """Refuse a ``-m`` sweep whose trainer would start its DDP ranks by re-running this script: Lightning
+    would relaunch the whole sweep once per rank.
 
-    Use ``trainer.strategy=ddp_spawn`` in a sweep, one GPU per job (``hydra/launcher=slurm`` or ``joblib``),
-    or plain ``ddp`` for a single run. Allowed when SLURM started the ranks (``hydra/launcher=slurm`` with
-    ``tasks_per_node`` = devices): nothing is re-launched then.
+    That is any trainer on several devices (``trainer.devices`` > 1, a list of several, or -1/``auto`` where
+    several devices exist), whatever ``trainer.strategy`` says (``auto`` picks DDP there too), except
+    ``ddp_spawn``, whose ranks compt starts itself, and ranks that SLURM started (``hydra/launcher=slurm``
+    with ``tasks_per_node`` = devices): nothing is re-launched then.
     """
+    if hydra_cfg.mode != RunMode.MULTIRUN or _slurm_started_ranks():
+        return
     strategy = str(cfg.trainer.get("strategy", "auto"))
     devices = cfg.trainer.get("devices", 1)
-    several = devices == -1 or (isinstance(devices, int) and devices > 1) or isinstance(devices, list | str)
-    if (
-        hydra_cfg.mode == RunMode.MULTIRUN
-        and strategy.startswith("ddp")
-        and "spawn" not in strategy
-        and several
-        and not _slurm_started_ranks()
-    ):
-        raise LaunchError(
-            f"trainer.strategy={strategy} cannot run inside a -m sweep: Lightning re-launches this script once "
-            "per rank, which would re-run the whole sweep on every rank. Use trainer.strategy=ddp_spawn, "
-            "or one GPU per job (hydra/launcher=slurm or joblib), or run the DDP job on its own without -m."
-        )
+    if strategy.startswith("ddp_spawn") or device_count(devices, cfg.trainer.get("accelerator")) <= 1:
+        return
+    raise LaunchError(
+        f"trainer.devices={devices} with trainer.strategy={strategy} cannot run inside a -m sweep: Lightning "
+        "re-launches this script once per rank, which would re-run the whole sweep on every rank. Use "
+        "trainer.strategy=ddp_spawn (trainer=ddp_spawn), or one device per job (trainer.devices=1, with "
+        "hydra/launcher=slurm or joblib to run jobs in parallel), or run the DDP job on its own without -m."
+    )
+
+
+def device_count(devices: Any, accelerator: Any = None) -> int:
+    """How many devices (hence DDP ranks) ``trainer.devices`` asks for: an int, ``"2"``, a list or
+    ``"0,1"``, or -1/``"auto"`` = every GPU there is (1 on CPU)."""
+    if devices in (-1, "-1", "auto"):
+        if str(accelerator) == "cpu":
+            return 1
+        import torch
+
+        return max(torch.cuda.device_count(), 1)
+    if isinstance(devices, list | tuple | ListConfig):
+        return len(devices)
+    if isinstance(devices, str):
+        text = devices.strip()
+        if "," in text:
+            return len([part for part in text.split(",") if part.strip()])
+        return device_count(int(text), accelerator) if text.lstrip("-").isdigit() else 1
+    return int(devices)
 
 
 def _slurm_started_ranks() -> bool:
@@ -117,7 +135,7 @@ def _slurm_started_ranks() -> bool:
     return os.environ.get("SLURM_NTASKS", "1").isdigit() and int(os.environ.get("SLURM_NTASKS", "1")) > 1
 
 
-def _rank() -> int:
+def launch_rank() -> int:
     """This process's rank as set by the launcher of a DDP run (Lightning, torchrun, SLURM); 0 otherwise."""
     for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
         if os.environ.get(name, "").isdigit():
@@ -134,7 +152,7 @@ def shared_output_dir(hydra_output_dir: str) -> str:
     with rank > 0 that finds it uses it.
     """
     inherited = os.environ.get(RUN_DIR_ENV)
-    if _rank() > 0 and inherited:
+    if launch_rank() > 0 and inherited:
         return inherited
     os.environ[RUN_DIR_ENV] = hydra_output_dir
     return hydra_output_dir

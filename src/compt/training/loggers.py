@@ -1,9 +1,11 @@
 """Experiment loggers from the ``logger`` config group: one ``_target_`` config per logger (csv, wandb,
 tensorboard, mlflow, or several), filled in with what compt knows about the run; W&B online when logged in,
-else offline with a notice, and one W&B run per job folder."""
+else offline with a notice, and one W&B run per job folder; the CSV log (:class:`ResumableCSVLogger`)
+continued, never rewritten, by a resumed run."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import inspect
 import logging
@@ -12,11 +14,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from lightning_fabric.utilities.cloud_io import get_filesystem
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_info
 
-from compt.training.launch import _rank as process_rank
+from compt.training.launch import launch_rank as process_rank
 from compt.training.targets import instantiate_target, target_class, target_entries, unset
 
 #: the file in ``<run>/wandb/`` that keeps the W&B run id of the folder's current training (:func:`wandb_run_id`)
@@ -48,14 +53,6 @@ def quiet_known_noise() -> None:
         log.addFilter(_DropAdverts())
     for message in KNOWN_NOISE:
         warnings.filterwarnings("ignore", message=message)
-
-
-class ResumableCSVLogger(CSVLogger):
-    """compt's CSV logger (``logger=csv``): ``<run>/csv/metrics.csv`` and ``hparams.yaml``.
-
-    Lightning's ``CSVLogger`` under compt's name, so that the config keeps one target while compt's version
-    learns to continue the file of a resumed run.
-    """
 
 
 def wandb_logged_in() -> bool:
@@ -181,3 +178,77 @@ def finish_wandb() -> None:
             wandb.finish()
     except Exception:
         pass
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that it keeps an existing ``metrics.csv`` (continuing its header) and
+    rewrites it only atomically (a temporary file renamed into place), so a kill never loses rows."""
+
+    def __init__(self, log_dir: str) -> None:  # no super().__init__: it deletes metrics.csv
+        self.hparams: dict[str, Any] = {}
+        self.metrics: list[dict[str, float]] = []
+        self.log_dir = log_dir
+        self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)
+        self._fs = get_filesystem(log_dir)
+        self._fs.makedirs(log_dir, exist_ok=True)
+        self.metrics_keys: list[str] = list(self._read()[0])
+
+    def _read(self) -> tuple[list[str], list[dict[str, str]]]:
+        """The file's header and rows (empty when there is no file)."""
+        try:
+            with open(self.metrics_file_path, newline="") as handle:
+                reader = csv.DictReader(handle)
+                rows = list(reader)
+                return list(reader.fieldnames or []), rows
+        except FileNotFoundError:
+            return [], []
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        self._write(fieldnames, self._read()[1])
+
+    def _write(self, fieldnames: list[str], rows: list[dict[str, str]]) -> None:
+        partial = self.metrics_file_path + ".tmp"
+        with open(partial, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(partial, self.metrics_file_path)
+
+    def rows_written(self) -> int:
+        """Write what is buffered, then count the file's rows."""
+        self.save()
+        return len(self._read()[1])
+
+    def keep_rows(self, count: int) -> None:
+        """Drop buffered rows and every row of the file after the first ``count`` (0: start a new file)."""
+        self.metrics = []
+        header, rows = self._read()
+        if len(rows) > count:
+            self._write(header, rows[:count])
+
+
+class ResumableCSVLogger(CSVLogger):
+    """Lightning's CSV logger whose ``metrics.csv`` survives a resumed run: every logged step once.
+
+    A relaunch keeps the file and appends to it (Lightning's logger deletes it); a header change (a new metric)
+    rewrites it atomically. The resume checkpoint records how many rows the file had when it was written
+    (:class:`compt.training.callbacks.ResumeState` calls :meth:`rows_written`), and the resumed run first drops
+    the rows logged after that checkpoint (:meth:`keep_rows`), which it logs again; a run that starts from
+    scratch starts a new file. Only rank 0 writes, and the job's claim (:mod:`compt.claims`) keeps any other
+    process out of the folder, so the file is never shared.
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> _AppendingWriter:  # type: ignore[override]
+        if self._experiment is None:
+            self._experiment = _AppendingWriter(self.log_dir)
+        return self._experiment
+
+    def rows_written(self) -> int:
+        """Flush the buffered rows and return the number of rows in ``metrics.csv``."""
+        return self.experiment.rows_written()
+
+    def keep_rows(self, count: int) -> None:
+        """Keep only the first ``count`` rows of ``metrics.csv`` (the rows logged before a checkpoint)."""
+        self.experiment.keep_rows(count)

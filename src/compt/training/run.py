@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -15,7 +16,7 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from compt.prompts.bank import PromptBank
 from compt.provenance import provenance
-from compt.runs import FORMAT_VERSION, RESULTS_FILE, RunDir
+from compt.runs import COMPLETE, DIVERGED, FORMAT_VERSION, RESULTS_FILE, RunDir
 from compt.training.build import build_module
 from compt.training.callbacks import (
     CurveRecorder,
@@ -26,9 +27,12 @@ from compt.training.callbacks import (
 )
 from compt.training.config import RunConfig
 from compt.training.datamodule import ComptDataModule
+from compt.training.divergence import DivergenceGuard, RunDiverged, diverged_results, inherited_divergence
+from compt.training.launch import device_count
 from compt.training.loggers import build_loggers, finish_wandb, quiet_known_noise, run_group
 from compt.training.module import ComptModule
 from compt.training.results import summary_table
+from compt.training.runlog import report_summary
 from compt.training.schema import TrainSchema
 from compt.training.single_task import (
     SUBRUNS_DIR,
@@ -43,6 +47,10 @@ from compt.training.spot import STAGE1_DIR, is_spot_run, spot_stages
 
 #: the per-task and average figures results.json keeps for every mask: configured and paper reading
 READINGS = ("primary", "avg", "primary_paper", "avg_paper")
+#: what a relaunch finds finished: skipped unless force=true
+FINISHED = ("done", DIVERGED)
+
+log = logging.getLogger(__name__)
 
 
 def cluster_plugins() -> list[Any] | None:
@@ -60,21 +68,27 @@ def train(
 ) -> dict[str, Any] | None:
     """Train, test the last model, and write ``results.json``, ``predictions.jsonl`` and ``bank/``.
 
-    A finished run (complete ``results.json``) is skipped unless ``force=true``; an interrupted one resumes
-    from ``checkpoints/last.ckpt``. W&B is always finished, even when the run fails.
+    A finished run (:meth:`RunDir.check`: done, or diverged) is skipped unless ``force=true``; an interrupted
+    one resumes from ``checkpoints/last.ckpt``. A run that diverges writes a ``diverged`` results.json and
+    returns it. W&B is always finished, even when the run fails. (``train.py`` calls this through
+    :func:`compt.training.job.run_job`, which claims and repairs the folder and applies ``force`` first.)
     """
     output_dir = Path(output_dir)
     overrides = list(overrides or [])
-    if RunDir(output_dir).is_complete():
+    check = RunDir(output_dir).check()
+    if check.status in FINISHED:
         if not cfg.force:
-            print(
-                f"[compt] {output_dir} already has a complete {RESULTS_FILE}; skipping (force=true re-runs it)."
+            log.info(
+                "[compt] %s; skipping (force=true re-runs it).", finished_notice(output_dir, check.status)
             )
             return None
         discard_finished_checkpoint(output_dir)
     if is_spot_run(cfg):
         stage1, stage2 = spot_stages(cfg, output_dir)
         train(stage1, output_dir / STAGE1_DIR, overrides)
+        first = RunDir(output_dir / STAGE1_DIR)
+        if first.is_diverged():  # stage 2 would start from a diverged prompt
+            return _inherit_divergence(cfg, output_dir, overrides, first.read_results(), STAGE1_DIR)
         return train(stage2, output_dir, overrides)
     if is_single_task_run(cfg):
         return _train_single_tasks(cfg, output_dir, overrides)
@@ -95,6 +109,8 @@ def _train_single_tasks(cfg: TrainSchema, output_dir: Path, overrides: list[str]
     for task, single in single_task_configs(cfg).items():
         singles[task] = RunDir(output_dir / SUBRUNS_DIR / task)
         parts[task] = train(single, singles[task].path, overrides) or singles[task].read_results()
+        if parts[task].get("status") == DIVERGED:
+            return _inherit_divergence(cfg, output_dir, overrides, parts[task], f"{SUBRUNS_DIR}/{task}")
     run = RunDir(output_dir)
     combine_banks([PromptBank.load(single.bank_dir) for single in singles.values()]).save(run.bank_dir)
     concatenate_lines([single.predictions_file for single in singles.values()], run.predictions_file)
@@ -111,8 +127,31 @@ def _train_single_tasks(cfg: TrainSchema, output_dir: Path, overrides: list[str]
     )
     results = combine_results(parts, common)
     run.write_results(results)
-    print("\n" + summary_table(results) + f"\n\nwrote {run.results_file}")
+    report_summary(summary_table(results) + f"\n\nwrote {run.results_file}")
     return results
+
+
+def _inherit_divergence(
+    cfg: TrainSchema, output_dir: Path, overrides: list[str], part: dict[str, Any], where: str
+) -> dict[str, Any]:
+    """A sub-run (SPoT's stage 1, a single-task run) diverged: so did this run; record it."""
+    identity = {
+        "method": cfg.method.name,
+        "overrides": overrides,
+        "group": run_group(overrides),
+        "config": cfg.to_dict(),
+    }
+    results = inherited_divergence(part, identity, where)
+    RunDir(output_dir).write_results(results)
+    return results
+
+
+def finished_notice(output_dir: Path, status: str) -> str:
+    """What a relaunch says about a finished job it skips."""
+    if status == DIVERGED:
+        step = (RunDir(output_dir).read_results().get("diverged") or {}).get("step")
+        return f"{output_dir} diverged (at step {step}, see its {RESULTS_FILE})"
+    return f"{output_dir} already has a complete {RESULTS_FILE}"
 
 
 def discard_finished_checkpoint(output_dir: Path) -> None:
@@ -123,17 +162,14 @@ def discard_finished_checkpoint(output_dir: Path) -> None:
     last = RunDir(output_dir).last_checkpoint
     if last.is_file():
         last.unlink()
-        print(f"[compt] force=true: removed the finished run's {last}; training starts from scratch")
+        log.info("[compt] force=true: removed the finished run's %s; training starts from scratch", last)
 
 
 def spawned_world_size(cfg: TrainSchema) -> int:
     """Processes compt starts itself for ``trainer.strategy=ddp_spawn`` (its devices), else 1."""
     if not str(cfg.trainer.get("strategy", "auto")).startswith("ddp_spawn"):
         return 1
-    devices = cfg.trainer.get("devices", 1)
-    if devices == -1 or devices == "auto":
-        return max(torch.cuda.device_count(), 1) if cfg.trainer.get("accelerator") != "cpu" else 1
-    return len(devices) if isinstance(devices, list) else int(devices)
+    return device_count(cfg.trainer.get("devices", 1), cfg.trainer.get("accelerator"))
 
 
 def _spawn_ranks(cfg: TrainSchema, output_dir: Path, overrides: list[str], world: int) -> dict[str, Any]:
@@ -149,7 +185,7 @@ def _spawn_ranks(cfg: TrainSchema, output_dir: Path, overrides: list[str], world
         _spawned_rank, args=(world, port, cfg, str(output_dir), overrides), nprocs=world, join=True
     )
     run = RunDir(output_dir)
-    return run.read_results() if run.is_complete() else {}
+    return run.read_results() if run.is_complete() or run.is_diverged() else {}
 
 
 def _spawned_rank(
@@ -201,8 +237,9 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
         **cfg.trainer,
         max_epochs=config.epochs,
         logger=loggers or False,
-        # the user's callbacks first, compt's checkpoint last: it saves the others' epoch state
-        callbacks=[*extras, curves, validation, ResumeState(), checkpoint],
+        # the user's callbacks first; the divergence guard before the checkpoint (a diverged state is never
+        # saved); the checkpoint last: it saves the others' epoch state
+        callbacks=[*extras, curves, validation, ResumeState(), DivergenceGuard(), checkpoint],
         enable_checkpointing=False,  # LastCheckpoint instead of Lightning's default ModelCheckpoint
         default_root_dir=str(output_dir),
         use_distributed_sampler=False,
@@ -210,8 +247,16 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
     )
     resume = str(last) if last.is_file() else None
     if resume:
-        print(f"[compt] resuming from {last}")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        log.info("[compt] resuming from %s", last)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    except RunDiverged as diverged:  # every rank stops at the same check
+        if not trainer.is_global_zero:
+            return {}
+        identity = run_identity(config, module, overrides, group, resolved) | {"global_step": diverged.step}
+        results = diverged_results(diverged, identity, recorded_curves(module, curves))
+        run.write_results(results)
+        return results
     train_seconds = time.perf_counter() - started
     if config.data.validation_from_train and not validation.is_current(trainer):
         # a development split: its metrics (a search's objective) must describe the final model
@@ -240,7 +285,7 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
     run.write_results(results)
     if not cfg.callbacks["keep_last_checkpoint"]:
         last.unlink(missing_ok=True)  # the run is complete: resuming is no longer needed
-    print("\n" + summary_table(results) + f"\n\nwrote {run.results_file}")
+    report_summary(summary_table(results) + f"\n\nwrote {run.results_file}")
     return results
 
 
@@ -258,17 +303,8 @@ def collect_results(
     main = by_mask[module.eval_masks[0]]
     return {
         "format_version": FORMAT_VERSION,
-        "status": "complete",
-        "method": config.run.method,
-        "protocol": config.run.protocol,
-        "k": config.run.k,
-        "seed": config.run.seed,
-        "n_sources": module.bank.config.n_sources,
-        "tasks": [t.name for t in module.tasks],
-        "eval_mode": config.evaluation.mode,
-        "metrics_compat": config.evaluation.metrics_compat,
-        "overrides": overrides,
-        "group": group,
+        "status": COMPLETE,
+        **run_identity(config, module, overrides, group, resolved),
         "metrics": main["tasks"],
         "primary": main["primary"],
         "avg": main["avg"],
@@ -281,6 +317,30 @@ def collect_results(
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
         "trainable_parameters": sum(p.numel() for p in module.bank.parameters()),
-        "curves": {"train_loss": [list(p) for p in curves.train_loss], "val_avg": module.val_curve},
+        "curves": recorded_curves(module, curves),
+    }
+
+
+def run_identity(
+    config: RunConfig, module: ComptModule, overrides: list[str], group: str, resolved: dict[str, Any]
+) -> dict[str, Any]:
+    """What a run is (method, protocol, k, seed, tasks, overrides, config, ...), in every results.json it
+    writes: a complete one or a diverged one."""
+    return {
+        "method": config.run.method,
+        "protocol": config.run.protocol,
+        "k": config.run.k,
+        "seed": config.run.seed,
+        "n_sources": module.bank.config.n_sources,
+        "tasks": [t.name for t in module.tasks],
+        "eval_mode": config.evaluation.mode,
+        "metrics_compat": config.evaluation.metrics_compat,
+        "overrides": overrides,
+        "group": group,
         "config": resolved,
     }
+
+
+def recorded_curves(module: ComptModule, curves: CurveRecorder) -> dict[str, Any]:
+    """The training-loss (per epoch) and validation curves recorded so far."""
+    return {"train_loss": [list(p) for p in curves.train_loss], "val_avg": module.val_curve}

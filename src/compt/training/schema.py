@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from compt.claims import HEARTBEAT_S, STALE_AFTER_S
 from compt.data.config import DataConfig
 from compt.errors import ConfigError
 from compt.evaluation.config import EvalConfig
@@ -30,6 +31,18 @@ from compt.training.optim import OptimConfig
 
 #: compt's own callback settings (the ``callbacks`` node also takes extra Lightning callbacks)
 COMPT_CALLBACK_SETTINGS = {"checkpoint_every_n_epochs": 5, "keep_last_checkpoint": True}
+
+
+@dataclass
+class ClaimSection:
+    """``claim.*``: the claim each job puts on its folder (``.compt-claim``, :mod:`compt.claims`), so that a
+    second process (a double submission, an early requeue) skips a job a live process trains."""
+
+    heartbeat_s: float = HEARTBEAT_S
+    """the holder refreshes its claim this often (seconds)"""
+    stale_after_s: float = STALE_AFTER_S
+    """a claim not refreshed this long is taken over (its node died); keep it above the clock skew between
+    nodes"""
 
 
 @dataclass
@@ -249,7 +262,7 @@ class TrainSchema:
     name: str = "default"
     """sweep name: ``-m`` jobs go to ``multirun/<name>/<overrides>``"""
     force: bool = False
-    """re-run a job even if its results.json is complete"""
+    """re-run a complete or diverged job from scratch (marked once: a requeue of that re-run resumes it)"""
     deterministic: bool = False
     """torch deterministic algorithms (bit-reproducible resumes on CPU)"""
     protocol: str = "paper"
@@ -279,6 +292,8 @@ class TrainSchema:
     optimized_metric: str | None = None
     """what ``train.py`` returns to a hyperparameter sweeper (``hparams_search=optuna``: ``val/avg``); None = the
     test ``avg``"""
+    claim: ClaimSection = field(default_factory=ClaimSection)
+    """→ ClaimSection"""
     jobs_per_gpu: int = 1
     """``hydra/launcher=joblib``: jobs sharing one GPU at once (few-shot jobs leave a big GPU idle;
     docs/scaling.md)"""

@@ -1,0 +1,94 @@
+"""One job of ``train.py`` (a single run or one job of a sweep), from launch to result.
+
+:func:`run_job` is what ``train.py`` calls: it refuses a config or folder that cannot work (one line), skips a
+finished job, claims the folder (:mod:`compt.claims`; a job another live process trains is skipped with one
+notice), repairs what an interrupted or damaged run left (:mod:`compt.training.recovery`), applies
+``force=true`` once, trains (:func:`compt.training.run.train`), and turns a diverged run into
+:class:`~compt.training.divergence.RunDiverged` once its results.json is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from compt.claims import Holder, claim_job, read_holder, stale_reason
+from compt.runs import DIVERGED, RunDir
+from compt.training.divergence import RunDiverged
+from compt.training.launch import launch_rank
+from compt.training.preflight import OTHER_FOLDER, check_run_config, require_writable
+from compt.training.recovery import repair, start_forced_run
+from compt.training.run import FINISHED, train
+from compt.training.schema import TrainSchema
+
+log = logging.getLogger(__name__)
+
+
+def run_job(cfg: TrainSchema, output_dir: str | Path, overrides: list[str]) -> dict[str, Any] | None:
+    """Train the job in ``output_dir`` unless it is finished or another process trains it; its results.json
+    (None when skipped).
+
+    Raises:
+        ComptError: a config value or folder that cannot work (before anything is loaded).
+        RunDiverged: the run diverged (its results.json, status ``diverged``, is written).
+    """
+    run = RunDir(output_dir)
+    heartbeat_s, stale_after_s = cfg.claim.heartbeat_s, cfg.claim.stale_after_s
+    if launch_rank() > 0:  # a DDP rank > 0: rank 0 claimed and repaired the folder they share
+        holder = foreign_claim(run, stale_after_s)
+        if holder is not None:
+            log.info(
+                "[compt] %s is being trained by another job (%s); skipping it.", run.path, holder.describe()
+            )
+            return None
+        return train(cfg, run.path, overrides)
+    check_run_config(cfg)
+    require_writable(run.path, OTHER_FOLDER)
+    require_writable(run.last_checkpoint.parent, OTHER_FOLDER)
+    if not cfg.force and run.check().status in FINISHED:
+        return train(cfg, run.path, overrides)  # says why it skips; no claim needed
+    with claim_job(run.path, heartbeat_s, stale_after_s) as claim:
+        if not claim.held:
+            who = claim.holder.describe() if claim.holder else "another process"
+            log.info("[compt] %s is being trained by another process (%s); skipping it.", run.path, who)
+            return None
+        results = _train_claimed(cfg, run, overrides)
+    if results and results.get("status") == DIVERGED:
+        diverged = results.get("diverged") or {}
+        raise RunDiverged(f"{run.path}: {diverged.get('message')}", int(diverged.get("step", -1)))
+    return results
+
+
+def _train_claimed(cfg: TrainSchema, run: RunDir, overrides: list[str]) -> dict[str, Any] | None:
+    """Repair, apply ``force`` once (a forced run in progress resumes), train, and clear the forced mark once
+    the job is finished."""
+    repair(run)
+    if cfg.force and not run.forced_marker.exists() and run.check().status in FINISHED:
+        start_forced_run(run)
+    results = train(without_force(cfg), run.path, overrides)
+    if run.check().status in FINISHED:
+        run.forced_marker.unlink(missing_ok=True)
+    return results
+
+
+def without_force(cfg: TrainSchema) -> TrainSchema:
+    """``cfg`` with ``force=false``: once the job applied it, the run (and its sub-runs) just train."""
+    return replace(cfg, force=False) if cfg.force else cfg
+
+
+def foreign_claim(run: RunDir, stale_after_s: float) -> Holder | None:
+    """For a rank > 0 that SLURM started: the live claim of another SLURM job on this folder (its rank 0
+    skips the job, so this rank must too), else None."""
+    me = Holder.this_process()
+    holder = read_holder(run.claim_file)
+    if holder is None or not me.slurm_job or holder.slurm_job in (None, me.slurm_job):
+        return None
+    try:
+        age = time.time() - os.stat(run.claim_file).st_mtime
+    except FileNotFoundError:
+        return None
+    return holder if stale_reason(holder, age, me, stale_after_s) is None else None

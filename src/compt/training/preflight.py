@@ -1,0 +1,94 @@
+"""Checks made before a run loads anything: config values that cannot work and folders that cannot be
+written each fail with one ``compt: ...`` line naming the key, value or folder, instead of a traceback
+minutes into the job (or a run saved as complete after 0 steps)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from compt.errors import ComptError, ConfigError
+from compt.evaluation.config import EVAL_MODES
+from compt.training.schema import TrainSchema
+
+#: seeds numpy accepts (``pl.seed_everything`` seeds numpy too)
+MAX_SEED = 2**32 - 1
+
+
+class OutputFolderError(ComptError, OSError):
+    """A folder a run must write cannot be written (a file in the way, no permission)."""
+
+
+def check_run_config(cfg: TrainSchema) -> None:
+    """Refuse the config values that cannot make a run: no task, an unknown evaluation mode, a seed numpy
+    rejects, zero epochs or steps.
+
+    Raises:
+        ConfigError: naming the key, its value and what is accepted.
+    """
+    if not cfg.tasks:
+        raise ConfigError(
+            "tasks= names no task; give a task set (tasks=glue, tasks=demo) or a list (tasks=[rte,mrpc])"
+        )
+    mode = cfg.eval.mode
+    if mode not in EVAL_MODES:
+        raise ConfigError(f"eval.mode={mode!r}; choose one of {', '.join(EVAL_MODES)}")
+    seed = cfg.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed={seed!r}: a seed is an integer in 0..{MAX_SEED}")
+    epochs = cfg.optim.epochs_for(cfg.method.epochs, cfg.k)
+    if epochs < 1:
+        raise ConfigError(
+            f"optim.epochs={cfg.optim.epochs!r} gives {epochs} training epochs; a run needs at least 1"
+        )
+    if cfg.trainer.get("max_steps", -1) == 0:
+        raise ConfigError("trainer.max_steps=0 trains nothing; use -1 (no limit) or a positive number")
+
+
+def writable_problem(folder: str | Path) -> str | None:
+    """Why ``folder`` (existing or not) cannot be written, without creating anything; None when it can.
+
+    The folder itself when it exists, else its nearest existing parent, must be a folder this user may
+    write into."""
+    path = Path(folder).absolute()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"no permission to write in {probe}"
+    return None
+
+
+def require_writable(folder: str | Path, how_to_change: str) -> None:
+    """Raise :class:`OutputFolderError` when ``folder`` cannot be written (see :func:`writable_problem`)."""
+    problem = writable_problem(folder)
+    if problem is not None:
+        raise OutputFolderError(f"cannot write to {folder}: {problem}; {how_to_change}")
+
+
+#: how a user points a run elsewhere
+OTHER_FOLDER = "train into another folder (hydra.run.dir=DIR, or paths.log_dir=DIR for sweeps)"
+
+
+class OutputFolderCheck(Callback):
+    """Hydra callback (``conf/hydra/default.yaml``): before Hydra creates the run's or sweep's folder (where a
+    failure would be a traceback), refuse one that cannot be written, in one ``compt:`` line."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _exit_unless_writable(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _exit_unless_writable(config.hydra.sweep.dir)
+
+
+def _exit_unless_writable(folder: str) -> None:
+    try:
+        require_writable(folder, OTHER_FOLDER)
+    except OutputFolderError as err:
+        raise SystemExit(f"compt: {err}") from None
