@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -67,15 +67,16 @@ FLOPS_FORMULA = (
 
 
 @dataclass
-class Seq2SeqShape:
-    """A frozen encoder-decoder backbone (T5 family) on the benchmark's device."""
+class BackboneShape:
+    """A frozen backbone (and its tokenizer, when one fits its vocabulary) on the benchmark's device; a family
+    subclass adds the floor step, the FLOPs, PEFT's batch and the evaluation's shared pass."""
 
     name: str
     backbone: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase | None
     #: PEFT's ``TaskType`` for prompt tuning on this family
-    peft_task_type: str = "SEQ_2_SEQ_LM"
-    flops_formula: str = FLOPS_FORMULA
+    peft_task_type: ClassVar[str]
+    flops_formula: ClassVar[str]
 
     @property
     def d_model(self) -> int:
@@ -84,20 +85,36 @@ class Seq2SeqShape:
     def make_batch(
         self, batch: int, n_tokens: int, target_len: int, n_tasks: int, device: torch.device, seed: int = 0
     ) -> dict[str, Tensor]:
-        """A full-length (no padding) encoder batch ending in </s>, targets of ``target_len`` tokens, tasks
-        mixed (task id = row mod ``n_tasks``)."""
-        vocab, eos = self.backbone.config.vocab_size, self.backbone.config.eos_token_id
+        """A full-length (no padding) text batch marked as the family's tokenizer marks it
+        (:meth:`mark_text`), targets of ``target_len`` tokens ending with EOS, tasks mixed (task id = row mod
+        ``n_tasks``)."""
+        config = self.backbone.config
         g = torch.Generator().manual_seed(seed)
-        input_ids = torch.randint(3, vocab, (batch, n_tokens), generator=g)
-        input_ids[:, -1] = eos
-        labels = torch.randint(3, vocab, (batch, target_len), generator=g)
-        labels[:, -1] = eos
+        input_ids = self.mark_text(torch.randint(3, config.vocab_size, (batch, n_tokens), generator=g))
+        labels = torch.randint(3, config.vocab_size, (batch, target_len), generator=g)
+        labels[:, -1] = config.eos_token_id
         return {
             "input_ids": input_ids.to(device),
             "attention_mask": torch.ones(batch, n_tokens, dtype=torch.long, device=device),
             "task_ids": (torch.arange(batch) % n_tasks).to(device),
             "labels": labels.to(device),
         }
+
+    def mark_text(self, input_ids: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+@dataclass
+class Seq2SeqShape(BackboneShape):
+    """A frozen encoder-decoder backbone (T5 family)."""
+
+    peft_task_type: ClassVar[str] = "SEQ_2_SEQ_LM"
+    flops_formula: ClassVar[str] = FLOPS_FORMULA
+
+    def mark_text(self, input_ids: Tensor) -> Tensor:
+        """An encoder input ends with ``</s>``."""
+        input_ids[:, -1] = self.backbone.config.eos_token_id
+        return input_ids
 
     def floor_step(self, batch: dict[str, Tensor], total_len: int, bench: Bench) -> Callable[[], None]:
         """The frozen backbone's forward + backward w.r.t. a leaf ``inputs_embeds`` of ``total_len`` tokens
@@ -141,37 +158,17 @@ CAUSAL_FLOPS_FORMULA = (
 
 
 @dataclass
-class CausalShape:
-    """A frozen decoder-only LM on the benchmark's device; compt's :class:`compt.causal.CausalComptModel` runs
-    on it (``build_model`` picks the class)."""
+class CausalShape(BackboneShape):
+    """A frozen decoder-only LM; compt's :class:`compt.causal.CausalComptModel` runs on it (``build_model``
+    picks the class)."""
 
-    name: str
-    backbone: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase | None
-    peft_task_type: str = "CAUSAL_LM"
-    flops_formula: str = CAUSAL_FLOPS_FORMULA
+    peft_task_type: ClassVar[str] = "CAUSAL_LM"
+    flops_formula: ClassVar[str] = CAUSAL_FLOPS_FORMULA
 
-    @property
-    def d_model(self) -> int:
-        return self.backbone.get_input_embeddings().embedding_dim
-
-    def make_batch(
-        self, batch: int, n_tokens: int, target_len: int, n_tasks: int, device: torch.device, seed: int = 0
-    ) -> dict[str, Tensor]:
-        """A full-length (no padding) text batch starting with BOS, answers of ``target_len`` tokens ending
-        with EOS, tasks mixed (task id = row mod ``n_tasks``)."""
-        config = self.backbone.config
-        g = torch.Generator().manual_seed(seed)
-        input_ids = torch.randint(3, config.vocab_size, (batch, n_tokens), generator=g)
-        input_ids[:, 0] = config.bos_token_id
-        labels = torch.randint(3, config.vocab_size, (batch, target_len), generator=g)
-        labels[:, -1] = config.eos_token_id
-        return {
-            "input_ids": input_ids.to(device),
-            "attention_mask": torch.ones(batch, n_tokens, dtype=torch.long, device=device),
-            "task_ids": (torch.arange(batch) % n_tasks).to(device),
-            "labels": labels.to(device),
-        }
+    def mark_text(self, input_ids: Tensor) -> Tensor:
+        """A text starts with BOS (compt's causal tokenisation of a Llama-style tokenizer)."""
+        input_ids[:, 0] = self.backbone.config.bos_token_id
+        return input_ids
 
     def floor_step(self, batch: dict[str, Tensor], total_len: int, bench: Bench) -> Callable[[], None]:
         """The frozen LM's forward + backward w.r.t. a leaf ``inputs_embeds`` of the length compt's train step
@@ -247,10 +244,8 @@ def smollm2_135m(device: torch.device) -> CausalShape:
     return CausalShape("smollm2-135m", backbone.to(device), None)
 
 
-Shape = Seq2SeqShape | CausalShape
-
 #: shape name -> its loader
-SHAPES: dict[str, Callable[[torch.device], Shape]] = {
+SHAPES: dict[str, Callable[[torch.device], BackboneShape]] = {
     "tiny": tiny,
     "t5-base": t5_base,
     "tiny-causal": tiny_causal,

@@ -20,7 +20,7 @@ import torch
 import yaml
 from torch import Tensor
 
-from backbones import Shape
+from backbones import BackboneShape
 from compt.backbone import load_backbone
 from compt.config_dir import default_config_dir
 from compt.data import DataConfig
@@ -50,7 +50,7 @@ def method_lengths(method: str) -> dict[str, Any]:
     return {key: config[key] for key in ("source_length", "private_length") if config.get(key) is not None}
 
 
-def make_bank(method: str, shape: Shape, device: torch.device, **overrides: Any) -> PromptBank:
+def make_bank(method: str, shape: BackboneShape, device: torch.device, **overrides: Any) -> PromptBank:
     """A freshly initialised bank of ``method`` for the :data:`TASKS`, with the method's configured lengths."""
     config = PromptBankConfig(
         method=method,
@@ -82,7 +82,7 @@ def train_step(model: ComptModel, optimizer: torch.optim.Optimizer, batch: dict,
     return step
 
 
-def method_step(method: str, shape: Shape, batch: dict, bench: Bench, **overrides: Any):
+def method_step(method: str, shape: BackboneShape, batch: dict, bench: Bench, **overrides: Any):
     """The train step of a fresh ``method`` bank on ``shape``, and the bank."""
     bank = make_bank(method, shape, bench.device, **overrides)
     return train_step(build_model(shape.backbone, bank).train(), make_optimizer(bank), batch, bench), bank
@@ -104,7 +104,7 @@ class TrainFigures:
     flops_formula: str = ""
 
 
-def measure_train(shape: Shape, batch: dict, methods: Sequence[str], bench: Bench) -> TrainFigures:
+def measure_train(shape: BackboneShape, batch: dict, methods: Sequence[str], bench: Bench) -> TrainFigures:
     n_batch, n_tokens = batch["input_ids"].shape
     target = batch["labels"].shape[1]
     fns: dict[str, Callable[[], Any]] = {}
@@ -150,7 +150,7 @@ class PeerFigures:
     pt_mlp_over_peft_spread: list[float]
 
 
-def measure_peer(shape: Shape, batch: dict, bench: Bench) -> PeerFigures:
+def measure_peer(shape: BackboneShape, batch: dict, bench: Bench) -> PeerFigures:
     from peft import PromptTuningConfig, get_peft_model  # optional dependency: the caller handles its absence
 
     raw_step, raw = method_step("pt", shape, batch, bench, position="before", encoder="none")
@@ -199,7 +199,7 @@ class EvalFigures:
     eval_setup: dict[str, Any] = field(default_factory=dict)
 
 
-def candidate_labels(shape: Shape, batch: int, target_len: int, device: torch.device):
+def candidate_labels(shape: BackboneShape, batch: int, target_len: int, device: torch.device):
     """``(B, C, M)`` label-word candidates: the mnli words as compt's tokenisation makes them targets when the
     shape has a tokenizer that fits the backbone, else random ids of ``target_len`` tokens ending with EOS
     (C = 3). Returns the candidates and max_new_tokens."""
@@ -220,7 +220,7 @@ def candidate_labels(shape: Shape, batch: int, target_len: int, device: torch.de
     return cands.unsqueeze(0).expand(batch, -1, -1).contiguous().to(device), width
 
 
-def measure_eval(shape: Shape, batch: dict[str, Tensor], bench: Bench) -> EvalFigures:
+def measure_eval(shape: BackboneShape, batch: dict[str, Tensor], bench: Bench) -> EvalFigures:
     model = build_model(shape.backbone, make_bank("ssum", shape, bench.device)).eval()
     n_batch = batch["input_ids"].shape[0]
     cands, max_new = candidate_labels(shape, n_batch, batch["labels"].shape[1], bench.device)
@@ -321,7 +321,7 @@ def dir_bytes(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
 
 
-def measure_memory(shape: Shape, batch: dict, methods: Sequence[str], bench: Bench) -> MemoryFigures:
+def measure_memory(shape: BackboneShape, batch: dict, methods: Sequence[str], bench: Bench) -> MemoryFigures:
     n_tokens = batch["input_ids"].shape[1]
     steps = {f"floor_{REFERENCE_PROMPT}": shape.floor_step(batch, n_tokens + REFERENCE_PROMPT, bench)}
     banks = {}
