@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
+# test processes (pytest-xdist; a test file stays in one process, so its module fixtures are built once)
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
@@ -28,11 +30,11 @@ install: $(STAMP)  ## create .venv and install compt with its dev tools (CPU tor
 demo: $(STAMP)  ## train the tiny demo (tiny T5 + bundled demo data) and print its results
 	$(PY) train.py experiment=demo
 
-test: $(STAMP)  ## run the whole test suite (CPU, offline)
-	$(PY) -m pytest -q
+test: $(STAMP)  ## run the whole test suite (CPU, offline; TEST_WORKERS=2 processes)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)  ## the suite without the slow end-to-end runs
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: $(STAMP)  ## ruff lint + format check
 	$(PY) -m ruff check .

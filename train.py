@@ -18,10 +18,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from compt.errors import ComptError
-from compt.training.divergence import RunDiverged
-from compt.training.job import run_job
+from compt.errors import ComptError, RunDiverged
 from compt.training.launch import check_launch, joblib_gpu, shared_output_dir
+from compt.training.preflight import check_run_config
 from compt.training.resume_run import resume_arguments
 from compt.training.runlog import route_run_log, to_log_file
 from compt.training.schema import TrainSchema
@@ -37,9 +36,15 @@ def main(cfg: DictConfig) -> float | None:
     try:
         check_launch(cfg, hydra_cfg)
         check_search(cfg)
+        schema = TrainSchema.from_hydra(cfg)
+        check_run_config(schema)
+        # The run driver (Lightning, transformers: seconds to import) is loaded once the config is known to
+        # work, so a mistake in it answers at once.
+        from compt.training.job import run_job
+
         output_dir = shared_output_dir(hydra_cfg.runtime.output_dir)
         with joblib_gpu(cfg, hydra_cfg):
-            results = run_job(TrainSchema.from_hydra(cfg), output_dir, list(hydra_cfg.overrides.task))
+            results = run_job(schema, output_dir, list(hydra_cfg.overrides.task))
         return objective(cfg, results, output_dir)
     except ComptError as err:  # a user's mistake or a diverged run: one line, not a stack trace
         line = f"compt: {err}"

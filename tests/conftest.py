@@ -9,6 +9,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get(
+    "PYTEST_XDIST_WORKER"
+):  # one test process per core (make test: pytest -n 2): one thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path
 

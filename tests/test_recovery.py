@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from compt import PromptBank, PromptBankConfig
+from compt.errors import RunDiverged
 from compt.report import build_report, scan
 from compt.runs import RunDir, bank_problem, results_problems
-from compt.training.divergence import DivergenceGuard, RunDiverged
+from compt.training.divergence import DivergenceGuard
 from compt.training.loggers import ResumableCSVLogger
 from compt.training.recovery import checkpoint_problem, repair, start_forced_run
 from compt.utils import current_umask

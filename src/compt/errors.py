@@ -65,3 +65,13 @@ class ExportError(ComptError, ValueError):
 
 class NoResultsError(ComptError, RuntimeError):
     """A folder holds no complete ``results.json`` at all (``compt report``)."""
+
+
+class RunDiverged(ComptError, RuntimeError):
+    """Training produced a non-finite loss or prompt parameter; the message names the step and the likely
+    cause (the learning rates, with their values)."""
+
+    def __init__(self, message: str, step: int = -1, learning_rates: dict[str, float] | None = None):
+        super().__init__(message)
+        self.step = step
+        self.learning_rates = dict(learning_rates or {})

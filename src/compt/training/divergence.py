@@ -19,21 +19,11 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch.distributed import ReduceOp
 
-from compt.errors import ComptError
+from compt.errors import RunDiverged
 from compt.runs import DIVERGED, FORMAT_VERSION
 
 #: the "no bad step yet" value of the device-side flag
 NO_STEP = 2**62
-
-
-class RunDiverged(ComptError, RuntimeError):
-    """Training produced a non-finite loss or prompt parameter; the message names the step and the likely
-    cause (the learning rates, with their values)."""
-
-    def __init__(self, message: str, step: int = -1, learning_rates: dict[str, float] | None = None):
-        super().__init__(message)
-        self.step = step
-        self.learning_rates = dict(learning_rates or {})
 
 
 class DivergenceGuard(pl.Callback):

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from compt.claims import Holder, claim_job, read_holder, stale_reason
+from compt.errors import RunDiverged
 from compt.runs import DIVERGED, RunDir
-from compt.training.divergence import RunDiverged
 from compt.training.launch import launch_rank
 from compt.training.preflight import OTHER_FOLDER, check_run_config, require_writable
 from compt.training.recovery import repair, start_forced_run

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
+from compt.errors import RunDiverged
 from compt.prompts.bank import PromptBank
 from compt.provenance import provenance
 from compt.runs import COMPLETE, DIVERGED, FORMAT_VERSION, RESULTS_FILE, RunDir
@@ -27,7 +28,7 @@ from compt.training.callbacks import (
 )
 from compt.training.config import RunConfig
 from compt.training.datamodule import ComptDataModule
-from compt.training.divergence import DivergenceGuard, RunDiverged, diverged_results, inherited_divergence
+from compt.training.divergence import DivergenceGuard, diverged_results, inherited_divergence
 from compt.training.launch import device_count
 from compt.training.loggers import build_loggers, finish_wandb, quiet_known_noise, run_group
 from compt.training.module import ComptModule
