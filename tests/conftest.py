@@ -14,6 +14,7 @@ if os.environ.get(
 ):  # one test process per core (make test: pytest -n 2): one thread each
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
         if "real_data" in item.keywords and not GLUE_REAL.is_dir():
             item.add_marker(skip_real)
+    # Files with the most end-to-end runs first (order within a file kept), so that the test processes of
+    # `make test` (pytest-xdist, a file per process) do not end with one long file running alone.
+    slow_runs = Counter(item.path for item in items if "slow" in item.keywords)
+    items.sort(key=lambda item: -slow_runs[item.path])
 
 
 @pytest.fixture(scope="session")

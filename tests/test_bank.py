@@ -207,3 +207,14 @@ def test_rank_scores_match_teacher_forced_loss(tiny_backbone):
         )
         n_tokens = int((labels[row] != -100).sum())
         assert scores[row, 0].item() == pytest.approx(-loss.item() * n_tokens, rel=1e-4)
+
+
+def test_a_generator_makes_the_whole_bank_reproducible_whatever_the_global_random_state():
+    config = PromptBankConfig(method="ssum", task_names=["a", "b"], d_model=4, n_sources=3, source_length=2)
+    vocab = torch.randn(50, 4)
+    banks = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        banks.append(PromptBank(config, vocab, torch.Generator().manual_seed(7)).state_dict())
+    assert banks[0].keys() == banks[1].keys() and "sources.encoder.w1" in banks[0]
+    assert all(torch.equal(banks[0][key], banks[1][key]) for key in banks[0])  # encoders included

@@ -77,7 +77,13 @@ class PromptBank(nn.Module):
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
     def _initialise(self, vocab: Tensor | None, generator: torch.Generator | None) -> None:
+        """Prompt rows (METHOD.md §1) and, with a ``generator``, the prompt encoders too: the same generator
+        state gives the same bank whatever torch's global random state."""
         c = self.config
+        if generator is not None:
+            for table in (self.sources, self.private):
+                if isinstance(table, PromptTable) and table.encoder is not None:
+                    table.encoder.reset_parameters(generator)
         if self.sources is not None:
             r = c.source_init_range
             self.sources.embedding.uniform_(-r, r, generator=generator)

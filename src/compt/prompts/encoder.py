@@ -39,12 +39,13 @@ class StackedPromptEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """``nn.Linear``'s default: uniform(±1/sqrt(fan_in)) for weights and biases."""
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """``nn.Linear``'s default: uniform(±1/sqrt(fan_in)) for weights and biases (drawn from ``generator``
+        when given, else from torch's global generator)."""
         for weight, bias in ((self.w1, self.b1), (self.w2, self.b2)):
             bound = 1.0 / math.sqrt(weight.shape[1])
-            nn.init.uniform_(weight, -bound, bound)
-            nn.init.uniform_(bias, -bound, bound)
+            nn.init.uniform_(weight, -bound, bound, generator=generator)
+            nn.init.uniform_(bias, -bound, bound, generator=generator)
 
     def forward(self, prompts: Tensor) -> Tensor:
         """Encode ``(N, L, d)`` raw prompts into ``(N, L, d)``."""
