@@ -98,6 +98,16 @@ def test_checkpoint_holds_only_trainable_state_and_loads_weights_only(demo_run):
     assert checkpoint["hyper_parameters"]["model_name"] == "tiny"
 
 
+def test_lightning_load_from_checkpoint_rebuilds_the_trained_module(demo_run):
+    from compt.training.module import ComptModule
+
+    run_dir, _ = demo_run
+    module = ComptModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    bank = PromptBank.load(run_dir / "bank")
+    assert module.bank.task_names == ["sst2", "rte", "mnli", "stsb"]
+    assert all(torch.equal(p, bank.state_dict()[k]) for k, p in module.bank.state_dict().items())
+
+
 def test_resume_from_last_checkpoint_continues_the_step_count(tmp_path):
     run_dir = tmp_path / "run"
     run_script("train.py", *FAST, f"hydra.run.dir={run_dir}")

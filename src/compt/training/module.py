@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -28,8 +28,9 @@ class ComptModule(pl.LightningModule):
     evaluates by generation or rank classification.
 
     The arguments are the run's objects (:class:`compt.training.config.RunConfig`); they are stored as plain
-    dicts with ``save_hyperparameters``, so ``torch.load(weights_only=True)`` reads a checkpoint. Checkpoints hold
-    the bank and optimizer state only, never the frozen backbone.
+    dicts with ``save_hyperparameters``, so ``torch.load(weights_only=True)`` reads a checkpoint, and the same
+    plain dicts are accepted back, so Lightning's ``ComptModule.load_from_checkpoint(path)`` rebuilds the
+    module. Checkpoints hold the bank and optimizer state only, never the frozen backbone.
 
     Args:
         model_name: backbone hub name or directory (``tiny`` = the bundled tiny T5, ``tiny-causal`` = the
@@ -46,16 +47,24 @@ class ComptModule(pl.LightningModule):
     def __init__(
         self,
         model_name: str,
-        bank: PromptBankConfig,
-        tasks: Sequence[TaskSpec],
-        optim: OptimConfig,
-        router: RouterSchedule,
-        evaluation: EvalConfig,
+        bank: PromptBankConfig | Mapping[str, Any],
+        tasks: Sequence[TaskSpec] | Mapping[str, Mapping[str, Any]],
+        optim: OptimConfig | Mapping[str, Any],
+        router: RouterSchedule | Mapping[str, Any],
+        evaluation: EvalConfig | Mapping[str, Any],
         backbone_dropout: bool,
         seed: int,
     ) -> None:
         super().__init__()
         self.strict_loading = False  # checkpoints leave the frozen backbone out
+        if isinstance(bank, Mapping):  # the plain dicts of a checkpoint's hyperparameters
+            bank = PromptBankConfig.from_dict(dict(bank))
+            tasks = [TaskSpec.from_dict(name, definition) for name, definition in tasks.items()]
+            optim, router, evaluation = (
+                OptimConfig(**optim),
+                RouterSchedule(**router),
+                EvalConfig(**evaluation),
+            )
         self.tasks = list(tasks)
         if [t.name for t in self.tasks] != bank.task_names:
             raise ConfigError(
