@@ -21,6 +21,7 @@ from compt.runs import RunDir, load_bank
 from compt.training.build import build_module
 from compt.training.config import RunConfig
 from compt.training.datamodule import ComptDataModule
+from compt.training.loggers import quiet_known_noise
 
 #: ``ComptModule``'s state-dict prefix of the bank's weights in a Lightning checkpoint
 BANK_PREFIX = "model.bank."
@@ -50,6 +51,7 @@ def evaluate_run(
     module = build_module(config, initialise=False)
     load_trained_bank(module.model.bank, run_dir, checkpoint)
     datamodule = ComptDataModule(config.tasks, module.tokenizer, config.data)
+    quiet_known_noise()
     trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_model_summary=False)
     trainer.test(module, datamodule=datamodule, verbose=False)
     return module.last_eval["by_mask"]
