@@ -21,7 +21,7 @@ from compt.runs import RunDir, load_bank
 from compt.training.build import build_module
 from compt.training.config import RunConfig
 from compt.training.datamodule import ComptDataModule
-from compt.training.loggers import quiet_known_noise
+from compt.training.noise import quiet_known_noise
 
 #: ``ComptModule``'s state-dict prefix of the bank's weights in a Lightning checkpoint
 BANK_PREFIX = "model.bank."

@@ -30,8 +30,9 @@ from compt.training.config import RunConfig
 from compt.training.datamodule import ComptDataModule
 from compt.training.divergence import DivergenceGuard, diverged_results, inherited_divergence
 from compt.training.launch import device_count
-from compt.training.loggers import build_loggers, finish_wandb, quiet_known_noise, run_group
+from compt.training.loggers import build_loggers, finish_wandb, run_group
 from compt.training.module import ComptModule
+from compt.training.noise import quiet_known_noise
 from compt.training.results import summary_table
 from compt.training.runlog import report_summary
 from compt.training.schema import TrainSchema
