@@ -196,6 +196,18 @@ def test_backbone_dropout_option(tiny_backbone):
     assert model.training
 
 
+@pytest.mark.parametrize("dropout", [False, True])
+def test_without_backbone_dropout_a_training_forward_is_deterministic(tiny_backbone, dropout):
+    """Switched off, no dropout is left anywhere in the backbone, T5's attention-weight dropout included."""
+    backbone, tokenizer = tiny_backbone
+    model = ComptModel(backbone, make_bank("pt"), backbone_dropout=dropout).train()
+    model.bank.eval()  # the prompt encoder's own dropout is not the backbone's
+    input_ids, attention, task_ids, labels = batch(tokenizer)
+    losses = [model(input_ids, attention, task_ids, labels).item() for _ in range(2)]
+    assert (losses[0] == losses[1]) is not dropout
+    ComptModel(backbone, make_bank("pt"), backbone_dropout=True).eval()  # the shared backbone as it was
+
+
 def test_rank_scores_match_teacher_forced_loss(tiny_backbone):
     backbone, tokenizer = tiny_backbone
     model = ComptModel(backbone, make_bank("ssum")).eval()

@@ -103,13 +103,20 @@ def set_dropout(model: nn.Module, active: bool) -> None:
 
     ``active=False`` sets ``p=0`` (kept in ``model`` so Lightning's ``train()`` calls cannot re-enable it);
     the original probabilities are remembered and restored by ``active=True``. Besides ``nn.Dropout`` layers
-    this covers the float ``attention_dropout`` of Llama-style attention modules (Llama, Qwen2, Mistral...).
+    this covers the float probabilities attention modules pass to a functional dropout of their attention
+    weights: ``dropout`` in T5's attention, ``attention_dropout`` in Llama-style ones (Llama, Qwen2, Mistral...).
     """
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             _switch(module, "p", active)
-        elif isinstance(getattr(module, "attention_dropout", None), float):
-            _switch(module, "attention_dropout", active)
+            continue
+        for name in FUNCTIONAL_DROPOUTS:
+            if isinstance(getattr(module, name, None), float):
+                _switch(module, name, active)
+
+
+#: float attributes holding the probability of a functional attention-weight dropout (T5, Llama-style)
+FUNCTIONAL_DROPOUTS = ("dropout", "attention_dropout")
 
 
 def _switch(module: nn.Module, name: str, active: bool) -> None:
