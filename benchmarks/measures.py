@@ -24,7 +24,8 @@ from backbones import BackboneShape
 from compt.backbone import load_backbone
 from compt.config_dir import default_config_dir
 from compt.data import DataConfig
-from compt.model import ComptModel, build_model
+from compt.family import build_model
+from compt.model import ComptModel
 from compt.prompts import PromptBank, PromptBankConfig
 from compt.tasks import resolve_tasks
 from compt.tokenization import encode_targets

@@ -21,8 +21,8 @@ from compt.cli import main
 from compt.data.encode import Collator
 from compt.errors import ConfigError
 from compt.evaluation import Predictor
+from compt.family import build_model
 from compt.inference import export_peft, load_for_inference
-from compt.model import build_model
 from compt.tasks import get_task
 from compt.tokenization import encode_inputs, encode_targets, prepare_tokenizer
 from tests.helpers import FAST, read_results, run_script

@@ -14,7 +14,16 @@ from compt import errors
 from tests.helpers import REPO_ROOT
 
 #: the plain-PyTorch core: no Lightning, no Hydra, no training/evaluation/CLI code
-CORE_PACKAGES = ("compt.prompts", "compt.model", "compt.backbone", "compt.data", "compt.tasks")
+CORE_PACKAGES = (
+    "compt.prompts",
+    "compt.model",
+    "compt.causal",
+    "compt.family",
+    "compt.tokenization",
+    "compt.backbone",
+    "compt.data",
+    "compt.tasks",
+)
 SUBCOMMANDS = ("data", "evaluate", "report", "predict", "export", "sweep")
 
 

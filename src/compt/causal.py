@@ -1,7 +1,7 @@
 """A frozen decoder-only causal LM with a prompt bank in front of it: loss, generation and rank scoring.
 
 Plain PyTorch, the same interface as :class:`compt.model.ComptModel`, so the Lightning module, the predictor,
-``compt predict`` and ``compt evaluate`` work with either (:func:`compt.model.build_model` picks the class).
+``compt predict`` and ``compt evaluate`` work with either (:func:`compt.build_model` picks the class).
 
 Layout of one example (the batch format is the seq2seq one: ``input_ids`` = the text, right-padded;
 ``labels`` = the answer ids ending with EOS, padded with -100; see :mod:`compt.tokenization`)::

@@ -1,7 +1,8 @@
 """A frozen seq2seq backbone with a prompt bank in front of it: loss, generation and rank scoring.
 
 Plain PyTorch: the Lightning module, the evaluator, the benchmarks and ``compt predict`` all use this.
-:func:`build_model` picks this class or its decoder-only counterpart (:mod:`compt.causal`) for a backbone.
+:func:`compt.family.build_model` picks this class or its decoder-only counterpart (:mod:`compt.causal`)
+for a backbone.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class ComptModel(nn.Module):
         if family != self.family:
             raise ValueError(
                 f"{type(self).__name__} needs a {self.family} backbone, this one is {family}: "
-                "use compt.model.build_model(backbone, bank), which picks the class"
+                "use compt.build_model(backbone, bank), which picks the class"
             )
         if bank.config.backbone_family not in (None, family):
             raise ValueError(
@@ -167,12 +168,3 @@ def candidate_scores(logits: Tensor, labels: Tensor, batch: int, n_cand: int) ->
     token_lp = log_probs.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1) * valid
     scores = token_lp.sum(-1).reshape(batch, n_cand)
     return scores.masked_fill(~valid.reshape(batch, n_cand, -1).any(-1), float("-inf"))
-
-
-def build_model(backbone: PreTrainedModel, bank: PromptBank, backbone_dropout: bool = True) -> ComptModel:
-    """The model class for the backbone's family: :class:`ComptModel` (seq2seq) or
-    :class:`compt.causal.CausalComptModel` (decoder-only LM), with the same interface."""
-    from compt.causal import CausalComptModel  # compt.causal builds on this module
-
-    model_class = CausalComptModel if backbone_family(backbone) == "causal" else ComptModel
-    return model_class(backbone, bank, backbone_dropout)

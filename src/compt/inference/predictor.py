@@ -28,7 +28,8 @@ from compt.data.validate import row_text_problems
 from compt.errors import DataError, InferenceError, RunNotFoundError, TaskError
 from compt.evaluation.config import EVAL_MODES, EvalConfig
 from compt.evaluation.predict import Predictor
-from compt.model import ComptModel, build_model
+from compt.family import build_model
+from compt.model import ComptModel
 from compt.prompts.bank import CONFIG_FILE, PromptBank
 from compt.runs import RunDir, locate_bank
 from compt.tasks import TaskSpec, get_task

@@ -14,7 +14,7 @@ from torch import Tensor
 from compt.backbone import load_backbone
 from compt.errors import ConfigError
 from compt.evaluation import EvalConfig, Predictor, TaskMetrics
-from compt.model import build_model
+from compt.family import build_model
 from compt.prompts import PromptBank, PromptBankConfig, RouterSchedule, parse_mask
 from compt.tasks import TaskSpec
 from compt.training.optim import OptimConfig, build_optimizer
