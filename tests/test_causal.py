@@ -13,9 +13,10 @@ import shutil
 import pytest
 import torch
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast, ViTConfig
+from transformers.modeling_outputs import CausalLMOutputWithPast, Seq2SeqLMOutput
 
 from compt import PromptBank, PromptBankConfig, load_backbone
-from compt.backbone import TINY_CAUSAL_DIR, backbone_family
+from compt.backbone import CACHE_FIELD, TINY_CAUSAL_DIR, backbone_family
 from compt.causal import CausalComptModel, position_ids, prompted_prefix
 from compt.cli import main
 from compt.data.encode import Collator
@@ -295,6 +296,14 @@ def test_cached_generation_and_rank_scores_equal_unpadded_references(tiny_causal
                     expected = reference_log_probs(backbone, text, prompt, answer, "after").sum()
                     assert scores[row, index].item() == pytest.approx(expected.item(), abs=1e-4)
     assert torch.isinf(scores[0, 2:]).all() and torch.isfinite(scores[1]).all()  # sst2 has 2 candidates
+
+
+def test_the_kv_cache_has_one_name_in_this_transformers_release_for_both_families():
+    """``cache`` in recent releases, ``past_key_values`` before: compt passes and reads it under the name the
+    installed release uses (transformers 5.0 and 5.17 were checked by hand), the same for seq2seq and causal."""
+    assert CACHE_FIELD in ("cache", "past_key_values")
+    for output in (CausalLMOutputWithPast, Seq2SeqLMOutput):
+        assert CACHE_FIELD in output.__dataclass_fields__
 
 
 def test_the_dropout_switch_covers_llama_attention_dropout(tiny_causal_backbone):

@@ -17,7 +17,9 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+from transformers.utils import ModelOutput
 
 from compt.errors import BackboneNotFoundError, ConfigError
 from compt.tokenization import prepare_tokenizer
@@ -27,6 +29,21 @@ TINY_MODEL_DIR = Path(__file__).parent / "assets" / "tiny-t5"
 #: the tiny decoder-only (Llama-architecture) model that ships with compt (tests and ``experiment=demo_causal``)
 TINY_CAUSAL_DIR = Path(__file__).parent / "assets" / "tiny-causal"
 ALIASES = {"tiny": TINY_MODEL_DIR, "tiny-t5": TINY_MODEL_DIR, "tiny-causal": TINY_CAUSAL_DIR}
+
+
+#: what this transformers release calls the KV cache, as a forward keyword and as an output field: ``cache``
+#: in recent 5.x releases, ``past_key_values`` in earlier ones (5.0 to ~5.17)
+CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def with_cache(cache: object) -> dict[str, object]:
+    """The forward keyword that hands a KV cache back to the backbone, under this release's name."""
+    return {CACHE_FIELD: cache}
+
+
+def output_cache(output: ModelOutput) -> object:
+    """The KV cache that a backbone forward with ``use_cache=True`` returned."""
+    return getattr(output, CACHE_FIELD)
 
 
 def resolve_model_name(name: str) -> str:

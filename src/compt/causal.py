@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 
-from compt.backbone import prompt_rows
+from compt.backbone import output_cache, prompt_rows, with_cache
 from compt.model import ComptModel, candidate_scores
 from compt.prompts.masks import PromptMask
 
@@ -152,7 +152,7 @@ class CausalComptModel(ComptModel):
             use_cache=True,
             logits_to_keep=1,
         )
-        return out.logits, prefix_mask, positions[:, -1:], out.cache
+        return out.logits, prefix_mask, positions[:, -1:], output_cache(out)
 
     @torch.no_grad()
     def generate(
@@ -182,10 +182,10 @@ class CausalComptModel(ComptModel):
                 input_ids=token.unsqueeze(1),
                 attention_mask=attention,
                 position_ids=last,
-                cache=cache,
+                **with_cache(cache),
                 use_cache=True,
             )
-            logits, cache = out.logits, out.cache
+            logits, cache = out.logits, output_cache(out)
         return torch.stack(tokens, 1)
 
     @torch.no_grad()
@@ -222,7 +222,7 @@ class CausalComptModel(ComptModel):
                 input_ids=inputs.clamp_min(0),
                 attention_mask=attention,
                 position_ids=last.repeat_interleave(n_cand, 0) + steps,
-                cache=cache,
+                **with_cache(cache),
                 use_cache=True,
             ).logits  # (B·C, M-1, V)
             logits = torch.cat([logits, rest], 1)

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
-from compt.backbone import backbone_family, insert_prompts, set_dropout
+from compt.backbone import backbone_family, insert_prompts, output_cache, set_dropout, with_cache
 from compt.prompts.bank import PromptBank
 from compt.prompts.masks import PromptMask
 
@@ -146,14 +146,14 @@ class ComptModel(nn.Module):
         logits = first.logits.repeat_interleave(n_cand, 0)  # (B·C, 1, V)
         if target_len > 1:
             # Step 2: the remaining positions of every candidate, teacher-forced, reusing the shared cache.
-            cache = first.cache
+            cache = output_cache(first)
             cache.batch_repeat_interleave(n_cand)
             inputs = labels[:, :-1].masked_fill(labels[:, :-1] == -100, config.pad_token_id)  # shifted right
             rest = self.backbone(
                 encoder_outputs=BaseModelOutput(last_hidden_state=hidden.repeat_interleave(n_cand, 0)),
                 attention_mask=attention.repeat_interleave(n_cand, 0),
                 decoder_input_ids=inputs,
-                cache=cache,
+                **with_cache(cache),
                 use_cache=True,
             ).logits  # (B·C, M-1, V)
             logits = torch.cat([logits, rest], 1)  # (B·C, M, V)
