@@ -109,6 +109,17 @@ def test_the_tiny_causal_model_loads_through_from_pretrained_with_eos_as_pad(
         backbone_family(ViTConfig())
 
 
+def test_a_tokenizer_whose_special_tokens_lie_outside_the_embedding_is_refused(tmp_path):
+    backbone, tokenizer = load_backbone("tiny-causal")
+    tokenizer.add_special_tokens({"pad_token": "<pad>"})  # a new id, one past the model's 207 embedding rows
+    backbone.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"pad token '<pad>' the id 207, but the model's embedding has 207 rows"
+    ):
+        load_backbone(str(tmp_path))
+
+
 def test_a_causal_backbone_needs_the_causal_model_class(tiny_causal_backbone, tiny_backbone):
     from compt import ComptModel
 

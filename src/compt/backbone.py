@@ -81,7 +81,8 @@ def load_backbone(
 
     Raises:
         BackboneNotFoundError: with one message naming the model and the offline ways out.
-        ConfigError: the model is neither a seq2seq nor a causal LM.
+        ConfigError: the model is neither a seq2seq nor a causal LM, or its tokenizer's special tokens lie
+            outside its embedding (:func:`check_vocabulary`).
     """
     path = resolve_model_name(name)
     try:
@@ -101,7 +102,27 @@ def load_backbone(
             f"(cause: {str(err).splitlines()[0] if str(err) else type(err).__name__})"
         ) from None
     freeze(model)
-    return model, prepare_tokenizer(tokenizer, family)
+    tokenizer = prepare_tokenizer(tokenizer, family)
+    check_vocabulary(model, tokenizer, name)
+    return model, tokenizer
+
+
+def check_vocabulary(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+    """Refuse a tokenizer whose special tokens (pad, EOS, BOS: every batch uses them) have no row in the model's
+    input embedding, e.g. a directory whose tokenizer is not the model's.
+
+    Raises:
+        ConfigError: naming the token, its id and the embedding's size.
+    """
+    rows = model.get_input_embeddings().num_embeddings
+    for role in ("pad", "eos", "bos"):
+        token_id = getattr(tokenizer, f"{role}_token_id")
+        if token_id is not None and token_id >= rows:
+            raise ConfigError(
+                f"the tokenizer of {name!r} gives its {role} token {getattr(tokenizer, f'{role}_token')!r} the id "
+                f"{token_id}, but the model's embedding has {rows} rows (ids 0 to {rows - 1}): the tokenizer is "
+                "not this model's (check tokenizer files and config.json's model_type in that directory)"
+            )
 
 
 def _offline_flag() -> str:
