@@ -2,7 +2,9 @@
 
 Loss, masks, generation and rank scores are checked against unpadded one-example passes through the backbone
 (its own default positions), so a wrong column, mask or relative position changes the numbers; the position
-ids themselves are asserted exactly (RoPE is blind to a constant offset such as the left padding).
+ids themselves are asserted exactly (RoPE is blind to a constant offset such as the left padding). Generation
+and rank scores are also checked on tiny random Qwen2, Mistral and GPT-2 models; GPT-2's learned absolute
+positions do see such an offset.
 """
 
 from __future__ import annotations
@@ -12,7 +14,16 @@ import shutil
 
 import pytest
 import torch
-from transformers import LlamaForCausalLM, PreTrainedTokenizerFast, ViTConfig
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    LlamaForCausalLM,
+    MistralConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    ViTConfig,
+)
 from transformers.modeling_outputs import CausalLMOutputWithPast, Seq2SeqLMOutput
 
 from compt import PromptBank, PromptBankConfig, load_backbone
@@ -283,8 +294,27 @@ def test_mcat_masks_take_the_dropped_sources_out_of_attention(tiny_causal_backbo
         torch.testing.assert_close(got[:, 0], expected, atol=1e-5, rtol=0)
 
 
-def test_cached_generation_and_rank_scores_equal_unpadded_references(tiny_causal_backbone):
-    model, bank, tokenizer, batch = prepared(tiny_causal_backbone, "ssum")
+def other_architecture(name: str, vocab_size: int) -> PreTrainedModel:
+    """A tiny randomly initialised causal LM of another family (hidden size D, the tiny tokenizer's vocabulary,
+    its BOS and EOS), frozen and in evaluation mode: other position schemes (GPT-2's learned absolute
+    positions, Mistral's sliding window) and cache classes than Llama's."""
+    shared = dict(vocab_size=vocab_size, bos_token_id=0, eos_token_id=1)
+    heads = dict(hidden_size=D, intermediate_size=2 * D, num_hidden_layers=2, num_attention_heads=4)
+    config = {
+        "qwen2": lambda: Qwen2Config(**shared, **heads, num_key_value_heads=2),
+        "mistral": lambda: MistralConfig(**shared, **heads, num_key_value_heads=2, sliding_window=64),
+        "gpt2": lambda: GPT2Config(**shared, n_embd=D, n_layer=2, n_head=4, n_positions=256),
+    }[name]()
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).requires_grad_(False).eval()
+
+
+@pytest.mark.parametrize("architecture", ["llama", "qwen2", "mistral", "gpt2"])
+def test_cached_generation_and_rank_scores_equal_unpadded_references(tiny_causal_backbone, architecture):
+    backbone, tokenizer = tiny_causal_backbone
+    if architecture != "llama":
+        backbone = other_architecture(architecture, len(tokenizer))
+    model, bank, tokenizer, batch = prepared((backbone, tokenizer), "ssum")
     backbone = model.backbone
     args = batch["input_ids"], batch["attention_mask"], batch["task_ids"]
     generated = model.generate(*args, max_new_tokens=6)
