@@ -259,9 +259,31 @@ def test_a_mixed_task_batch_gets_each_tasks_prompt_in_its_slot(tiny_causal_backb
         assert position_ids(mask)[row, width - n :].tolist() == list(range(n))
 
 
-@pytest.mark.parametrize("position", ["after", "before"])
-def test_the_loss_is_the_cross_entropy_of_the_answer_tokens_only(tiny_causal_backbone, position):
-    model, bank, tokenizer, batch = prepared(tiny_causal_backbone, "ssum", position)
+def other_architecture(name: str, vocab_size: int) -> PreTrainedModel:
+    """A tiny randomly initialised causal LM of another family (hidden size D, the tiny tokenizer's vocabulary,
+    its BOS and EOS), frozen and in evaluation mode: other position schemes (GPT-2's learned absolute
+    positions, Mistral's sliding window) and cache classes than Llama's."""
+    shared = dict(vocab_size=vocab_size, bos_token_id=0, eos_token_id=1)
+    heads = dict(hidden_size=D, intermediate_size=2 * D, num_hidden_layers=2, num_attention_heads=4)
+    config = {
+        "qwen2": lambda: Qwen2Config(**shared, **heads, num_key_value_heads=2),
+        "mistral": lambda: MistralConfig(**shared, **heads, num_key_value_heads=2, sliding_window=64),
+        "gpt2": lambda: GPT2Config(**shared, n_embd=D, n_layer=2, n_head=4, n_positions=256),
+    }[name]()
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).requires_grad_(False).eval()
+
+
+@pytest.mark.parametrize(
+    "architecture, position", [("llama", "after"), ("llama", "before"), ("gpt2", "after"), ("gpt2", "before")]
+)
+def test_the_loss_is_the_cross_entropy_of_the_answer_tokens_only(
+    tiny_causal_backbone, architecture, position
+):
+    backbone, tokenizer = tiny_causal_backbone
+    if architecture != "llama":
+        backbone = other_architecture(architecture, len(tokenizer))
+    model, bank, tokenizer, batch = prepared((backbone, tokenizer), "ssum", position)
     backbone = model.backbone
     assert (batch["labels"] != -100).sum(1).tolist() == [2, 3, 2]  # "3.8" is "▁3." "8", then EOS
     loss = model(batch["input_ids"], batch["attention_mask"], batch["task_ids"], batch["labels"])
@@ -292,21 +314,6 @@ def test_mcat_masks_take_the_dropped_sources_out_of_attention(tiny_causal_backbo
             1, torch.tensor(answer)[:, None]
         )
         torch.testing.assert_close(got[:, 0], expected, atol=1e-5, rtol=0)
-
-
-def other_architecture(name: str, vocab_size: int) -> PreTrainedModel:
-    """A tiny randomly initialised causal LM of another family (hidden size D, the tiny tokenizer's vocabulary,
-    its BOS and EOS), frozen and in evaluation mode: other position schemes (GPT-2's learned absolute
-    positions, Mistral's sliding window) and cache classes than Llama's."""
-    shared = dict(vocab_size=vocab_size, bos_token_id=0, eos_token_id=1)
-    heads = dict(hidden_size=D, intermediate_size=2 * D, num_hidden_layers=2, num_attention_heads=4)
-    config = {
-        "qwen2": lambda: Qwen2Config(**shared, **heads, num_key_value_heads=2),
-        "mistral": lambda: MistralConfig(**shared, **heads, num_key_value_heads=2, sliding_window=64),
-        "gpt2": lambda: GPT2Config(**shared, n_embd=D, n_layer=2, n_head=4, n_positions=256),
-    }[name]()
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(config).requires_grad_(False).eval()
 
 
 @pytest.mark.parametrize("architecture", ["llama", "qwen2", "mistral", "gpt2"])
