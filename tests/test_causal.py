@@ -37,7 +37,11 @@ from compt.family import build_model
 from compt.inference import export_peft, load_for_inference
 from compt.tasks import get_task
 from compt.tokenization import encode_inputs, encode_targets, prepare_tokenizer
+from compt.training.build import build_module
+from compt.training.config import RunConfig
+from compt.training.module import ComptModule
 from tests.helpers import FAST, read_results, run_script
+from tests.test_configs import composed
 from tests.test_predict_export import eval_rows
 
 D = 64  # the tiny causal LM's hidden size
@@ -520,3 +524,34 @@ def test_the_causal_demo_trains_with_trainer_gpu_in_bf16_mixed(tmp_path):
     results = read_results(run_dir)
     assert results["config"]["trainer"]["precision"] == "bf16-mixed" and results["global_step"] == 8
     assert all(loss == loss for _, loss in results["curves"]["train_loss"])  # no NaN under bf16
+
+
+@pytest.mark.parametrize("experiment", ["demo", "demo_causal"])
+def test_bf16_backbone_weights_with_fp32_prompts(experiment):
+    """``model.dtype=bf16``: the frozen weights in bfloat16, the bank and its gradients in fp32; the module's
+    plain hyperparameters carry the dtype, so a checkpoint rebuilds it the same."""
+    config = RunConfig.from_hydra(composed(f"experiment={experiment}", "model.dtype=bf16"))
+    module = build_module(config)
+    model = module.model
+    assert {p.dtype for p in model.backbone.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in model.bank.parameters()} == {torch.float32}
+    tokenizer = module.tokenizer
+    batch = make_batch(tokenizer, MIXED) if experiment == "demo_causal" else None
+    if batch is None:  # the T5 demo: its own encoding
+        inputs = tokenizer([SST2, STSB], padding=True, return_tensors="pt")
+        labels = tokenizer(["positive", "3.8"], padding=True, return_tensors="pt").input_ids
+        batch = {
+            "input_ids": inputs.input_ids,
+            "attention_mask": inputs.attention_mask,
+            "task_ids": torch.tensor([0, 3]),  # sst2, stsb in the demo's task order
+            "labels": labels.masked_fill(labels == tokenizer.pad_token_id, -100),
+        }
+    loss = model.train()(batch["input_ids"], batch["attention_mask"], batch["task_ids"], batch["labels"])
+    loss.backward()
+    assert torch.isfinite(loss) and loss.dtype == torch.float32
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.bank.parameters())
+    generated = model.eval().generate(batch["input_ids"], batch["attention_mask"], batch["task_ids"], 4)
+    assert generated.shape[0] == len(batch["input_ids"])
+    assert module.hparams["backbone_dtype"] == "bf16"
+    rebuilt = ComptModule(**module.hparams)
+    assert next(rebuilt.model.backbone.parameters()).dtype == torch.bfloat16

@@ -46,6 +46,24 @@ def output_cache(output: ModelOutput) -> object:
     return getattr(output, CACHE_FIELD)
 
 
+#: the weight dtypes a frozen backbone can be loaded in (``model.dtype``); never fp16, which overflows in T5
+BACKBONE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def weights_dtype(name: str) -> torch.dtype:
+    """The torch dtype of ``model.dtype=name``.
+
+    Raises:
+        ConfigError: another name (fp16 among them: T5's activations overflow in it).
+    """
+    if name not in BACKBONE_DTYPES:
+        raise ConfigError(
+            f"model.dtype={name!r}: choose one of {', '.join(BACKBONE_DTYPES)} (bf16 keeps the frozen weights in "
+            "bfloat16; fp16 is not offered, T5 overflows in it)"
+        )
+    return BACKBONE_DTYPES[name]
+
+
 def resolve_model_name(name: str) -> str:
     """Map the aliases ``tiny`` (the bundled tiny T5) and ``tiny-causal`` (the bundled tiny causal LM) to their
     directories; anything else is a hub name or a directory."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
@@ -84,9 +85,15 @@ class ComptModel(nn.Module):
         labels: Tensor,
         mask: PromptMask | str | None = None,
     ) -> Tensor:
-        """Mean token cross-entropy of ``labels`` ``(B, M)`` (-100 = ignored): a scalar."""
+        """Mean token cross-entropy of ``labels`` ``(B, M)`` (-100 = ignored): a scalar, computed in fp32 whatever
+        the backbone's dtype (the decoder is fed ``labels`` shifted right, as the backbone's own loss does)."""
         embeds, attention = self.prompted_inputs(input_ids, attention_mask, task_ids, mask)
-        return self.backbone(inputs_embeds=embeds, attention_mask=attention, labels=labels).loss
+        logits = self.backbone(
+            inputs_embeds=embeds,
+            attention_mask=attention,
+            decoder_input_ids=self.backbone.prepare_decoder_input_ids_from_labels(labels=labels),
+        ).logits  # (B, M, V)
+        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
 
     @torch.no_grad()
     def generate(

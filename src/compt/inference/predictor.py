@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from compt.backbone import load_backbone
+from compt.backbone import load_backbone, weights_dtype
 from compt.data.config import DataConfig
 from compt.data.encode import Collator
 from compt.data.sources import LOCAL_FORMATS, load_local_file
@@ -202,7 +202,7 @@ def load_for_inference(
     name = backbone or meta["config"].get("backbone")
     if not name:
         raise InferenceError(f"the bank in {files.bank_dir} records no backbone; pass one (--backbone NAME)")
-    model, tokenizer = load_backbone(name)
+    model, tokenizer = load_backbone(name, weights_dtype(config.run.backbone_dtype) if config else None)
     bank = PromptBank.load(files.bank_dir, d_model=model.get_input_embeddings().embedding_dim)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     compt_model = build_model(model, bank, backbone_dropout=False).to(device)

@@ -21,6 +21,7 @@ def build_module(config: RunConfig, initialise: bool = True) -> ComptModule:
         config.evaluation,
         run.backbone_dropout,
         run.seed,
+        run.backbone_dtype,
     )
     if initialise:
         initialise_bank(module.bank, run.sources_init_from, run.private_init_from)

@@ -37,6 +37,8 @@ class RunSettings:
     """the backbone (hub name or directory)"""
     backbone_dropout: bool
     """keep the backbone's dropout active in training"""
+    backbone_dtype: str
+    """the backbone's weight dtype (``fp32`` | ``bf16``)"""
     sources_init_from: str | None
     """a run or bank folder whose source prompts start this run's"""
     private_init_from: str | None
@@ -139,6 +141,7 @@ class RunConfig:
             seed=c.seed,
             model_name=c.model.name,
             backbone_dropout=c.model.dropout,
+            backbone_dtype=c.model.dtype,
             sources_init_from=c.sources.init_from,
             private_init_from=p.private_init_from,
             deterministic=c.deterministic,

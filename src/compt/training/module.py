@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from compt.backbone import load_backbone
+from compt.backbone import load_backbone, weights_dtype
 from compt.errors import ConfigError
 from compt.evaluation import EvalConfig, Predictor, TaskMetrics
 from compt.family import build_model
@@ -42,6 +42,7 @@ class ComptModule(pl.LightningModule):
         evaluation: prediction mode, generation length, masks (first = main) and metric reading.
         backbone_dropout: keep the backbone's dropout active in training (the authors' code did).
         seed: seed of the bank's initialisation.
+        backbone_dtype: the frozen backbone's weight dtype, ``fp32`` or ``bf16`` (the bank stays fp32).
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class ComptModule(pl.LightningModule):
         evaluation: EvalConfig | Mapping[str, Any],
         backbone_dropout: bool,
         seed: int,
+        backbone_dtype: str = "fp32",
     ) -> None:
         super().__init__()
         self.strict_loading = False  # checkpoints leave the frozen backbone out
@@ -73,7 +75,7 @@ class ComptModule(pl.LightningModule):
         self.optim_config, self.schedule, self.evaluation = optim, router, evaluation
         self.eval_masks = evaluation.expanded_masks(bank.n_sources)
 
-        backbone, self.tokenizer = load_backbone(model_name)
+        backbone, self.tokenizer = load_backbone(model_name, weights_dtype(backbone_dtype))
         bank = replace(bank, d_model=backbone.get_input_embeddings().embedding_dim)
         self.save_hyperparameters(
             {
@@ -85,6 +87,7 @@ class ComptModule(pl.LightningModule):
                 "evaluation": evaluation.to_dict(),
                 "backbone_dropout": backbone_dropout,
                 "seed": seed,
+                "backbone_dtype": backbone_dtype,
             }
         )
         generator = torch.Generator().manual_seed(seed)

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from compt.errors import ComptError, ConfigError
 from compt.evaluation.config import EVAL_MODES
-from compt.training.schema import TrainSchema
+from compt.training.schema import WEIGHT_DTYPES, TrainSchema
 
 #: seeds numpy accepts (``pl.seed_everything`` seeds numpy too)
 MAX_SEED = 2**32 - 1
@@ -24,8 +24,8 @@ class OutputFolderError(ComptError, OSError):
 
 
 def check_run_config(cfg: TrainSchema) -> None:
-    """Refuse the config values that cannot make a run: no task, an unknown evaluation mode, a seed numpy
-    rejects, zero epochs or steps.
+    """Refuse the config values that cannot make a run: no task, an unknown backbone dtype or evaluation mode,
+    a seed numpy rejects, zero epochs or steps.
 
     Raises:
         ConfigError: naming the key, its value and what is accepted.
@@ -33,6 +33,11 @@ def check_run_config(cfg: TrainSchema) -> None:
     if not cfg.tasks:
         raise ConfigError(
             "tasks= names no task; give a task set (tasks=glue, tasks=demo) or a list (tasks=[rte,mrpc])"
+        )
+    if cfg.model.dtype not in WEIGHT_DTYPES:
+        raise ConfigError(
+            f"model.dtype={cfg.model.dtype!r}; choose one of {', '.join(WEIGHT_DTYPES)} (fp16 is not offered: T5 "
+            "overflows in it)"
         )
     mode = cfg.eval.mode
     if mode not in EVAL_MODES:

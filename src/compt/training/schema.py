@@ -78,6 +78,10 @@ class MethodSection:
     made of (spot's stages, pt_single's per-task runs), never by hand"""
 
 
+#: ``model.dtype`` values (:data:`compt.backbone.BACKBONE_DTYPES` maps them to torch dtypes)
+WEIGHT_DTYPES = ("fp32", "bf16")
+
+
 @dataclass
 class ModelSection:
     """``model.*``: the frozen backbone (``conf/model/<name>.yaml``)."""
@@ -88,6 +92,9 @@ class ModelSection:
     the model's config. ``tiny`` / ``tiny-causal`` = the bundled tiny models"""
     dropout: bool = True
     """keep the frozen backbone's dropout active during training (the authors' code did)"""
+    dtype: str = "fp32"
+    """the frozen backbone's weights: fp32 | bf16 (half the memory and no per-step weight casts under
+    bf16-mixed, for large causal LMs on GPUs; the prompts, router and optimizer stay fp32)"""
 
 
 @dataclass
