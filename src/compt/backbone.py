@@ -143,6 +143,24 @@ def check_vocabulary(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             )
 
 
+def checkpoint_activations(model: PreTrainedModel) -> None:
+    """Recompute the backbone's layer activations in the backward pass instead of keeping them (less memory
+    for a slower step); only in training mode, as transformers does it. Non-reentrant, so gradients reach the
+    prompts through a frozen backbone. ``activation_checkpointing_enable`` in recent transformers releases,
+    ``gradient_checkpointing_enable`` before.
+
+    Raises:
+        ConfigError: the architecture does not support it.
+    """
+    if not model.supports_gradient_checkpointing:
+        raise ConfigError(f"{type(model).__name__} does not support activation checkpointing")
+    options = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+
+
 def _offline_flag() -> str:
     return os.environ.get("HF_HUB_OFFLINE", "0")
 

@@ -22,6 +22,7 @@ def build_module(config: RunConfig, initialise: bool = True) -> ComptModule:
         run.backbone_dropout,
         run.seed,
         run.backbone_dtype,
+        run.activation_checkpointing,
     )
     if initialise:
         initialise_bank(module.bank, run.sources_init_from, run.private_init_from)

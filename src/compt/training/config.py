@@ -39,6 +39,8 @@ class RunSettings:
     """keep the backbone's dropout active in training"""
     backbone_dtype: str
     """the backbone's weight dtype (``fp32`` | ``bf16``)"""
+    activation_checkpointing: bool
+    """recompute the backbone's activations in the backward pass"""
     sources_init_from: str | None
     """a run or bank folder whose source prompts start this run's"""
     private_init_from: str | None
@@ -142,6 +144,7 @@ class RunConfig:
             model_name=c.model.name,
             backbone_dropout=c.model.dropout,
             backbone_dtype=c.model.dtype,
+            activation_checkpointing=c.model.activation_checkpointing,
             sources_init_from=c.sources.init_from,
             private_init_from=p.private_init_from,
             deterministic=c.deterministic,

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from compt.backbone import load_backbone, weights_dtype
+from compt.backbone import checkpoint_activations, load_backbone, weights_dtype
 from compt.errors import ConfigError
 from compt.evaluation import EvalConfig, Predictor, TaskMetrics
 from compt.family import build_model
@@ -43,6 +43,7 @@ class ComptModule(pl.LightningModule):
         backbone_dropout: keep the backbone's dropout active in training (the authors' code did).
         seed: seed of the bank's initialisation.
         backbone_dtype: the frozen backbone's weight dtype, ``fp32`` or ``bf16`` (the bank stays fp32).
+        activation_checkpointing: recompute the backbone's activations in the backward pass.
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class ComptModule(pl.LightningModule):
         backbone_dropout: bool,
         seed: int,
         backbone_dtype: str = "fp32",
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.strict_loading = False  # checkpoints leave the frozen backbone out
@@ -76,6 +78,8 @@ class ComptModule(pl.LightningModule):
         self.eval_masks = evaluation.expanded_masks(bank.n_sources)
 
         backbone, self.tokenizer = load_backbone(model_name, weights_dtype(backbone_dtype))
+        if activation_checkpointing:
+            checkpoint_activations(backbone)
         bank = replace(bank, d_model=backbone.get_input_embeddings().embedding_dim)
         self.save_hyperparameters(
             {
@@ -88,6 +92,7 @@ class ComptModule(pl.LightningModule):
                 "backbone_dropout": backbone_dropout,
                 "seed": seed,
                 "backbone_dtype": backbone_dtype,
+                "activation_checkpointing": activation_checkpointing,
             }
         )
         generator = torch.Generator().manual_seed(seed)

@@ -95,6 +95,9 @@ class ModelSection:
     dtype: str = "fp32"
     """the frozen backbone's weights: fp32 | bf16 (half the memory and no per-step weight casts under
     bf16-mixed, for large causal LMs on GPUs; the prompts, router and optimizer stay fp32)"""
+    activation_checkpointing: bool = False
+    """recompute the backbone's activations in the backward pass instead of keeping them: less memory for
+    long inputs or large models, a slower train step"""
 
 
 @dataclass
