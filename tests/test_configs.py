@@ -105,8 +105,11 @@ def test_the_authors_pt_baseline_is_its_own_method():
     cfg = composed("method=pt_single")
     assert (cfg.method.name, cfg.method.private_length, cfg.method.epochs) == ("pt_single", 50, 20)
     assert (cfg.prompt.position, cfg.optim.lr.private, cfg.data.batch_size) == ("before", 0.05, 12)
-    assert cfg.optim.double_epochs_max_k is None
-    assert epochs_for(composed("method=pt_single", "k=8")) == 20
+    # PT.json's adjust_epochs: true doubles them when k <= 10 (attempt/run_seq2seq.py c7a19a2 L1061–1064)
+    assert cfg.optim.double_epochs_max_k == 10
+    assert epochs_for(composed("method=pt_single", "k=8")) == 40
+    assert epochs_for(composed("method=pt_single", "k=10")) == 40
+    assert epochs_for(composed("method=pt_single", "k=16")) == 20
 
 
 def test_a_recorded_config_from_an_older_run_still_builds():
