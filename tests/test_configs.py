@@ -88,6 +88,7 @@ def test_protocol_authors_composes_to_every_row_of_method_md_section_8():
         "data.max_source_length": 512,  # no token limit of 256
         "data.regression_targets": "round1_compat",
         "eval.answer_parsing": "first_word_compat",
+        "eval.repetition_penalty": 2.0,  # test-time decoding
         "trainer.precision": "32-true",
     }
     for key, value in expected.items():

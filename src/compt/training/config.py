@@ -140,7 +140,13 @@ class RunConfig:
             else None,
         )
         router = RouterSchedule(r.anneal, r.tau0, r.tau_min, r.decrement, k=c.k)
-        evaluation = EvalConfig(c.eval.mode, c.eval.max_new_tokens, tuple(c.eval.masks), c.metrics.compat)
+        evaluation = EvalConfig(
+            mode=c.eval.mode,
+            max_new_tokens=c.eval.max_new_tokens,
+            masks=tuple(c.eval.masks),
+            metrics_compat=c.metrics.compat,
+            repetition_penalty=c.eval.repetition_penalty,
+        )
         run = RunSettings(
             method=m.name,
             protocol=c.protocol,

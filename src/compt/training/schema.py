@@ -206,6 +206,8 @@ class EvalSection:
     """→ DataConfig.eval_batch_size"""
     max_new_tokens: int = EvalConfig.max_new_tokens
     """→ EvalConfig.max_new_tokens"""
+    repetition_penalty: float = EvalConfig.repetition_penalty
+    """→ EvalConfig.repetition_penalty"""
     masks: list[str] = field(default_factory=lambda: list(EvalConfig.masks))
     """→ EvalConfig.masks"""
     answer_parsing: str = TaskSpec.answer_parsing
