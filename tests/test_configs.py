@@ -86,6 +86,7 @@ def test_protocol_authors_composes_to_every_row_of_method_md_section_8():
         "prompt.private_init": "vocab_first_rows",
         "data.truncation": "chars_compat",
         "data.max_source_length": 512,  # no token limit of 256
+        "data.input_format": "authors_compat",  # "src-<task>: sentence1: ..."
         "data.regression_targets": "round1_compat",
         "eval.answer_parsing": "first_word_compat",
         "eval.repetition_penalty": 2.0,  # test-time decoding

@@ -81,6 +81,7 @@ class RunConfig:
             "truncation": c.data.truncation,
             "regression_targets": c.data.regression_targets,
             "answer_parsing": c.eval.answer_parsing,
+            "input_format": c.data.input_format,
         }
         tasks = [replace(task, **text_protocol) for task in resolve_tasks(c.tasks)]
         data = DataConfig(
