@@ -139,3 +139,28 @@ def test_a_wrong_key_or_type_in_a_recorded_config_is_a_config_error():
     recorded["k"] = "sixteen"
     with pytest.raises(ConfigError, match="sixteen"):
         RunConfig.from_hydra(recorded)
+
+
+@pytest.mark.parametrize("method", ["ssum", "msum", "mcat"])
+def test_tables_3_4_under_protocol_authors_take_their_5000_row_settings(method):
+    """``attempt/confs/213-5-5000@85.89@conf_topcat.json`` (8685af8, MCAT; used for SSUM/MSUM too): 5 epochs at
+    batch 20, router lr 0.1, prompts 0.05 (private = their target prompts, ``prompt_learning_rate``); τ0 = 1 at
+    5000 rows, −0.02 per step (``attempt/run_seq2seq.py`` c7a19a2 L1212–1226, their ``anneal_rate`` 0.02)."""
+    config = RunConfig.from_hydra(
+        composed("+sweep=table3_4", "protocol=authors", f"method={method}", "tasks=glue")
+    )
+    assert (config.data.k, config.epochs, config.data.batch_size) == (5000, 5, 20)
+    optim = config.optim
+    assert (optim.lr_router, optim.lr_sources, optim.lr_private, optim.schedule) == (
+        0.1,
+        0.05,
+        0.05,
+        "linear_compat",
+    )
+    assert optim.compat_steps == 5000 * 8 * 5 // 20
+    temperatures = [config.router.temperature(step, 10_000) for step in (0, 10, 49, 50, 1000)]
+    assert temperatures == pytest.approx([1.0, 0.8, 0.02, 0.001, 0.001])
+    paper = RunConfig.from_hydra(composed("+sweep=table3_4", f"method={method}", "tasks=glue"))
+    assert paper.epochs == {"mcat": 40}.get(method, 50) and paper.optim.lr_private == 0.02
+    assert paper.router.temperature(0, 100) == 5.0  # the paper's linear anneal from 5
+    assert RunConfig.from_hydra(composed("+sweep=table3_4", "protocol=authors", "optim.epochs=2")).epochs == 2
