@@ -233,6 +233,11 @@ def test_user_task_and_bad_definitions():
         get_task("rte", {"metrics": ["bleu"]})
     with pytest.raises(TaskError, match="no column 'sentence2'"):
         get_task("rte").format_input({"sentence1": "a"})
+    # the authors' format of a user task: its "<task>: " written "src-<task>: " (None written "none", as theirs)
+    authors = replace(task, input_format="authors_compat")
+    assert authors.format_input({"txt": None, "y": 1}) == "src-mine: sentence: none"
+    with pytest.raises(TaskError, match="`authors_template` .* must name the columns"):
+        replace(get_task("qnli"), authors_template="src-qnli: sentence1: {question}")
 
 
 # ------------------------------------------------------------------------------------------- Hydra

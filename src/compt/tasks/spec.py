@@ -134,7 +134,9 @@ class TaskSpec:
                 raise TaskError(f"{where}: unknown `{key}` {unknown}; known: {list(KNOWN_METRICS)}")
         if not self.input_columns:
             raise TaskError(f"{where}: `template` {self.template!r} names no column (use {{column}} fields)")
-        if set(_columns(self.input_template)) != set(self.input_columns):
+        if self.authors_template is not None and set(_columns(self.authors_template)) != set(
+            self.input_columns
+        ):
             raise TaskError(
                 f"{where}: `authors_template` {self.authors_template!r} must name the columns of `template` "
                 f"{list(self.input_columns)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -73,15 +74,15 @@ def authors_linear(step: int, warmup: float, horizon: float) -> float:
     return max(0.0, (horizon - step) / max(1.0, horizon - warmup))
 
 
-def schedule_multiplier(config: OptimConfig, total_steps: int):
+def schedule_multiplier(config: OptimConfig, total_steps: int) -> Callable[[int], float]:
     """The LR multiplier as a function of the optimizer step: the paper's linear warm-up/decay over
     ``total_steps``, or with ``linear_compat`` the authors' (:func:`authors_linear` with A = ``compat_steps`` or
     ``total_steps``, warm-up 0.2·A and horizon A + warm-up + 5)."""
     if config.schedule == "linear_compat":
         steps = config.compat_steps or total_steps
-        warmup_f = config.warmup_ratio * steps
-        horizon = steps + warmup_f + AUTHORS_EXTRA_STEPS
-        return lambda step: authors_linear(step, warmup_f, horizon)
+        warmup_steps = config.warmup_ratio * steps  # a float, as theirs
+        horizon = steps + warmup_steps + AUTHORS_EXTRA_STEPS
+        return lambda step: authors_linear(step, warmup_steps, horizon)
     warmup = int(config.warmup_ratio * total_steps)
     return lambda step: linear_warmup_decay(step, total_steps, warmup)
 
