@@ -79,15 +79,17 @@ def test_protocol_authors_composes_to_every_row_of_method_md_section_8():
         "router.train_norm": "sum_compat",  # softmax(z / Σz + 1e-8)
         "router.anneal": "step_compat",  # τ0 by k (5 at k=8), −0.02 per step
         "data.temperature": 1.0,  # task mixing: every example once per epoch (quotas ∝ n_i, the default)
-        "optim.schedule": "linear_compat",  # horizon steps + warm-up + 5
+        "optim.schedule": "linear_compat",  # their step count A, horizon A + warm-up + 5
         "optim.lr.router": 0.15,  # MCAT learning rates
         "optim.lr.sources": 0.05,
         "optim.lr.private": 0.08,
         "prompt.private_init": "vocab_first_rows",
         "data.truncation": "chars_compat",
         "data.max_source_length": 512,  # no token limit of 256
+        "data.input_format": "authors_compat",  # "src-<task>: sentence1: ..."
         "data.regression_targets": "round1_compat",
         "eval.answer_parsing": "first_word_compat",
+        "eval.repetition_penalty": 2.0,  # test-time decoding
         "trainer.precision": "32-true",
     }
     for key, value in expected.items():
@@ -105,8 +107,11 @@ def test_the_authors_pt_baseline_is_its_own_method():
     cfg = composed("method=pt_single")
     assert (cfg.method.name, cfg.method.private_length, cfg.method.epochs) == ("pt_single", 50, 20)
     assert (cfg.prompt.position, cfg.optim.lr.private, cfg.data.batch_size) == ("before", 0.05, 12)
-    assert cfg.optim.double_epochs_max_k is None
-    assert epochs_for(composed("method=pt_single", "k=8")) == 20
+    # PT.json's adjust_epochs: true doubles them when k <= 10 (attempt/run_seq2seq.py c7a19a2 L1061–1064)
+    assert cfg.optim.double_epochs_max_k == 10
+    assert epochs_for(composed("method=pt_single", "k=8")) == 40
+    assert epochs_for(composed("method=pt_single", "k=10")) == 40
+    assert epochs_for(composed("method=pt_single", "k=16")) == 20
 
 
 def test_a_recorded_config_from_an_older_run_still_builds():
@@ -134,3 +139,28 @@ def test_a_wrong_key_or_type_in_a_recorded_config_is_a_config_error():
     recorded["k"] = "sixteen"
     with pytest.raises(ConfigError, match="sixteen"):
         RunConfig.from_hydra(recorded)
+
+
+@pytest.mark.parametrize("method", ["ssum", "msum", "mcat"])
+def test_tables_3_4_under_protocol_authors_take_their_5000_row_settings(method):
+    """``attempt/confs/213-5-5000@85.89@conf_topcat.json`` (8685af8, MCAT; used for SSUM/MSUM too): 5 epochs at
+    batch 20, router lr 0.1, prompts 0.05 (private = their target prompts, ``prompt_learning_rate``); τ0 = 1 at
+    5000 rows, −0.02 per step (``attempt/run_seq2seq.py`` c7a19a2 L1212–1226, their ``anneal_rate`` 0.02)."""
+    config = RunConfig.from_hydra(
+        composed("+sweep=table3_4", "protocol=authors", f"method={method}", "tasks=glue")
+    )
+    assert (config.data.k, config.epochs, config.data.batch_size) == (5000, 5, 20)
+    optim = config.optim
+    assert (optim.lr_router, optim.lr_sources, optim.lr_private, optim.schedule) == (
+        0.1,
+        0.05,
+        0.05,
+        "linear_compat",
+    )
+    assert optim.compat_steps == 5000 * 8 * 5 // 20
+    temperatures = [config.router.temperature(step, 10_000) for step in (0, 10, 49, 50, 1000)]
+    assert temperatures == pytest.approx([1.0, 0.8, 0.02, 0.001, 0.001])
+    paper = RunConfig.from_hydra(composed("+sweep=table3_4", f"method={method}", "tasks=glue"))
+    assert paper.epochs == {"mcat": 40}.get(method, 50) and paper.optim.lr_private == 0.02
+    assert paper.router.temperature(0, 100) == 5.0  # the paper's linear anneal from 5
+    assert RunConfig.from_hydra(composed("+sweep=table3_4", "protocol=authors", "optim.epochs=2")).epochs == 2

@@ -233,6 +233,11 @@ def test_user_task_and_bad_definitions():
         get_task("rte", {"metrics": ["bleu"]})
     with pytest.raises(TaskError, match="no column 'sentence2'"):
         get_task("rte").format_input({"sentence1": "a"})
+    # the authors' format of a user task: its "<task>: " written "src-<task>: " (None written "none", as theirs)
+    authors = replace(task, input_format="authors_compat")
+    assert authors.format_input({"txt": None, "y": 1}) == "src-mine: sentence: none"
+    with pytest.raises(TaskError, match="`authors_template` .* must name the columns"):
+        replace(get_task("qnli"), authors_template="src-qnli: sentence1: {question}")
 
 
 # ------------------------------------------------------------------------------------------- Hydra
@@ -295,3 +300,109 @@ def test_every_conf_option_is_a_task_or_set():
         else:
             assert list(content) == [path.stem]
             resolve_tasks(content)  # built-in or a complete user definition
+
+
+# The authors' inputs (``protocol=authors``; ``attempt/data/tasks.py`` c7a19a2): each task's preprocessor lists
+# (field label, column) pairs — qnli cuts its columns to 100 and 350 characters — and ``seq2seq_format`` joins
+# ``src-<their task name>:`` (``add_prefix``, on in every ComPT config) and them with spaces, strips the result
+# and cuts it to 511 − len(target) − prompt_length characters, prompt_length = 50 in their configs (L639,
+# L659–681). task -> (their task name, fields, line of the preprocessor, the string for HUB_ROWS' row)
+AUTHORS_INPUTS = {
+    "mnli": (
+        "mnli",
+        [("sentence1:", "premise"), ("sentence2:", "hypothesis")],
+        1398,
+        "src-mnli: sentence1: A dog runs. sentence2: An animal moves.",
+    ),
+    "qnli": (
+        "qnli",
+        [("sentence1:", "question", 100), ("sentence2:", "sentence", 350)],
+        1517,
+        "src-qnli: sentence1: Who runs? sentence2: A dog runs.",
+    ),
+    "rte": (
+        "rte",
+        [("sentence1:", "sentence1"), ("sentence2:", "sentence2")],
+        1563,
+        "src-rte: sentence1: A dog runs. sentence2: A cat sleeps.",
+    ),
+    "cola": ("cola", [("sentence1:", "sentence")], 917, "src-cola: sentence1: Dog the runs."),
+    "sst2": ("sst2", [("sentence1:", "sentence")], 987, "src-sst2: sentence1: a lovely film"),
+    "stsb": (
+        "stsb",
+        [("sentence1:", "sentence1"), ("sentence2:", "sentence2")],
+        1045,
+        "src-stsb: sentence1: A dog runs. sentence2: A dog is running.",
+    ),
+    "mrpc": (
+        "mrpc",
+        [("sentence1:", "sentence1"), ("sentence2:", "sentence2")],
+        867,
+        "src-mrpc: sentence1: He left. sentence2: He went away.",
+    ),
+    "qqp": (
+        "qqp",
+        [("sentence1:", "question1"), ("sentence2:", "question2")],
+        1371,
+        "src-qqp: sentence1: Why run? sentence2: Why sleep?",
+    ),
+    "multinli": (
+        "multinli",
+        [("premise:", "premise"), ("hypothesis:", "hypothesis")],
+        1491,
+        "src-multinli: premise: A dog runs. hypothesis: No dog runs.",
+    ),
+    "scitail": (  # their snli_format columns sentence1/sentence2 hold what tsv_format calls premise/hypothesis
+        "scitail",
+        [("premise:", "premise"), ("hypothesis:", "hypothesis")],
+        841,
+        "src-scitail: premise: Water boils at 100 C. hypothesis: Water boils.",
+    ),
+    "imdb": ("imdb", [("sentence:", "text")], 937, "src-imdb: sentence: Awful plot."),
+    "yelp_polarity": (
+        "yelp-polarity",
+        [("sentence:", "text")],
+        1007,
+        "src-yelp-polarity: sentence: Great tacos!",
+    ),
+    "paws": (
+        "paws",
+        [("sentence1:", "sentence1"), ("sentence2:", "sentence2")],
+        1443,
+        "src-paws: sentence1: A b c. sentence2: C b a.",
+    ),
+}
+
+
+def authors_input(task: str, row: dict, target: str) -> str:
+    """The source string the authors' code fed T5 for ``row`` (before the prompt tokens it appended)."""
+    name, fields, _, _ = AUTHORS_INPUTS[task]
+    parts = [f"src-{name}:"]
+    for label, column, *limit in fields:
+        parts += [label, row[column][: limit[0]] if limit else row[column]]
+    return " ".join(parts).strip()[: 511 - len(target) - 50]
+
+
+@pytest.fixture(scope="module")
+def authors_tasks():
+    from compt.training.config import RunConfig
+    from tests.test_configs import composed
+
+    tasks = RunConfig.from_hydra(composed("protocol=authors", f"tasks=[{','.join(BUILTIN_TASKS)}]")).tasks
+    return {task.name: task for task in tasks}
+
+
+def test_every_builtin_task_has_its_authors_input():
+    assert set(AUTHORS_INPUTS) == set(BUILTIN_TASKS)
+
+
+@pytest.mark.parametrize("name", sorted(AUTHORS_INPUTS))
+def test_protocol_authors_writes_the_authors_input_strings(authors_tasks, name):
+    task, (row, _, _) = authors_tasks[name], HUB_ROWS[name]
+    target = task.format_target(row)
+    assert task.format_input(row) == AUTHORS_INPUTS[name][3] == authors_input(name, row, target)
+    # long fields: the cut counts the whole string, "src-<task>: " included
+    long_row = {**row, **{column: f" {column} " + "word " * 120 for _, column, *_ in AUTHORS_INPUTS[name][1]}}
+    text = task.format_input(long_row)
+    assert text == authors_input(name, long_row, target)
+    assert len(text) == 511 - len(target) - 50 and text.startswith(AUTHORS_INPUTS[name][3][:10])

@@ -74,6 +74,19 @@ def stop_tokens(backbone: PreTrainedModel) -> tuple[Tensor, int]:
     return torch.tensor(eos_list, dtype=torch.long), int(_first_set(pad, *eos_list[:1], 0))
 
 
+def seen_tokens(input_ids: Tensor, attention_mask: Tensor, vocab_size: int) -> Tensor:
+    """``(B, V)`` bool: which vocabulary ids each example's attended tokens hold (its padding left out)."""
+    ids = input_ids.clamp(max=vocab_size).masked_fill(attention_mask == 0, vocab_size)
+    seen = torch.zeros(len(ids), vocab_size + 1, dtype=torch.bool, device=ids.device)
+    return seen.scatter_(1, ids, True)[:, :vocab_size]
+
+
+def penalise_repeats(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:
+    """transformers' ``RepetitionPenaltyLogitsProcessor``: the logit ``(B, V)`` of every ``seen`` id is divided by
+    ``penalty`` when positive, multiplied by it when negative."""
+    return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
+
+
 def _first_set(*values):
     return next((v for v in values if v is not None), None)
 
@@ -162,17 +175,29 @@ class CausalComptModel(ComptModel):
         task_ids: Tensor,
         max_new_tokens: int = 8,
         mask: PromptMask | str | None = None,
+        repetition_penalty: float = 1.0,
     ) -> Tensor:
         """Greedy decoding from the left-padded prefix with the KV cache: the new token ids only,
-        ``(B, ≤ max_new_tokens)``; a row stops at EOS and is filled with the pad id after it."""
+        ``(B, ≤ max_new_tokens)``; a row stops at EOS and is filled with the pad id after it.
+
+        ``repetition_penalty`` (1.0 = none) penalises, as transformers' ``generate(input_ids=...)`` does for a
+        causal LM, every id of the example's text (its padding excepted; the prompt rows have no ids) and of the
+        answer so far (:func:`penalise_repeats`, on fp32 logits)."""
         logits, attention, last, cache = self._prefix_step(input_ids, attention_mask, task_ids, mask)
         eos_ids, pad = stop_tokens(self.backbone)
         eos_ids = eos_ids.to(input_ids.device)
         done = torch.zeros(len(input_ids), dtype=torch.bool, device=input_ids.device)
+        seen = seen_tokens(input_ids, attention_mask, logits.shape[-1]) if repetition_penalty != 1.0 else None
+        rows = torch.arange(len(input_ids), device=input_ids.device)
         tokens: list[Tensor] = []
         for step in range(max_new_tokens):
-            token = logits[:, -1].argmax(-1).masked_fill(done, pad)  # (B,)
+            scores = logits[:, -1].float()
+            if seen is not None:
+                scores = penalise_repeats(scores, seen, repetition_penalty)
+            token = scores.argmax(-1).masked_fill(done, pad)  # (B,)
             tokens.append(token)
+            if seen is not None:
+                seen[rows, token] = True
             done |= torch.isin(token, eos_ids)
             if bool(done.all()) or step == max_new_tokens - 1:
                 break
@@ -229,4 +254,11 @@ class CausalComptModel(ComptModel):
         return candidate_scores(logits, labels, batch, n_cand)
 
 
-__all__ = ["CausalComptModel", "position_ids", "prompted_prefix", "stop_tokens"]
+__all__ = [
+    "CausalComptModel",
+    "penalise_repeats",
+    "position_ids",
+    "prompted_prefix",
+    "seen_tokens",
+    "stop_tokens",
+]

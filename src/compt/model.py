@@ -103,8 +103,12 @@ class ComptModel(nn.Module):
         task_ids: Tensor,
         max_new_tokens: int,
         mask: PromptMask | str | None = None,
+        repetition_penalty: float = 1.0,
     ) -> Tensor:
-        """Greedy decoding (the paper's evaluation): token ids ``(B, ≤ max_new_tokens + 1)``."""
+        """Greedy decoding (the paper's evaluation): token ids ``(B, ≤ max_new_tokens + 1)``.
+
+        ``repetition_penalty``: transformers' own (the decoder's tokens so far, its start token included, are
+        penalised; the encoder's input is not); 1.0 = none."""
         embeds, attention = self.prompted_inputs(input_ids, attention_mask, task_ids, mask)
         return self.backbone.generate(
             inputs_embeds=embeds,
@@ -112,6 +116,7 @@ class ComptModel(nn.Module):
             max_new_tokens=max_new_tokens,
             do_sample=False,
             num_beams=1,
+            repetition_penalty=repetition_penalty,
         )
 
     @torch.no_grad()

@@ -24,12 +24,20 @@ class EvalConfig:
     metrics_compat: bool = False
     """make the paper's reading (accuracy; stsb spearman) the primary metrics; both readings are computed either
     way (METHOD.md §6)"""
+    repetition_penalty: float = 1.0
+    """``mode=generate`` only: transformers' repetition penalty — the next-token logit of every token already in
+    the sequence (the decoder's tokens for T5; the text and the answer so far for a causal LM) is divided by it
+    when positive, multiplied when negative; 1.0 = none (the authors' evaluation used 2.0)"""
 
     def __post_init__(self) -> None:
         if self.mode not in EVAL_MODES:
             raise ConfigError(f"eval.mode={self.mode!r}; choose one of {', '.join(EVAL_MODES)}")
         if self.max_new_tokens < 1:
             raise ConfigError(f"eval.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.repetition_penalty > 0:
+            raise ConfigError(
+                f"eval.repetition_penalty must be > 0 (1.0 = none), got {self.repetition_penalty}"
+            )
         object.__setattr__(self, "masks", tuple(self.masks))
 
     def expanded_masks(self, n_sources: int) -> list[str]:

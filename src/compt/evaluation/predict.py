@@ -40,16 +40,13 @@ class Predictor(nn.Module):
         tokenizer: PreTrainedTokenizerBase,
         mode: str = EvalConfig.mode,
         max_new_tokens: int = EvalConfig.max_new_tokens,
+        repetition_penalty: float = EvalConfig.repetition_penalty,
     ) -> None:
         super().__init__()
         if mode not in EVAL_MODES:
             raise ConfigError(f"eval.mode={mode!r}; choose one of {', '.join(EVAL_MODES)}")
-        self.tasks, self.tokenizer, self.mode, self.max_new_tokens = (
-            list(tasks),
-            tokenizer,
-            mode,
-            max_new_tokens,
-        )
+        self.tasks, self.tokenizer, self.mode = list(tasks), tokenizer, mode
+        self.max_new_tokens, self.repetition_penalty = max_new_tokens, repetition_penalty
         self.candidate_texts = [task.candidates() for task in self.tasks]
         self.register_buffer("candidates", self._tokenize_candidates(), persistent=False)
 
@@ -75,7 +72,14 @@ class Predictor(nn.Module):
             best = scores.argmax(-1).tolist()
             texts = [self.candidate_texts[t][c] for t, c in zip(task_ids.tolist(), best)]
         else:
-            generated = model.generate(ids, attention, task_ids, self.max_new_tokens, mask)
+            generated = model.generate(
+                ids,
+                attention,
+                task_ids,
+                self.max_new_tokens,
+                mask,
+                repetition_penalty=self.repetition_penalty,
+            )
             texts = [t.strip() for t in self.tokenizer.batch_decode(generated, skip_special_tokens=True)]
         values = [self.tasks[t].parse(text) for t, text in zip(task_ids.tolist(), texts)]
         tensor = torch.tensor([float("nan") if v is None else float(v) for v in values], device=ids.device)

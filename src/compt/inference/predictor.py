@@ -88,6 +88,7 @@ class PromptPredictor:
         self.mode = evaluation.mode
         self.max_source_length = max_source_length
         self.max_new_tokens = evaluation.max_new_tokens
+        self.repetition_penalty = evaluation.repetition_penalty
         pad = tokenizer.pad_token_id
         self.collator = Collator(pad if pad is not None else 0)
         self._predictors: dict[str, Predictor] = {}
@@ -112,7 +113,9 @@ class PromptPredictor:
         if mode not in EVAL_MODES:
             raise InferenceError(f"mode={mode!r}; choose one of {', '.join(EVAL_MODES)}")
         if mode not in self._predictors:
-            predictor = Predictor(self.tasks, self.tokenizer, mode, self.max_new_tokens)
+            predictor = Predictor(
+                self.tasks, self.tokenizer, mode, self.max_new_tokens, self.repetition_penalty
+            )
             self._predictors[mode] = predictor.to(self.device)
         return self._predictors[mode]
 

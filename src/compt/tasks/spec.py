@@ -26,6 +26,11 @@ TRUNCATIONS = ("tokens", "chars_compat")
 REGRESSION_TARGETS = ("grid", "round1_compat")
 #: ``answer_parsing``: the whole answer must be a label | the first word is read, unparsable scores -1 (authors)
 ANSWER_PARSINGS = ("exact", "first_word_compat")
+#: ``input_format``: ``template`` (``<task>: field: ...``) | ``authors_template`` (``src-<task>: field: ...``)
+INPUT_FORMATS = ("paper", "authors_compat")
+AUTHORS_PREFIX = "src-"
+"""The authors' code started every input with ``src-<task>:`` (``add_prefix``; ``attempt/data/tasks.py`` c7a19a2
+L639, L659–666)."""
 AUTHORS_MAX_CHARS = 511
 """The authors' code cuts an input to ``511 − len(target) − 50`` characters (METHOD.md §8, input truncation)."""
 AUTHORS_PROMPT_RESERVE = 50
@@ -78,6 +83,13 @@ class TaskSpec:
     gold too)"""
     answer_parsing: str = "exact"
     """reading an answer: ``exact`` | ``first_word_compat`` (first word; unparsable regression scores −1)"""
+    input_format: str = "paper"
+    """the input text: ``paper`` (``template``) | ``authors_compat`` (``authors_template``, as the authors' code
+    wrote it)"""
+    authors_template: str | None = None
+    """the input as the authors' code wrote it (``input_format="authors_compat"``), with the same columns as
+    ``template``, e.g. qnli ``"src-qnli: sentence1: {question} sentence2: {sentence}"``; None = ``template`` with
+    its ``"<task>: "`` written ``"src-<task>: "``"""
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass normalisation)
@@ -122,12 +134,20 @@ class TaskSpec:
                 raise TaskError(f"{where}: unknown `{key}` {unknown}; known: {list(KNOWN_METRICS)}")
         if not self.input_columns:
             raise TaskError(f"{where}: `template` {self.template!r} names no column (use {{column}} fields)")
+        if self.authors_template is not None and set(_columns(self.authors_template)) != set(
+            self.input_columns
+        ):
+            raise TaskError(
+                f"{where}: `authors_template` {self.authors_template!r} must name the columns of `template` "
+                f"{list(self.input_columns)}"
+            )
         if self.hub_path is None and self.data_dir is None:
             raise TaskError(f"{where}: set `hub_path` (hub dataset) or `data_dir` (local files)")
         for key, allowed in (
             ("truncation", TRUNCATIONS),
             ("regression_targets", REGRESSION_TARGETS),
             ("answer_parsing", ANSWER_PARSINGS),
+            ("input_format", INPUT_FORMATS),
         ):
             if getattr(self, key) not in allowed:
                 raise TaskError(f"{where}: `{key}` {getattr(self, key)!r} is not one of {', '.join(allowed)}")
@@ -165,8 +185,18 @@ class TaskSpec:
     @property
     def input_columns(self) -> tuple[str, ...]:
         """Columns the template reads, in order of appearance."""
-        names = [f for _, f, _, _ in string.Formatter().parse(self.template) if f]
-        return tuple(dict.fromkeys(names))
+        return _columns(self.template)
+
+    @property
+    def input_template(self) -> str:
+        """The template of ``input_format``: ``template``, or the authors' (``authors_template``, else
+        ``template`` with its ``"<task>: "`` prefix written ``"src-<task>: "``)."""
+        if self.input_format == "paper":
+            return self.template
+        if self.authors_template is not None:
+            return self.authors_template
+        body = self.template.removeprefix(f"{self.name}: ")
+        return f"{AUTHORS_PREFIX}{self.name}: {body}"
 
     @property
     def required_columns(self) -> tuple[str, ...]:
@@ -177,9 +207,14 @@ class TaskSpec:
     def format_input(self, row: Mapping[str, Any]) -> str:
         """Input text of one row, e.g. ``"rte: sentence1: A man sleeps. sentence2: A man rests."``.
 
+        With ``input_format="authors_compat"`` it is the authors' string: ``authors_template`` filled (a missing
+        value written ``none``) and stripped, e.g. ``"src-rte: sentence1: A man sleeps. sentence2: A man
+        rests."`` (``attempt/data/tasks.py`` c7a19a2 L659–681).
+
         With ``truncation="chars_compat"`` the text is cut as the authors' code cut it: each column to its
-        ``char_limits`` entry, then everything after the ``"<task>: "`` prefix to
-        ``511 − len(target) − 50`` characters (the row's target, or the longest valid answer without a label).
+        ``char_limits`` entry, then to ``511 − len(target) − 50`` characters (the row's target, or the longest
+        valid answer without a label) — their whole string with ``authors_compat``, its part after the
+        ``"<task>: "`` prefix (which their strings did not have) with ``paper``.
         """
         try:
             values = {c: row[c] for c in self.input_columns}
@@ -187,13 +222,18 @@ class TaskSpec:
             raise TaskError(
                 f"task {self.name!r}: row has no column {err.args[0]!r} (has {sorted(row)})"
             ) from err
+        authors = self.input_format == "authors_compat"
+        if authors:  # their ' '.join of the fields fell back to 'none' for a missing one
+            values = {c: "none" if v is None else v for c, v in values.items()}
+        if self.truncation == "chars_compat":
+            limits = self.char_limits or {}
+            values = {c: str(v)[: limits[c]] if c in limits else v for c, v in values.items()}
+        text = self.input_template.format_map(values)
+        if authors:
+            text = text.strip()
         if self.truncation == "tokens":
-            return self.template.format_map(values)
-        limits = self.char_limits or {}
-        text = self.template.format_map(
-            {c: str(v)[: limits[c]] if c in limits else v for c, v in values.items()}
-        )
-        prefix = f"{self.name}: " if text.startswith(f"{self.name}: ") else ""
+            return text
+        prefix = f"{self.name}: " if not authors and text.startswith(f"{self.name}: ") else ""
         keep = AUTHORS_MAX_CHARS - self._target_chars(row) - AUTHORS_PROMPT_RESERVE
         return prefix + text[len(prefix) :][: max(keep, 0)]
 
@@ -290,6 +330,11 @@ class TaskSpec:
         rounded = math.floor(value / grid + 0.5 + 1e-9) * grid  # type: ignore[operator]
         decimals = len(f"{grid:f}".rstrip("0").partition(".")[2])
         return f"{rounded:.{decimals}f}"
+
+
+def _columns(template: str) -> tuple[str, ...]:
+    """The ``{column}`` fields of a template, in order of appearance, each once."""
+    return tuple(dict.fromkeys(f for _, f, _, _ in string.Formatter().parse(template) if f))
 
 
 def as_plain(value: Any) -> Any:

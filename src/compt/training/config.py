@@ -17,7 +17,7 @@ from compt.evaluation.config import EvalConfig
 from compt.prompts.config import PromptBankConfig
 from compt.prompts.router import RouterSchedule
 from compt.tasks import TaskSpec, resolve_tasks
-from compt.training.optim import OptimConfig
+from compt.training.optim import OptimConfig, authors_step_count
 from compt.training.schema import TrainSchema
 
 
@@ -81,6 +81,7 @@ class RunConfig:
             "truncation": c.data.truncation,
             "regression_targets": c.data.regression_targets,
             "answer_parsing": c.eval.answer_parsing,
+            "input_format": c.data.input_format,
         }
         tasks = [replace(task, **text_protocol) for task in resolve_tasks(c.tasks)]
         data = DataConfig(
@@ -125,6 +126,7 @@ class RunConfig:
             attempt_temperature=m.attempt_temperature,
         )
         o = c.optim
+        epochs = o.epochs_for(m.epochs, c.k)
         optim = OptimConfig(
             lr_router=o.lr.router,
             lr_sources=o.lr.sources,
@@ -133,9 +135,19 @@ class RunConfig:
             weight_decay=o.weight_decay,
             warmup_ratio=o.warmup_ratio,
             schedule=o.schedule,
+            # the authors counted k rows per task; with every row (k <= 0) the run's real step count is used
+            compat_steps=authors_step_count(c.k * len(tasks), epochs, c.data.batch_size)
+            if o.schedule == "linear_compat" and c.k > 0
+            else None,
         )
         router = RouterSchedule(r.anneal, r.tau0, r.tau_min, r.decrement, k=c.k)
-        evaluation = EvalConfig(c.eval.mode, c.eval.max_new_tokens, tuple(c.eval.masks), c.metrics.compat)
+        evaluation = EvalConfig(
+            mode=c.eval.mode,
+            max_new_tokens=c.eval.max_new_tokens,
+            masks=tuple(c.eval.masks),
+            metrics_compat=c.metrics.compat,
+            repetition_penalty=c.eval.repetition_penalty,
+        )
         run = RunSettings(
             method=m.name,
             protocol=c.protocol,
@@ -149,5 +161,4 @@ class RunConfig:
             private_init_from=p.private_init_from,
             deterministic=c.deterministic,
         )
-        epochs = o.epochs_for(m.epochs, c.k)
         return cls(run, tasks, data, bank, optim, epochs, router, evaluation)

@@ -100,7 +100,13 @@ class ComptModule(pl.LightningModule):
         self.model = build_model(backbone, PromptBank(bank, vocab, generator), backbone_dropout)
         for mask in self.eval_masks:  # a bad eval.masks entry fails now, not after training
             parse_mask(mask, bank.method, bank.n_sources)
-        self.predictor = Predictor(self.tasks, self.tokenizer, evaluation.mode, evaluation.max_new_tokens)
+        self.predictor = Predictor(
+            self.tasks,
+            self.tokenizer,
+            evaluation.mode,
+            evaluation.max_new_tokens,
+            evaluation.repetition_penalty,
+        )
         self.eval_metrics = torch.nn.ModuleDict(
             {mask: TaskMetrics(self.tasks, evaluation.metrics_compat) for mask in self.eval_masks}
         )

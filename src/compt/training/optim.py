@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +13,7 @@ from compt.prompts.bank import GROUPS, PromptBank
 
 SCHEDULES = ("linear", "linear_compat")
 AUTHORS_EXTRA_STEPS = 5
-"""The authors' scheduler horizon is ``steps + warm-up + 5`` (METHOD.md §8, LR schedule)."""
+"""The authors' scheduler horizon is ``A + warm-up + 5`` (``attempt/run_seq2seq.py`` c7a19a2 L1229–1236)."""
 
 
 @dataclass
@@ -32,8 +33,12 @@ class OptimConfig:
     warmup_ratio: float = 0.2
     """fraction of all optimizer steps spent warming up linearly from 0"""
     schedule: str = "linear"
-    """linear: decay to 0 at the last step (paper) | linear_compat: the authors' horizon ``steps + warm-up + 5``,
-    so the rate never reaches 0"""
+    """linear: decay to 0 at the last step (paper) | linear_compat: the authors' scheduler, built from their step
+    count A (``compat_steps``): warm-up ``warmup_ratio · A`` steps (a float), then linear decay to 0 at
+    ``A + warm-up + 5``, whatever the run's real step count"""
+    compat_steps: int | None = None
+    """``linear_compat`` only: the authors' step count A = ⌊N·E / min(N, bs)⌋ (:func:`authors_step_count`), set
+    by the run; None = the run's real step count"""
 
     def __post_init__(self) -> None:
         for name in ("lr_router", "lr_sources", "lr_private", "eps"):
@@ -45,6 +50,14 @@ class OptimConfig:
             raise ConfigError(f"optim.schedule={self.schedule!r} is not one of {', '.join(SCHEDULES)}")
 
 
+def authors_step_count(rows: int, epochs: int, batch_size: int) -> int:
+    """The step count the authors' scheduler is built from: A = ⌊N·E / min(N, bs)⌋, with N the training rows
+    they counted (``max_train_samples`` × tasks, whatever a task's split holds), E the epochs (already doubled for
+    small k) and bs the batch size, which they first capped at N (``attempt/run_seq2seq.py`` c7a19a2 L1203–1209,
+    L1229–1230). The run itself takes E·⌈n/bs⌉ steps over its n real rows."""
+    return rows * epochs // min(rows, batch_size)
+
+
 def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float:
     """LR multiplier: 0 → 1 over ``warmup_steps``, then 1 → 0 at ``total_steps``."""
     if step < warmup_steps:
@@ -52,12 +65,33 @@ def linear_warmup_decay(step: int, total_steps: int, warmup_steps: int) -> float
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
+def authors_linear(step: int, warmup: float, horizon: float) -> float:
+    """LR multiplier of ``transformers.get_linear_schedule_with_warmup(num_warmup_steps=warmup,
+    num_training_steps=horizon)``, which the authors' code called with a float warm-up: ``step / warmup`` (0 at
+    step 0), then ``(horizon − step) / (horizon − warmup)``, never below 0."""
+    if step < warmup:
+        return step / max(1.0, warmup)
+    return max(0.0, (horizon - step) / max(1.0, horizon - warmup))
+
+
+def schedule_multiplier(config: OptimConfig, total_steps: int) -> Callable[[int], float]:
+    """The LR multiplier as a function of the optimizer step: the paper's linear warm-up/decay over
+    ``total_steps``, or with ``linear_compat`` the authors' (:func:`authors_linear` with A = ``compat_steps`` or
+    ``total_steps``, warm-up 0.2·A and horizon A + warm-up + 5)."""
+    if config.schedule == "linear_compat":
+        steps = config.compat_steps or total_steps
+        warmup_steps = config.warmup_ratio * steps  # a float, as theirs
+        horizon = steps + warmup_steps + AUTHORS_EXTRA_STEPS
+        return lambda step: authors_linear(step, warmup_steps, horizon)
+    warmup = int(config.warmup_ratio * total_steps)
+    return lambda step: linear_warmup_decay(step, total_steps, warmup)
+
+
 def build_optimizer(
     bank: PromptBank, config: OptimConfig, total_steps: int
 ) -> tuple[torch.optim.Optimizer, LambdaLR]:
     """AdamW over the bank's groups ``router`` / ``sources`` / ``private`` (empty ones left out), each named, and
-    a linear warm-up/decay over ``total_steps`` (``schedule="linear_compat"``: decaying towards 0 at
-    ``total + warm-up + 5`` instead, as the authors' code did)."""
+    the LR schedule of :func:`schedule_multiplier` (``total_steps``: the optimizer steps the run takes)."""
     lrs = {"router": config.lr_router, "sources": config.lr_sources, "private": config.lr_private}
     groups = [
         {"name": name, "params": params, "lr": lrs[name]}
@@ -66,7 +100,4 @@ def build_optimizer(
     ]
     assert {g["name"] for g in groups} <= set(GROUPS)
     optimizer = torch.optim.AdamW(groups, eps=config.eps, weight_decay=config.weight_decay)
-    warmup = int(config.warmup_ratio * total_steps)
-    horizon = total_steps + (warmup + AUTHORS_EXTRA_STEPS if config.schedule == "linear_compat" else 0)
-    scheduler = LambdaLR(optimizer, lambda step: linear_warmup_decay(step, horizon, warmup))
-    return optimizer, scheduler
+    return optimizer, LambdaLR(optimizer, schedule_multiplier(config, total_steps))

@@ -182,6 +182,8 @@ class DataSection:
     """→ TaskSpec.truncation, for every task of the run"""
     regression_targets: str = TaskSpec.regression_targets
     """→ TaskSpec.regression_targets, for every task of the run"""
+    input_format: str = TaskSpec.input_format
+    """→ TaskSpec.input_format, for every task of the run"""
     validation_from_train: int = DataConfig.validation_from_train
     """→ DataConfig.validation_from_train"""
     num_workers: int = DataConfig.num_workers
@@ -206,6 +208,8 @@ class EvalSection:
     """→ DataConfig.eval_batch_size"""
     max_new_tokens: int = EvalConfig.max_new_tokens
     """→ EvalConfig.max_new_tokens"""
+    repetition_penalty: float = EvalConfig.repetition_penalty
+    """→ EvalConfig.repetition_penalty"""
     masks: list[str] = field(default_factory=lambda: list(EvalConfig.masks))
     """→ EvalConfig.masks"""
     answer_parsing: str = TaskSpec.answer_parsing
