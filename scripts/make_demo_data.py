@@ -41,6 +41,27 @@ ACTIONS = [
 ]
 PLACES = ["in a park", "at home", "at school", "in town", "at work", "by a lake"]
 EXTRAS = ["with friends", "for an hour", "in the rain", "after lunch"]
+#: copa: a cause and an effect of each of ACTIONS (same order)
+CAUSES = [
+    "had a free day",
+    "wanted the news",
+    "was hungry",
+    "was late for work",
+    "had some flour",
+    "had a young dog",
+    "had a dirty car",
+    "was in a good mood",
+]
+EFFECTS = [
+    "won the game",
+    "knew the news",
+    "felt full",
+    "got to work fast",
+    "had fresh bread",
+    "was tired",
+    "had a clean car",
+    "made people smile",
+]
 
 
 def _person_action(rng: random.Random) -> tuple[str, int, str]:
@@ -151,6 +172,69 @@ def stsb(rng: random.Random) -> tuple[str, str, float]:
     return first, f"{who2} {act2} {where2}", round(score, 3)
 
 
+def _clause(who: str, i: int, where: str) -> str:
+    return f"{who} {ACTIONS[i]} {where}"
+
+
+def _question_form(who: str, i: int) -> str:
+    """'a man', 'is playing golf' -> 'is a man playing golf'."""
+    return ACTIONS[i].replace("is ", f"is {who} ", 1)
+
+
+def squad_row(rng: random.Random, label: int, idx: int) -> dict:
+    """SQuAD v1.1 columns: two or three people doing different things in different places; the question asks
+    where one of them does it, the answer is that clause's place (a span of the context)."""
+    people = rng.sample(PEOPLE, rng.choice([2, 3]))
+    actions = rng.sample(range(len(ACTIONS)), len(people))
+    places = rng.sample(PLACES, len(people))
+    clauses = [_clause(who, i, where) for who, i, where in zip(people, actions, places)]
+    context = ". ".join(clauses) + "."
+    asked = rng.randrange(len(people))
+    answer = places[asked]
+    start = context.index(clauses[asked]) + len(clauses[asked]) - len(answer)
+    return {
+        "id": f"demo{idx:05d}",
+        "title": "demo",
+        "context": context,
+        "question": f"where {_question_form(people[asked], actions[asked])}?",
+        "answers": {"text": [answer], "answer_start": [start]},
+    }
+
+
+def copa_row(rng: random.Random, label: int, idx: int) -> dict:
+    """SuperGLUE COPA columns: a premise, ``cause`` or ``effect``, two choices; ``label`` = the right one's
+    index. Every action has one cause and one effect (CAUSES, EFFECTS); the wrong choice is another action's."""
+    who, i, where = _person_action(rng)
+    question = rng.choice(["cause", "effect"])
+    table = CAUSES if question == "cause" else EFFECTS
+    wrong = (i + rng.randrange(1, len(ACTIONS))) % len(ACTIONS)
+    right, other = f"{who} {table[i]}.", f"{who} {table[wrong]}."
+    choices = (right, other) if label == 0 else (other, right)
+    return {
+        "premise": f"{_clause(who, i, where)}.",
+        "choice1": choices[0],
+        "choice2": choices[1],
+        "question": question,
+        "idx": idx,
+        "label": label,
+    }
+
+
+def boolq_row(rng: random.Random, label: int, idx: int) -> dict:
+    """SuperGLUE BoolQ columns: a passage of two clauses and a yes/no question about one person; ``label`` 1
+    (True) when the passage says it, 0 when it says another action or place."""
+    people = rng.sample(PEOPLE, 2)
+    actions, places = rng.sample(range(len(ACTIONS)), 2), rng.sample(PLACES, 2)
+    passage = ". ".join(_clause(w, i, p) for w, i, p in zip(people, actions, places)) + "."
+    who, i, where = people[0], actions[0], places[0]
+    if label == 0:
+        if rng.random() < 0.5:
+            i = rng.choice([a for a in range(len(ACTIONS)) if a not in actions])
+        else:
+            where = rng.choice([p for p in PLACES if p not in places])
+    return {"question": f"{_question_form(who, i)} {where}", "passage": passage, "idx": idx, "label": label}
+
+
 # ---------------------------------------------------------------- tasks: hub columns and eval split names
 def _single(col: str, make: Callable[[random.Random, int], str], with_idx: bool = True):
     def row(rng: random.Random, label: int, idx: int) -> dict:
@@ -205,12 +289,17 @@ TASKS: dict[str, tuple[str, int, Callable[[random.Random, int, int], dict]]] = {
     ),
     "imdb": ("test", 2, _single("text", long_review, with_idx=False)),
     "yelp_polarity": ("test", 2, _single("text", long_review, with_idx=False)),
+    "squad": ("validation", 0, squad_row),
+    "copa": ("validation", 2, copa_row),
+    "boolq": ("validation", 2, boolq_row),
 }
 
 
 #: tasks written into the package (the whole GLUE set, < 100 kB); the SET2-only tasks have generators too
 #: (``--tasks multinli scitail imdb yelp_polarity paws --out DIR``) but are not bundled to keep the wheel small.
 BUNDLED = ["mnli", "qnli", "rte", "cola", "sst2", "stsb", "mrpc", "qqp"]
+#: the demo of the other task kinds (``experiment=demo_qa``): extractive QA, per-row choices, SuperGLUE
+BUNDLED_QA = ["squad", "copa", "boolq"]
 
 
 def make_split(task: str, split: str, n: int) -> list[dict]:
@@ -236,7 +325,9 @@ def write(out: Path, tasks: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--tasks", nargs="*", default=BUNDLED, help="default: the bundled GLUE tasks")
+    parser.add_argument(
+        "--tasks", nargs="*", default=BUNDLED + BUNDLED_QA, help="default: the bundled GLUE and QA tasks"
+    )
     args = parser.parse_args()
     write(args.out, args.tasks)
 

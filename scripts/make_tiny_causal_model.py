@@ -89,7 +89,7 @@ def build_model(vocab_size: int, seed: int) -> LlamaForCausalLM:
 
 def causal_batch(tokenizer: PreTrainedTokenizerFast, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
     """``[BOS] text answer </s>`` per pair, right-padded; labels -100 everywhere but on the answer."""
-    inputs = encode_inputs(tokenizer, [x for x, _ in pairs], max_length=64)
+    inputs = encode_inputs(tokenizer, [x for x, _ in pairs], max_length=make_tiny_model.MAX_INPUT_TOKENS)
     targets = encode_targets(tokenizer, [y for _, y in pairs])
     width = max(len(x) + len(y) for x, y in zip(inputs, targets))
     ids = torch.full((len(pairs), width), tokenizer.pad_token_id)
