@@ -222,7 +222,8 @@ class RunDir:
 
     def write_predictions(self, rows: list[dict[str, Any]], inputs: dict[str, list[dict]]) -> Path:
         """``predictions.jsonl``: one JSON line per evaluated example, sorted by task and example id, with its
-        input and target text from ``inputs`` (``{task: eval rows}``, indexed by example id)."""
+        input and target text from ``inputs`` (``{task: eval rows}``, indexed by example id), and its gold
+        ``answers`` (text tasks) and ``choices`` (per-row choices) when the row has them."""
         rows = sorted(rows, key=lambda r: (r["task"], r["example_id"]))
         tmp = self.predictions_file.with_suffix(TEMP_SUFFIX)
         with tmp.open("w") as handle:
@@ -230,6 +231,7 @@ class RunDir:
                 source = inputs.get(row["task"], [])
                 extra = source[row["example_id"]] if row["example_id"] < len(source) else {}
                 record = {**row, "input": extra.get("input_text"), "target": extra.get("target_text")}
+                record.update({key: extra[key] for key in ("answers", "choices") if key in extra})
                 handle.write(json.dumps(json_safe(record)) + "\n")
         os.replace(tmp, self.predictions_file)
         return self.predictions_file

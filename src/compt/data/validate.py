@@ -35,8 +35,17 @@ def find_problems(task: TaskSpec, split: str, dataset: datasets.Dataset, origin:
     if missing:
         problems.append(f"{where}: missing column(s) {missing}; the file has {dataset.column_names}")
     problems += [f"{where}: {p}" for p in text_report(task, dataset)[0]]
-    if task.label_column in missing:
+    if task.gold_column in missing:
         return problems
+    if task.kind in ("classification", "regression"):
+        problems += [f"{where}: {p}" for p in _label_problems(task, dataset)]
+    if task.kind in ("choice", "text") or task.group_columns:
+        problems += [f"{where}: {p}" for p in answer_report(task, dataset, missing)[0]]
+    return problems
+
+
+def _label_problems(task: TaskSpec, dataset: datasets.Dataset) -> list[str]:
+    """Labels outside a classification task's labels or a regression task's range (counted per value)."""
     counts = Counter(_hashable(v) for v in dataset[task.label_column])
     bad = {}
     for value, count in counts.items():
@@ -44,19 +53,71 @@ def find_problems(task: TaskSpec, split: str, dataset: datasets.Dataset, origin:
             task.gold({task.label_column: value})
         except (TaskError, TypeError):
             bad[value] = count
-    if bad:
-        allowed = (
-            f"scores in {task.regression_range[0]}..{task.regression_range[1]}"
-            if task.is_regression
-            else f"class ids 0..{task.num_labels - 1}"
-            + (f" or {sorted(task.label_values)}" if task.label_values else "")
-        )
-        shown = ", ".join(f"{v!r} ({n} rows)" for v, n in list(bad.items())[:5])
-        problems.append(
-            f"{where}: {sum(bad.values())} row(s) with a label outside the task's labels: {shown}; "
-            f"allowed: {allowed}"
-        )
-    return problems
+    if not bad:
+        return []
+    allowed = (
+        f"scores in {task.regression_range[0]}..{task.regression_range[1]}"
+        if task.is_regression
+        else f"class ids 0..{task.num_labels - 1}"
+        + (f" or {sorted(task.label_values)}" if task.label_values else "")
+    )
+    shown = ", ".join(f"{v!r} ({n} rows)" for v, n in list(bad.items())[:5])
+    return [f"{sum(bad.values())} row(s) with a label outside the task's labels: {shown}; allowed: {allowed}"]
+
+
+def answer_report(
+    task: TaskSpec, dataset: datasets.Dataset, missing: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
+    """``(problems, warnings)`` of the answers of a task with per-row choices or text answers, row by row: no
+    choices, a label that is not a choice's index, no gold answer text, an unreadable group column (problems);
+    an answer that is not in the row's context or not among its choices (warnings)."""
+    columns = [c for c in dict.fromkeys(task.required_columns) if c not in missing]
+    found: dict[str, list[int]] = {}
+    for index, row in enumerate(dataset.select_columns(columns)):
+        for kind in _row_answer_issues(task, row):
+            found.setdefault(kind, []).append(index)
+    problems = [f"{kind} in {_rows(rows)}" for kind, rows in found.items() if not kind.startswith("warning:")]
+    warnings = [
+        f"{kind[len('warning: ') :]} in {_rows(rows)}"
+        for kind, rows in found.items()
+        if kind.startswith("warning:")
+    ]
+    return problems, warnings
+
+
+def _row_answer_issues(task: TaskSpec, row: Mapping[str, Any]) -> list[str]:
+    """What is wrong (or, prefixed ``warning:``, suspicious) about one row's choices, answers and groups."""
+    issues = []
+    try:
+        choices = task.row_choices(row)
+    except (TaskError, KeyError, TypeError):
+        choices = None
+    if task.choices and not choices:
+        issues.append(f"no answer choices (column(s) {list(task.choices)})")
+    if task.kind == "choice" and choices:
+        try:
+            task.label_id(row)
+        except (TaskError, TypeError):
+            issues.append(
+                f"a label that is not the index of one of the row's choices (column {task.label_column!r})"
+            )
+    if task.kind == "text":
+        try:
+            answers = task.gold_answers(row)
+        except (TaskError, TypeError, KeyError):
+            answers = []
+            issues.append(f"no gold answer text (column {task.answers_column!r})")
+        context = row.get(task.context_column) if task.context_column else None
+        if isinstance(context, str) and any(a not in context for a in answers):
+            issues.append(f"warning: a gold answer that is not in column {task.context_column!r}")
+        if choices and any(a not in choices for a in answers):
+            issues.append("warning: a gold answer that is not among the row's choices")
+    if task.group_columns:
+        try:
+            task.group_key(row)
+        except (KeyError, TypeError, IndexError):
+            issues.append(f"no question group (columns {list(task.group_columns)})")
+    return issues
 
 
 def find_warnings(task: TaskSpec, split: str, dataset: datasets.Dataset, origin: str = "") -> list[str]:
@@ -64,7 +125,11 @@ def find_warnings(task: TaskSpec, split: str, dataset: datasets.Dataset, origin:
     if len(dataset) == 0:
         return []
     where = f"{task.name}/{split}" + (f" ({origin})" if origin else "")
-    return [f"{where}: {w}" for w in text_report(task, dataset)[1]]
+    found = text_report(task, dataset)[1]
+    if task.kind == "text" and task.gold_column in dataset.column_names:
+        missing = [c for c in task.required_columns if c not in dataset.column_names]
+        found += answer_report(task, dataset, missing)[1]
+    return [f"{where}: {w}" for w in found]
 
 
 def check_split(task: TaskSpec, split: str, dataset: datasets.Dataset, origin: str = "") -> None:
@@ -96,7 +161,8 @@ def text_report(task: TaskSpec, dataset: datasets.Dataset) -> tuple[list[str], l
         if name not in task.input_columns:
             continue
         kind = column.type
-        if not (_is_text(kind) or pa.types.is_null(kind) or _is_number(kind)):
+        listed = pa.types.is_list(kind) and _is_text(kind.value_type)  # record's entities
+        if not (_is_text(kind) or pa.types.is_null(kind) or _is_number(kind) or listed):
             problems.append(f"column {name!r} holds {kind} values, not text")
             continue
         nulls = _true_rows(pc.is_null(column))
@@ -136,7 +202,9 @@ def row_text_problems(task: TaskSpec, rows: Sequence[Mapping[str, Any]]) -> tupl
             value = row.get(name) if isinstance(row, Mapping) else None
             if value is None:
                 kind = "has no text (null or missing)"
-            elif isinstance(value, list | dict | tuple):
+            elif isinstance(value, dict) or (
+                isinstance(value, list | tuple) and not all(isinstance(v, str) for v in value)
+            ):
                 kind = f"holds a {type(value).__name__}, not text"
             elif isinstance(value, str) and not value.strip():
                 kind = "is blank"

@@ -33,7 +33,7 @@ from compt.model import ComptModel
 from compt.prompts.bank import CONFIG_FILE, PromptBank
 from compt.runs import RunDir, locate_bank
 from compt.tasks import TaskSpec, get_task
-from compt.tokenization import encode_inputs
+from compt.tokenization import encode_inputs, encode_targets
 from compt.training.config import RunConfig
 from compt.utils import finite_or_none
 
@@ -148,23 +148,29 @@ class PromptPredictor:
         out: list[dict[str, Any]] = []
         for start in range(0, len(rows), batch_size):
             chunk = texts[start : start + batch_size]
-            ids = encode_inputs(self.tokenizer, chunk, self.max_source_length)
+            ids = encode_inputs(self.tokenizer, chunk, spec.max_source_length or self.max_source_length)
             examples = [{"input_ids": x, "labels": [], "task_id": self.task_id(task)} for x in ids]
-            batch = {k: v.to(self.device) for k, v in self.collator(examples).items()}
+            if spec.choices:  # the rows' own choices (checked present by check_rows)
+                choices = [spec.row_choices(r) for r in rows[start : start + batch_size]]
+                for example, options in zip(examples, choices):
+                    example.update(choices=options, choice_ids=encode_targets(self.tokenizer, options))
+            batch = {
+                k: v.to(self.device) if torch.is_tensor(v) else v for k, v in self.collator(examples).items()
+            }
             predictions = predictor(self.model, batch, mask)
             for offset, (text, value) in enumerate(zip(predictions.texts, predictions.values.tolist())):
-                index, kept = start + offset, finite_or_none(value)
+                index = start + offset
                 record = {
                     "index": index,
                     "task": task,
                     "input": chunk[offset],
                     "prediction": text,
-                    "value": kept,
-                    "valid": kept is not None,
+                    "value": finite_or_none(value),
+                    "valid": bool(predictions.valid[offset]),
                 }
-                gold = _gold(spec, rows[index])
-                if gold is not None:
-                    record["gold"] = gold
+                if predictions.generated and predictions.generated[offset] is not None:
+                    record["generated"] = predictions.generated[offset]
+                record.update(_gold(spec, rows[index]))
                 out.append(record)
         return out
 
@@ -173,6 +179,10 @@ def check_rows(task: TaskSpec, rows: list[Mapping[str, Any]], origin: str) -> No
     """Refuse rows without text in an input column of ``task`` (one line naming them); warn about blank
     text."""
     problems, warnings = row_text_problems(task, rows)
+    no_choices = [i for i, row in enumerate(rows) if task.choices and not _has_choices(task, row)]
+    if no_choices:
+        shown = ", ".join(map(str, no_choices[:5])) + (", ..." if len(no_choices) > 5 else "")
+        problems.append(f"no answer choices (column(s) {list(task.choices or ())}) in row(s) {shown}")
     if problems:
         raise InferenceError(
             f"{origin}: {'; '.join(problems)}; task {task.name!r} reads {list(task.input_columns)}. "
@@ -182,11 +192,24 @@ def check_rows(task: TaskSpec, rows: list[Mapping[str, Any]], origin: str) -> No
         log.warning("compt: warning: %s: %s", origin, warning)
 
 
-def _gold(task: TaskSpec, row: Mapping[str, Any]) -> float | None:
+def _has_choices(task: TaskSpec, row: Mapping[str, Any]) -> bool:
     try:
-        return task.gold(row)
-    except (TaskError, KeyError, TypeError, ValueError):
-        return None
+        return bool(task.row_choices(row))
+    except (TaskError, KeyError, TypeError):
+        return False
+
+
+def _gold(task: TaskSpec, row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a row carries of its gold answer: ``gold`` (class id, choice index or score) and, for a text task,
+    ``answers`` (every gold answer text); nothing for a row without a valid one."""
+    try:
+        if task.kind == "text":
+            return {"answers": task.gold_answers(row)}
+        if task.kind == "choice":
+            return {"gold": task.gold(row), "answers": task.gold_answers(row)}
+        return {"gold": task.gold(row)}
+    except (TaskError, KeyError, TypeError, ValueError, IndexError):
+        return {}
 
 
 def load_for_inference(

@@ -180,7 +180,9 @@ class TaskSpec:
             allowed = KIND_METRICS[self.kind]
             wrong = [m for m in names if m not in allowed]
             if wrong:
-                raise TaskError(f"{where}: `{key}` {wrong} do not fit a {self.kind} task; use {list(allowed)}")
+                raise TaskError(
+                    f"{where}: `{key}` {wrong} do not fit a {self.kind} task; use {list(allowed)}"
+                )
         self._validate_answers(where)
         if not self.input_columns:
             raise TaskError(f"{where}: `template` {self.template!r} names no column (use {{column}} fields)")
@@ -204,9 +206,9 @@ class TaskSpec:
 
     def _validate_answers(self, where: str) -> None:
         """The per-row choices, text answers, groups and limits."""
-        if self.kind == "classification" and "em" in {*self.metrics, self.compat_metric}:
-            if not self.group_columns:
-                raise TaskError(f"{where}: metric `em` (question-level) needs `group_columns`")
+        em = self.kind == "classification" and "em" in {*self.metrics, self.compat_metric}
+        if em and not self.group_columns:
+            raise TaskError(f"{where}: metric `em` (question-level) needs `group_columns`")
         if "f1a" in self.metrics and self.num_labels != 2:
             raise TaskError(f"{where}: metric `f1a` (F1 over all answers) needs two labels (false, true)")
         if self.preprocess is not None and self.preprocess not in REWRITES:
@@ -289,7 +291,11 @@ class TaskSpec:
     def required_columns(self) -> tuple[str, ...]:
         """Columns every row must have: template columns, the gold column, the choices, the group columns (their
         top-level names), the context and what the ``preprocess`` rewrite reads."""
-        extra = [self.gold_column, *(self.choices or ()), *(c.split(".")[0] for c in self.group_columns or ())]
+        extra = [
+            self.gold_column,
+            *(self.choices or ()),
+            *(c.split(".")[0] for c in self.group_columns or ()),
+        ]
         extra += [self.context_column] if self.context_column else []
         extra += list(REWRITES[self.preprocess].reads) if self.preprocess else []
         return tuple(dict.fromkeys([*self.input_columns, *extra]))
@@ -358,7 +364,9 @@ class TaskSpec:
             raw = raw.get("text")
         answers = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list | tuple) else None
         if not answers or not all(isinstance(a, str) for a in answers):
-            raise TaskError(f"task {self.name!r}: no gold answer text in column {self.answers_column!r}: {raw!r}")
+            raise TaskError(
+                f"task {self.name!r}: no gold answer text in column {self.answers_column!r}: {raw!r}"
+            )
         return answers
 
     def group_key(self, row: Mapping[str, Any]) -> str | None:

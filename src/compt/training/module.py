@@ -13,7 +13,7 @@ from torch import Tensor
 
 from compt.backbone import checkpoint_activations, load_backbone, weights_dtype
 from compt.errors import ConfigError
-from compt.evaluation import EvalConfig, Predictor, TaskMetrics
+from compt.evaluation import EvalConfig, Predictions, Predictor, TaskMetrics
 from compt.family import build_model
 from compt.prompts import PromptBank, PromptBankConfig, RouterSchedule, parse_mask
 from compt.tasks import TaskSpec
@@ -162,25 +162,35 @@ class ComptModule(pl.LightningModule):
     def _evaluate(self, batch: dict[str, Tensor], keep_predictions: bool) -> None:
         for index, mask in enumerate(self.eval_masks):
             predictions = self.predictor(self.model, batch, mask)
-            self.eval_metrics[mask].update_batch(batch["task_ids"], predictions.values, batch["gold"])
+            self.eval_metrics[mask].update_batch(
+                batch["task_ids"],
+                predictions.values,
+                batch["gold"],
+                valid=predictions.valid,
+                texts=predictions.texts,
+                answers=batch.get("answers"),
+                choices=batch.get("choices"),
+                groups=batch.get("groups"),
+            )
             if keep_predictions and index == 0:
-                self._keep(batch, predictions.texts, predictions.values)
+                self._keep(batch, predictions)
 
-    def _keep(self, batch: dict[str, Tensor], texts: list[str], values: Tensor) -> None:
+    def _keep(self, batch: dict[str, Any], predictions: Predictions) -> None:
         for row, (task, example, gold) in enumerate(
             zip(batch["task_ids"].tolist(), batch["example_ids"].tolist(), batch["gold"].tolist())
         ):
-            value = finite_or_none(values[row].item())
             self.predictions.append(
                 {
                     "task": self.tasks[task].name,
                     "example_id": example,
-                    "prediction": texts[row],
-                    "value": value,
-                    "gold": gold,
-                    "valid": value is not None,
+                    "prediction": predictions.texts[row],
+                    "value": finite_or_none(predictions.values[row].item()),
+                    "gold": finite_or_none(gold),
+                    "valid": bool(predictions.valid[row]),
                 }
             )
+            if predictions.generated and predictions.generated[row] is not None:
+                self.predictions[-1]["generated"] = predictions.generated[row]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(batch, keep_predictions=False)
