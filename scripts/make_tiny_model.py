@@ -131,7 +131,9 @@ def instructions(tokenizer: Any, seed: int) -> dict[str, str]:
     }
 
 
-def example_maker(tokenizer: Any, seed: int, pool_rows: int = 3000) -> Callable[[], tuple[str, str]]:
+def example_maker(
+    tokenizer: Any, seed: int, pool_rows: int = 3000, task_names: list[str] | None = None
+) -> Callable[[], tuple[str, str]]:
     """The pretraining mixture as a function returning one ``(input text, target text)`` pair per call: a
     quarter word copying, three quarters demo-task inputs, half of those with the task's instruction after the
     text (target: the task's answer) and half without (target: a 3-word span of the input). Seeds Python's
@@ -141,7 +143,7 @@ def example_maker(tokenizer: Any, seed: int, pool_rows: int = 3000) -> Callable[
     sentences = [line for line in corpus_lines() if len(line.split()) > 2]
     words = TASK_WORDS.split()
     instruction = instructions(tokenizer, seed)
-    tasks = {name: get_task(name) for name in PRETRAINED_TASKS}
+    tasks = {name: get_task(name) for name in task_names or PRETRAINED_TASKS}
     pools = {name: make_demo_data.make_split(name, "pretrain", pool_rows) for name in tasks}
 
     def span(text: str) -> str:
@@ -218,12 +220,12 @@ def pretrain(
     return train(model, lambda: t5_batch(tokenizer, [example() for _ in range(32)]), steps)
 
 
-def argument_parser(doc: str, default_out: Path) -> argparse.ArgumentParser:
-    """The options both tiny-model scripts take: ``--out``, ``--seed``, ``--pretrain-steps``."""
+def argument_parser(doc: str, default_out: Path, steps: int = 4000) -> argparse.ArgumentParser:
+    """The options both tiny-model scripts take: ``--out``, ``--seed``, ``--pretrain-steps`` (default ``steps``)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=default_out)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pretrain-steps", type=int, default=4000)
+    parser.add_argument("--pretrain-steps", type=int, default=steps)
     return parser
 
 

@@ -20,6 +20,7 @@ from compt.provenance import provenance
 from compt.runs import COMPLETE, DIVERGED, FORMAT_VERSION, RESULTS_FILE, RunDir
 from compt.training.build import build_module
 from compt.training.callbacks import (
+    BestBank,
     CurveRecorder,
     LastCheckpoint,
     ResumeState,
@@ -235,13 +236,14 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
     checkpoint = LastCheckpoint(last, cfg.callbacks["checkpoint_every_n_epochs"])
     curves = CurveRecorder()
     validation = ValidationRecord()
+    best = [BestBank()] if cfg.callbacks.get("restore_best") else []
     trainer = pl.Trainer(
         **cfg.trainer,
         max_epochs=config.epochs,
         logger=loggers or False,
         # the user's callbacks first; the divergence guard before the checkpoint (a diverged state is never
         # saved); the checkpoint last: it saves the others' epoch state
-        callbacks=[*extras, curves, validation, ResumeState(), DivergenceGuard(), checkpoint],
+        callbacks=[*extras, curves, validation, *best, ResumeState(), DivergenceGuard(), checkpoint],
         enable_checkpointing=False,  # LastCheckpoint instead of Lightning's default ModelCheckpoint
         default_root_dir=str(output_dir),
         use_distributed_sampler=False,
@@ -263,6 +265,11 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
     if config.data.validation_from_train and not validation.is_current(trainer):
         # a development split: its metrics (a search's objective) must describe the final model
         trainer.validate(module, datamodule=datamodule, verbose=False)
+    restored = best[0].restore(module) if best else None
+    if restored:
+        log.info(
+            "[compt] callbacks.restore_best: testing the model of step %s (val/avg %.2f)", *restored.values()
+        )
     trainer.test(module, datamodule=datamodule, verbose=False)
     eval_seconds = time.perf_counter() - started - train_seconds
     if not trainer.is_global_zero:
@@ -273,6 +280,8 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
         "global_step": validation.global_step,
         "metrics": validation.metrics,
     }
+    if best:
+        results["validation"]["restored_best"] = restored  # the tested model: step and val/avg (None: last)
     results["provenance"] = provenance(
         trainer.strategy.root_device, trainer.num_devices * trainer.num_nodes, trainer.precision
     )
