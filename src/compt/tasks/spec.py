@@ -30,6 +30,13 @@ KIND_METRICS: dict[str, tuple[str, ...]] = {
     "choice": ("accuracy",),
     "text": ("f1", "em"),
 }
+#: a kind's metrics when a task lists none
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy",),
+    "regression": ("pearson", "spearman"),
+    "choice": ("accuracy",),
+    "text": ("f1", "em"),
+}
 #: ``truncation``: the tokenizer's ``max_source_length`` (tokens) | the authors' character cut (``chars_compat``)
 TRUNCATIONS = ("tokens", "chars_compat")
 #: ``regression_targets``: rounded to ``regression_grid`` | ``np.round(score, 1)``, gold rounded too (authors)
@@ -76,8 +83,9 @@ class TaskSpec:
     """regression only: targets are rounded to this grid and written as text, e.g. 0.2 -> ``"3.8"``"""
     regression_range: tuple[float, float] = (0.0, 5.0)
     """regression only: (low, high) range of valid scores"""
-    metrics: tuple[str, ...] = ("accuracy",)
-    """metric names from KNOWN_METRICS; the first one is the task's primary metric"""
+    metrics: tuple[str, ...] | None = None
+    """metric names from KNOWN_METRICS; the first one is the task's primary metric. None = the kind's default:
+    accuracy (classification, choice), pearson + spearman (regression), f1 + em (text)"""
     compat_metric: str | None = None
     """the paper's reading (the authors' code): accuracy for classification, spearman for regression by default;
     every evaluation reports it beside ``metrics`` (``primary_paper``), ``metrics.compat`` makes it primary"""
@@ -135,7 +143,7 @@ class TaskSpec:
             set_(
                 "label_values", MappingProxyType({str(k): int(v) for k, v in dict(self.label_values).items()})
             )
-        set_("metrics", tuple(self.metrics))
+        set_("metrics", tuple(self.metrics if self.metrics is not None else DEFAULT_METRICS[self.kind]))
         set_("regression_range", tuple(float(x) for x in self.regression_range))
         if self.char_limits is not None:
             set_("char_limits", MappingProxyType({str(k): int(v) for k, v in dict(self.char_limits).items()}))
