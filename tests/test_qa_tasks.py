@@ -441,3 +441,42 @@ def test_restore_best_needs_a_development_split():
         check_run_config(
             TrainSchema.from_hydra(composed("experiment=demo_qa", "callbacks.restore_best=true"))
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "row", "kind"),
+    [
+        (
+            "faq_qa",
+            {
+                "id": "1",
+                "context": "Open at 9.",
+                "question": "When?",
+                "answers": {"text": ["9"], "answer_start": [8]},
+            },
+            "text",
+        ),
+        (
+            "pick_ending",
+            {
+                "context": "He sat",
+                "ending0": "down",
+                "ending1": "up",
+                "ending2": "in",
+                "ending3": "on",
+                "label": 0,
+            },
+            "choice",
+        ),
+    ],
+)
+def test_the_user_tasks_of_docs_tasks_md_are_valid(name, row, kind):
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "tasks.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if b.startswith(f"{name}:"))
+    task = TaskSpec.from_dict(name, yaml.safe_load(block)[name])
+    assert task.kind == kind and task.format_target(row) in ("9", "down")
+    assert task.gold_answers(row)[0] == task.format_target(row)
