@@ -161,7 +161,7 @@ def text_report(task: TaskSpec, dataset: datasets.Dataset) -> tuple[list[str], l
         if name not in task.input_columns:
             continue
         kind = column.type
-        listed = pa.types.is_list(kind) and _is_text(kind.value_type)  # record's entities
+        listed = name in list_columns(task) and pa.types.is_list(kind) and _is_text(kind.value_type)
         if not (_is_text(kind) or pa.types.is_null(kind) or _is_number(kind) or listed):
             problems.append(f"column {name!r} holds {kind} values, not text")
             continue
@@ -203,7 +203,8 @@ def row_text_problems(task: TaskSpec, rows: Sequence[Mapping[str, Any]]) -> tupl
             if value is None:
                 kind = "has no text (null or missing)"
             elif isinstance(value, dict) or (
-                isinstance(value, list | tuple) and not all(isinstance(v, str) for v in value)
+                isinstance(value, list | tuple)
+                and not (name in list_columns(task) and all(isinstance(v, str) for v in value))
             ):
                 kind = f"holds a {type(value).__name__}, not text"
             elif isinstance(value, str) and not value.strip():
@@ -214,6 +215,11 @@ def row_text_problems(task: TaskSpec, rows: Sequence[Mapping[str, Any]]) -> tupl
     problems = [f"column {n!r} {k} in {_rows(r)}" for (n, k), r in found.items() if k != "is blank"]
     warnings = [f"column {n!r} is blank in {_rows(r)}" for (n, k), r in found.items() if k == "is blank"]
     return problems, warnings
+
+
+def list_columns(task: TaskSpec) -> tuple[str, ...]:
+    """Input columns that may hold a list of texts: a task's one list column of choices (record's entities)."""
+    return tuple(task.choices or ()) if len(task.choices or ()) == 1 else ()
 
 
 def _is_text(kind: pa.DataType) -> bool:
