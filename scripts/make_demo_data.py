@@ -182,33 +182,32 @@ def _question_form(who: str, i: int) -> str:
 
 
 def squad_row(rng: random.Random, label: int, idx: int) -> dict:
-    """SQuAD v1.1 columns: two or three people doing different things in different places; the question asks
-    where one of them does it, the answer is that clause's place (a span of the context)."""
-    people = rng.sample(PEOPLE, rng.choice([2, 3]))
-    actions = rng.sample(range(len(ACTIONS)), len(people))
-    places = rng.sample(PLACES, len(people))
-    clauses = [_clause(who, i, where) for who, i, where in zip(people, actions, places)]
-    context = ". ".join(clauses) + "."
-    asked = rng.randrange(len(people))
-    answer = places[asked]
-    start = context.index(clauses[asked]) + len(clauses[asked]) - len(answer)
+    """SQuAD v1.1 columns: two people doing different things in different places; the question asks where, or
+    who, about the first one, so the answer is a span of the context (its place or its person)."""
+    people, actions, places = rng.sample(PEOPLE, 2), rng.sample(range(len(ACTIONS)), 2), rng.sample(PLACES, 2)
+    context = ". ".join(_clause(w, i, p) for w, i, p in zip(people, actions, places)) + "."
+    if rng.random() < 0.5:
+        question, answer, start = f"where {_question_form(people[0], actions[0])}?", places[0], context.index(places[0])
+    else:
+        question, answer, start = f"who {ACTIONS[actions[0]]} {places[0]}?", people[0], 0
     return {
         "id": f"demo{idx:05d}",
         "title": "demo",
         "context": context,
-        "question": f"where {_question_form(people[asked], actions[asked])}?",
+        "question": question,
         "answers": {"text": [answer], "answer_start": [start]},
     }
 
 
 def copa_row(rng: random.Random, label: int, idx: int) -> dict:
     """SuperGLUE COPA columns: a premise, ``cause`` or ``effect``, two choices; ``label`` = the right one's
-    index. Every action has one cause and one effect (CAUSES, EFFECTS); the wrong choice is another action's."""
+    index. The right choice is the premise action's cause or effect (CAUSES, EFFECTS); the wrong one is a
+    phrase of the other list (an effect when a cause is asked), so the question word decides."""
     who, i, where = _person_action(rng)
     question = rng.choice(["cause", "effect"])
-    table = CAUSES if question == "cause" else EFFECTS
-    wrong = (i + rng.randrange(1, len(ACTIONS))) % len(ACTIONS)
-    right, other = f"{who} {table[i]}.", f"{who} {table[wrong]}."
+    right_table, wrong_table = (CAUSES, EFFECTS) if question == "cause" else (EFFECTS, CAUSES)
+    wrong = rng.choice([j for j in range(len(ACTIONS)) if j != i])
+    right, other = f"{who} {right_table[i]}.", f"{who} {wrong_table[wrong]}."
     choices = (right, other) if label == 0 else (other, right)
     return {
         "premise": f"{_clause(who, i, where)}.",
@@ -221,18 +220,14 @@ def copa_row(rng: random.Random, label: int, idx: int) -> dict:
 
 
 def boolq_row(rng: random.Random, label: int, idx: int) -> dict:
-    """SuperGLUE BoolQ columns: a passage of two clauses and a yes/no question about one person; ``label`` 1
-    (True) when the passage says it, 0 when it says another action or place."""
-    people = rng.sample(PEOPLE, 2)
-    actions, places = rng.sample(range(len(ACTIONS)), 2), rng.sample(PLACES, 2)
+    """SuperGLUE BoolQ columns: a passage of two clauses and a yes/no question about the first; ``label`` 1
+    (True) when it asks what the passage says, 0 when it asks the opposite (``is a man not playing golf``)."""
+    people, actions, places = rng.sample(PEOPLE, 2), rng.sample(range(len(ACTIONS)), 2), rng.sample(PLACES, 2)
     passage = ". ".join(_clause(w, i, p) for w, i, p in zip(people, actions, places)) + "."
-    who, i, where = people[0], actions[0], places[0]
+    asked = _question_form(people[0], actions[0])
     if label == 0:
-        if rng.random() < 0.5:
-            i = rng.choice([a for a in range(len(ACTIONS)) if a not in actions])
-        else:
-            where = rng.choice([p for p in PLACES if p not in places])
-    return {"question": f"{_question_form(who, i)} {where}", "passage": passage, "idx": idx, "label": label}
+        asked = asked.replace(f"is {people[0]} ", f"is {people[0]} not ", 1)
+    return {"question": f"{asked} {places[0]}", "passage": passage, "idx": idx, "label": label}
 
 
 # ---------------------------------------------------------------- tasks: hub columns and eval split names
