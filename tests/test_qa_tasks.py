@@ -3,6 +3,7 @@ MRQA sets) and the rest of SuperGLUE, on small rows written here in each hub dat
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import string
@@ -480,3 +481,21 @@ def test_the_user_tasks_of_docs_tasks_md_are_valid(name, row, kind):
     task = TaskSpec.from_dict(name, yaml.safe_load(block)[name])
     assert task.kind == kind and task.format_target(row) in ("9", "down")
     assert task.gold_answers(row)[0] == task.format_target(row)
+
+
+@pytest.mark.slow
+def test_text_and_question_metrics_gather_every_ranks_rows(tmp_path):
+    """Under DDP each rank scores its shard; the metrics and counts cover both (torchmetrics' sync)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "rank0.json"
+    from tests.ddp_metrics import metrics_on_rank
+
+    torch.multiprocessing.spawn(metrics_on_rank, args=(port, str(out)), nprocs=2, join=True)
+    result = json.loads(out.read_text())
+    assert result["counts"] == {"squad": 3, "multirc": 3}
+    assert result["tasks"]["squad"] == pytest.approx({"em": 200 / 3, "f1": 200 / 3}, abs=1e-4)
+    assert result["tasks"]["multirc"]["em"] == pytest.approx(50.0)  # question 7 right, question 5 wrong
