@@ -499,3 +499,28 @@ def test_text_and_question_metrics_gather_every_ranks_rows(tmp_path):
     assert result["counts"] == {"squad": 3, "multirc": 3}
     assert result["tasks"]["squad"] == pytest.approx({"em": 200 / 3, "f1": 200 / 3}, abs=1e-4)
     assert result["tasks"]["multirc"]["em"] == pytest.approx(50.0)  # question 7 right, question 5 wrong
+
+
+def test_restore_best_keeps_and_restores_the_best_validations_bank():
+    """The bank of the highest val/avg (not the last) comes back, and the choice survives a checkpoint round
+    trip (resume)."""
+    from types import SimpleNamespace
+
+    from compt.training.callbacks import BestBank
+
+    bank = torch.nn.Linear(2, 2)
+    module = SimpleNamespace(bank=bank)
+    best, snapshots = BestBank(), {}
+    for step, score in ((10, 40.0), (20, 55.0), (30, 50.0)):
+        with torch.no_grad():
+            bank.weight.fill_(step)
+        snapshots[step] = bank.weight.clone()
+        trainer = SimpleNamespace(
+            sanity_checking=False, global_step=step, callback_metrics={"val/avg": torch.tensor(score)}
+        )
+        best.on_validation_end(trainer, module)
+    resumed = BestBank()
+    resumed.load_state_dict(best.state_dict())
+    assert resumed.restore(module) == {"global_step": 20, "val_avg": 55.0}
+    assert torch.equal(bank.weight, snapshots[20])
+    assert BestBank().restore(module) is None  # no validation ran: the last model stays
