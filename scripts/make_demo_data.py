@@ -187,7 +187,11 @@ def squad_row(rng: random.Random, label: int, idx: int) -> dict:
     people, actions, places = rng.sample(PEOPLE, 2), rng.sample(range(len(ACTIONS)), 2), rng.sample(PLACES, 2)
     context = ". ".join(_clause(w, i, p) for w, i, p in zip(people, actions, places)) + "."
     if rng.random() < 0.5:
-        question, answer, start = f"where {_question_form(people[0], actions[0])}?", places[0], context.index(places[0])
+        question, answer, start = (
+            f"where {_question_form(people[0], actions[0])}?",
+            places[0],
+            context.index(places[0]),
+        )
     else:
         question, answer, start = f"who {ACTIONS[actions[0]]} {places[0]}?", people[0], 0
     return {
