@@ -135,7 +135,13 @@ class RunConfig:
             schedule=o.schedule,
         )
         router = RouterSchedule(r.anneal, r.tau0, r.tau_min, r.decrement, k=c.k)
-        evaluation = EvalConfig(c.eval.mode, c.eval.max_new_tokens, tuple(c.eval.masks), c.metrics.compat)
+        evaluation = EvalConfig(
+            c.eval.mode,
+            c.eval.max_new_tokens,
+            tuple(c.eval.masks),
+            c.metrics.compat,
+            cross_prompts=c.eval.cross_prompts,
+        )
         run = RunSettings(
             method=m.name,
             protocol=c.protocol,
