@@ -27,7 +27,7 @@ REGRESSION_TARGETS = ("grid", "round1_compat")
 #: ``answer_parsing``: the whole answer must be a label | the first word is read, unparsable scores -1 (authors)
 ANSWER_PARSINGS = ("exact", "first_word_compat")
 AUTHORS_MAX_CHARS = 511
-"""The authors' code cuts an input to ``511 − len(target) − 50`` characters (METHOD.md §8, input truncation)."""
+"""The authors' code cuts an input to ``511 − len(target) − 50`` characters (docs/method.md §8, input truncation)."""
 AUTHORS_PROMPT_RESERVE = 50
 AUTHORS_INVALID_SCORE = -1.0
 """The authors' ``string_to_float``: an unparsable regression answer is scored as −1."""

@@ -1,4 +1,4 @@
-"""AdamW with the three named parameter groups and a linear warm-up/decay schedule (METHOD.md §4)."""
+"""AdamW with the three named parameter groups and a linear warm-up/decay schedule (docs/method.md §4)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from compt.prompts.bank import GROUPS, PromptBank
 
 SCHEDULES = ("linear", "linear_compat")
 AUTHORS_EXTRA_STEPS = 5
-"""The authors' scheduler horizon is ``steps + warm-up + 5`` (METHOD.md §8, LR schedule)."""
+"""The authors' scheduler horizon is ``steps + warm-up + 5`` (docs/method.md §8, LR schedule)."""
 
 
 @dataclass
