@@ -116,11 +116,6 @@ def _train_single_tasks(cfg: TrainSchema, output_dir: Path, overrides: list[str]
     run = RunDir(output_dir)
     combine_banks([PromptBank.load(single.bank_dir) for single in singles.values()]).save(run.bank_dir)
     concatenate_lines([single.predictions_file for single in singles.values()], run.predictions_file)
-    masked = [
-        single.mask_predictions_file for single in singles.values() if single.mask_predictions_file.is_file()
-    ]
-    if masked:
-        concatenate_lines(masked, run.mask_predictions_file)
     first = next(iter(parts.values()))
     shared = ("format_version", "status", "protocol", "k", "seed", "eval_mode", "n_sources")
     common = {key: first[key] for key in shared}
