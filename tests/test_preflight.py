@@ -31,6 +31,7 @@ from tests.test_configs import composed
     [
         ("tasks=[]", "tasks= names no task"),
         ("eval.mode=foo", "eval.mode='foo'; choose one of generate, rank"),
+        ("eval.cross_prompts=beam", "eval.cross_prompts='beam'; choose one of generate, rank or null (off)"),
         ("model.dtype=fp16", "model.dtype='fp16'; choose one of fp32, bf16 (fp16 is not offered"),
         ("seed=-1", "seed=-1: a seed is an integer in 0..4294967295"),
         ("seed=4294967296", "seed=4294967296"),

@@ -15,6 +15,7 @@ from compt.cli import main
 from compt.report import NoResultsError, Stat, build_report, group_runs, scan
 from compt.report.aggregate import AVG, label_keys
 from compt.report.tables import results_tables
+from compt.runs import RunDir
 from tests.helpers import FAST, run_script
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -45,6 +46,8 @@ def fake_results(method: str, k: int, seed: int, scores: dict[str, float], **ext
         "avg_paper": statistics.fmean(v for v in extra.get("paper", scores).values() if v is not None),
         "masks": extra.get("masks", {"total": {"primary": scores, "avg": avg}}),
         "router_weights": None if method == "pt" else {t: [1 / n_sources] * n_sources for t in scores},
+        "router_logits": {t: [0.5] * n_sources for t in scores} if extra.get("learn", True) else None,
+        "cross_prompts": extra.get("cross"),
         "curves": {"train_loss": [[1, 3.0 - seed * 0.1], [2, 2.0]], "val_avg": [[2, 50.0 + seed]]},
         "config": {
             "model": {"name": "tiny"},
@@ -108,15 +111,23 @@ def test_every_plot_kind_and_the_paper_comparison_on_synthetic_sweeps(tmp_path):
                 for seed in (1, 2):
                     overrides = {"n_sources": n, "router.learn": learn}
                     scores = {t: 70.0 + n + seed + (learn == "true") for t in GLUE}
+                    evaluated = masks if n == 1 else {"total": masks["total"]}  # few figures: a fast test
                     results = fake_results(
-                        method, 8, seed, scores, overrides=overrides, masks=masks, learn=learn == "true"
+                        method, 8, seed, scores, overrides=overrides, masks=evaluated, learn=learn == "true"
                     )
                     write_run(sweep, f"{method}-{n}-{learn}-{seed}", results)
     for lr in ("0.01", "0.05"):
         write_run(
             sweep,
             f"lr-{lr}",
-            fake_results("ssum", 8, 1, dict.fromkeys(GLUE, 75.0), overrides={"optim.lr.private": lr}),
+            fake_results(
+                "ssum",
+                8,
+                1,
+                dict.fromkeys(GLUE, 75.0),
+                overrides={"optim.lr.private": lr},
+                cross={t: {"primary": dict.fromkeys(GLUE, 50.0)} for t in GLUE},
+            ),
         )
     report = build_report([sweep], tmp_path / "out", progress=False)
     made = {p.name: p for p in report.plots}
@@ -163,6 +174,51 @@ def test_an_old_results_file_gets_the_paper_reading_from_its_metrics(tmp_path):
     write_run(tmp_path, "old", results)
     [run] = scan([tmp_path], progress=False).runs
     assert run.results["primary_paper"] == {"cola": 69.0, "stsb": 31.0} and run.results["avg_paper"] == 50.0
+
+
+def test_table7_averages_a_run_with_mnli_over_the_set2_tasks_only(tmp_path):
+    set2 = ["multinli", "scitail", "imdb", "yelp_polarity", "paws", "mrpc"]
+    for name, extra in (("set2", {}), ("set2_mnli", {"mnli": 10.0})):
+        for seed in (1, 2):
+            scores = {**dict.fromkeys(set2, 60.0 + seed), **extra}
+            results = fake_results("ssum", 16, seed, scores, overrides={"tasks": name})
+            write_run(tmp_path / name, f"seed-{seed}", results)
+    alone = build_report([tmp_path / "set2"], tmp_path / "alone", plots=False, progress=False)
+    assert [c.name for c in alone.comparisons] == ["paper_table2"]  # plain SET2 runs are Table 2's
+    report = build_report([tmp_path / "set2", tmp_path / "set2_mnli"], tmp_path / "out", plots=False)
+    table7 = next(c for c in report.comparisons if c.name == "paper_table7")
+    rows = {(label["tasks"], label["source"]): cells for label, cells in table7.rows}
+    assert "mnli" not in table7.columns
+    assert rows["set2_mnli", "ours"][AVG] == Stat(61.5, statistics.stdev([61.0, 62.0]), 2)  # mnli left out
+    assert rows["set2_mnli", "paper"][AVG] == "72.7" and rows["set2", "paper"][AVG] == "70.5"
+    assert rows["set2", "Δ"]["imdb"] == pytest.approx(61.5 - 75)
+
+
+def test_fig4_is_compared_mask_by_mask_for_runs_evaluated_under_several_masks(tmp_path):
+    def scores(mask: str) -> dict:
+        values = {t: 50.0 + i + (mask == "total") for i, t in enumerate(GLUE)}
+        avg = statistics.fmean(values.values())
+        return {"primary": values, "avg": avg, "primary_paper": values, "avg_paper": avg}
+
+    masked = {m: scores(m) for m in ("src0", "src1", "all_src", "private", "total")}  # no src2
+    for seed in (1, 2):
+        write_run(
+            tmp_path,
+            f"masked-{seed}",
+            fake_results("msum", 16, seed, masked["total"]["primary"], masks=masked),
+        )
+        plain = fake_results("msum", 16, seed, masked["total"]["primary"], overrides={"n_sources": 2})
+        write_run(tmp_path, f"plain-{seed}", plain)  # evaluated under `total` only: not a masking analysis
+    report = build_report([tmp_path], tmp_path / "out", plots=False, progress=False)
+    fig4 = next(c for c in report.comparisons if c.name == "paper_fig4")
+    assert fig4.label_keys[-2:] == ["mask", "source"]
+    rows = {(label["mask"], label["source"]): cells for label, cells in fig4.rows}
+    assert list(dict.fromkeys(mask for mask, _ in rows)) == ["src0", "src1", "total"]  # MSUM (3) columns run
+    assert rows["src1", "paper"]["mnli"] == "44.0" and rows["total", "paper"][AVG] == "75.0"
+    assert rows["src1", "ours"]["mnli"].mean == 50.0 + GLUE.index("mnli")
+    assert rows["total", "Δ"]["sst2"] == pytest.approx(51.0 + GLUE.index("sst2") - 92)
+    notes = " ".join(fig4.notes + next(c for c in report.comparisons if c.name == "paper_table1").notes)
+    assert "100 test examples per task" in notes and "full evaluation sets" not in report.markdown
 
 
 # ---------------------------------------------------------------------------------------------- real sweep
@@ -253,3 +309,97 @@ def test_a_folder_without_results_is_an_error_naming_it(tmp_path, capsys):
     assert str(tmp_path / "empty") in capsys.readouterr().err
     with pytest.raises(NoResultsError, match="no such folder"):
         scan([tmp_path / "nowhere"])
+
+
+# ---------------------------------------------------------------------------------------------- masked sweep
+@pytest.fixture(scope="module")
+def masked_sweep(tmp_path_factory) -> Path:
+    """A real 2-job toy sweep evaluated under every mask and with every task's prompt: ssum, 2 sources,
+    constant vs learned weights (Fig. 6), one step each."""
+    folder = tmp_path_factory.mktemp("masked") / "multirun"
+    run_script(
+        "train.py",
+        "-m",
+        *FAST,
+        "method=ssum",
+        "n_sources=2",
+        "router.learn=false,true",
+        "eval.masks=[total,private,all_src,src*]",
+        "eval.cross_prompts=rank",
+        "trainer.max_steps=1",
+        "eval.max_samples=4",
+        f"hydra.sweep.dir={folder}",
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def masked_report(masked_sweep, tmp_path_factory):
+    return build_report([masked_sweep], tmp_path_factory.mktemp("masked_report"), progress=False)
+
+
+def _correct(rows: list[dict]) -> float:
+    return 100 * sum(bool(r["valid"]) and r["value"] == r["gold"] for r in rows) / len(rows)
+
+
+@pytest.mark.slow
+def test_every_evaluated_mask_keeps_predictions_that_give_its_scores(masked_sweep):
+    for results_file in sorted(masked_sweep.rglob("results.json")):
+        results, run = json.loads(results_file.read_text()), RunDir(results_file.parent)
+        main = [json.loads(line) for line in run.predictions_file.read_text().splitlines()]
+        assert {r["mask"] for r in main} == {"total"} and len(main) == 4 * len(DEMO_TASKS)  # as before
+        rows = run.read_predictions()
+        assert list(dict.fromkeys(r["mask"] for r in rows)) == list(results["masks"])
+        for mask, scores in results["masks"].items():
+            for task in ("sst2", "rte", "mnli"):  # accuracy tasks: the stored answers give the recorded score
+                mine = [r for r in rows if r["mask"] == mask and r["task"] == task]
+                assert len(mine) == 4 and _correct(mine) == pytest.approx(scores["primary"][task])
+
+
+@pytest.mark.slow
+def test_the_report_counts_every_masks_answers_into_confusion_tables(masked_sweep, masked_report):
+    ours = [t for t in masked_report.confusions if t.name.startswith("confusion_")]
+    assert len(ours) == 2 * 3  # 2 groups x the classification tasks (stsb, a score, has none)
+    learned = next(t for t in ours if t.name.endswith("True_rte"))
+    run = next(p.parent for p in masked_sweep.rglob("results.json") if "router.learn=True" in str(p))
+    rows = [r for r in RunDir(run).read_predictions() if r["task"] == "rte"]
+    results = json.loads((run / "results.json").read_text())
+    for label, cells in learned.rows:
+        mine = [r for r in rows if r["mask"] == label["mask"]]
+        if label["prediction"] == "recall":
+            assert cells["acc."] == f"{results['masks'][label['mask']]['primary']['rte']:.0f}%"
+            continue
+        for gold in ("entailment", "not_entailment"):
+            count = sum(r["prediction"] == label["prediction"] and r["target"] == gold for r in mine)
+            assert cells.get(gold) == str(count)
+    assert [label["mask"] for label, _ in learned.rows if label["prediction"] == "recall"] == [
+        "src0",
+        "src1",
+        "all_src",
+        "private",
+        "total",
+    ]
+    published = [t.name for t in masked_report.confusions if t.name.startswith("paper_")]
+    assert published == ["paper_table6", "paper_table5"]  # rte and mnli: the paper's tasks this sweep has
+    assert "## Answers per mask (paper Tables 5, 6, A1)" in masked_report.markdown
+    assert "Table 6: RTE predictions" in masked_report.markdown
+    with (masked_report.out / "confusions.csv").open() as handle:
+        assert len({r["table"] for r in csv.DictReader(handle)}) == len(masked_report.confusions)
+
+
+@pytest.mark.slow
+def test_the_task_by_prompt_matrix_and_the_constant_vs_learned_figure(masked_sweep, masked_report):
+    for results_file in masked_sweep.rglob("results.json"):
+        results = json.loads(results_file.read_text())
+        diagonal = {t: results["cross_prompts"][t]["primary"][t] for t in DEMO_TASKS}
+        assert diagonal == pytest.approx(results["primary"])  # a task under its own prompt: its score
+        learned = "router.learn=True" in str(results_file)
+        assert (results["router_logits"] is not None) == learned
+    assert len(masked_report.cross_prompts) == 2
+    matrix = masked_report.cross_prompts[0]
+    assert matrix.columns == DEMO_TASKS and [label["task"] for label, _ in matrix.rows] == DEMO_TASKS
+    made = {p.name: p for p in masked_report.plots}
+    assert len(made["cross_prompts"].files) == 2 and len(made["fig6"].files) == 1
+    for path in [*made["cross_prompts"].files, *made["fig6"].files]:
+        assert path.read_bytes().startswith(PNG_SIGNATURE)
+    assert "## Task × prompt (paper Fig. A1)" in masked_report.markdown

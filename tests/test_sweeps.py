@@ -22,6 +22,8 @@ EXPECTED_JOBS = {
     "fig3_4": 3 * 2 * 3 * 3,  # methods x task sets x n_sources x seeds
     "fig5": 2 * 3 * 5 * 3,  # learned/constant x methods x n_sources x seeds
     "fig7": 3 * 4 * 2 * 3,  # methods x private lr x epochs x seeds
+    "fig6": 2 * 2 * 3,  # constant/learned x methods (ssum, mcat) x seeds
+    "fig_a1": 3,  # seeds (ssum)
     "baselines": 5 * 3 * 3,  # pt, ssum, spot, attempt, mpt x k x seeds
 }
 

@@ -6,7 +6,8 @@
       results.json           everything a report needs; written last and atomically, so a results.json with
                              ``"status": "complete"`` marks a finished run (``"diverged"``: a run stopped
                              by a non-finite loss or prompt, never averaged)
-      predictions.jsonl      one line per evaluated example (main mask)
+      predictions.jsonl      one line per evaluated example (main mask: the first of eval.masks)
+      mask_predictions.jsonl the same under every other evaluated mask, each line naming its mask
       bank/                  the trained prompt bank (``PromptBank.save``)
       checkpoints/last.ckpt  the resume checkpoint (backbone left out)
       .hydra/                the composed config and the command-line overrides (Hydra)
@@ -44,6 +45,7 @@ from compt.utils import json_safe, share_like_new_file
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.jsonl"
+MASK_PREDICTIONS_FILE = "mask_predictions.jsonl"
 BANK_DIR = "bank"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -93,6 +95,8 @@ RESULTS_OPTIONAL: dict[str, tuple[type, ...]] = {
     "global_step": (int,),
     "curves": (dict,),
     "router_weights": (dict, _NONE),
+    "router_logits": (dict, _NONE),
+    "cross_prompts": (dict, _NONE),
 }
 
 
@@ -113,6 +117,10 @@ class RunDir:
     @property
     def predictions_file(self) -> Path:
         return self.path / PREDICTIONS_FILE
+
+    @property
+    def mask_predictions_file(self) -> Path:
+        return self.path / MASK_PREDICTIONS_FILE
 
     @property
     def bank_dir(self) -> Path:
@@ -220,19 +228,52 @@ class RunDir:
         """Write ``results.json`` atomically (NaN and infinities as ``null``)."""
         return write_json_atomic(self.results_file, results)
 
-    def write_predictions(self, rows: list[dict[str, Any]], inputs: dict[str, list[dict]]) -> Path:
-        """``predictions.jsonl``: one JSON line per evaluated example, sorted by task and example id, with its
-        input and target text from ``inputs`` (``{task: eval rows}``, indexed by example id)."""
-        rows = sorted(rows, key=lambda r: (r["task"], r["example_id"]))
-        tmp = self.predictions_file.with_suffix(TEMP_SUFFIX)
+    def write_predictions(
+        self, rows: list[dict[str, Any]], inputs: dict[str, list[dict]], main_mask: str | None = None
+    ) -> Path:
+        """``predictions.jsonl``: one JSON line per evaluated example under the main mask, sorted by task and
+        example id, with its input and target text from ``inputs`` (``{task: eval rows}``, indexed by example
+        id). Rows of other masks (their ``mask`` is not ``main_mask``) go to ``mask_predictions.jsonl``, mask by
+        mask in the order they come; a row without ``mask`` is the main mask's."""
+        main = [r for r in rows if r.get("mask", main_mask) == main_mask]
+        others = [r for r in rows if r.get("mask", main_mask) != main_mask]
+        main.sort(key=lambda r: (r["task"], r["example_id"]))
+        self._write_prediction_lines(self.predictions_file, main, inputs)
+        if others:
+            order = {mask: i for i, mask in enumerate(dict.fromkeys(r["mask"] for r in others))}
+            others.sort(key=lambda r: (order[r["mask"]], r["task"], r["example_id"]))
+            self._write_prediction_lines(self.mask_predictions_file, others, inputs)
+        else:
+            self.mask_predictions_file.unlink(missing_ok=True)  # an earlier test's, under other masks
+        return self.predictions_file
+
+    @staticmethod
+    def _write_prediction_lines(
+        path: Path, rows: list[dict[str, Any]], inputs: dict[str, list[dict]]
+    ) -> None:
+        tmp = path.with_suffix(TEMP_SUFFIX)
         with tmp.open("w") as handle:
             for row in rows:
                 source = inputs.get(row["task"], [])
                 extra = source[row["example_id"]] if row["example_id"] < len(source) else {}
                 record = {**row, "input": extra.get("input_text"), "target": extra.get("target_text")}
                 handle.write(json.dumps(json_safe(record)) + "\n")
-        os.replace(tmp, self.predictions_file)
-        return self.predictions_file
+        os.replace(tmp, path)
+
+    def read_predictions(self, main_mask: str | None = None) -> list[dict[str, Any]]:
+        """Every stored prediction, main mask first, each with its ``mask``: lines written before masks were
+        recorded get ``main_mask`` (default: the first mask of results.json's ``masks``, else ``total``).
+        Empty when the run has no ``predictions.jsonl``."""
+        if main_mask is None:
+            try:
+                main_mask = next(iter(self.read_results().get("masks") or {}), None)
+            except (OSError, ValueError, AttributeError):
+                main_mask = None
+        rows = []
+        for path in (self.predictions_file, self.mask_predictions_file):
+            if path.is_file():
+                rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [{**row, "mask": row.get("mask") or main_mask or "total"} for row in rows]
 
     def temp_files(self) -> list[Path]:
         """Temporary files an interrupted write may have left in the folder and its sub-runs (a partial

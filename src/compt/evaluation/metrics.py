@@ -1,4 +1,4 @@
-"""Per-task metrics as torchmetrics (synced across DDP ranks by torchmetrics), METHOD.md §6.
+"""Per-task metrics as torchmetrics (synced across DDP ranks by torchmetrics), docs/method.md §6.
 
 Values are reported in percent (0-100), like the paper's tables.
 """

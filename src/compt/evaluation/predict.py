@@ -62,12 +62,22 @@ class Predictor(nn.Module):
 
     @torch.no_grad()
     def forward(
-        self, model: ComptModel, batch: dict[str, Tensor], mask: PromptMask | str | None = None
+        self,
+        model: ComptModel,
+        batch: dict[str, Tensor],
+        mask: PromptMask | str | None = None,
+        prompt_ids: Tensor | None = None,
     ) -> Predictions:
+        """Predict ``batch``'s rows as answers of their own tasks (``batch["task_ids"]``: candidates, parsing).
+
+        ``prompt_ids (B,)``: the task whose prompt each row gets (default: its own task) — another task's
+        prompt answering this task's row (the task × prompt matrix of the paper's Fig. A1).
+        """
         ids, attention, task_ids = batch["input_ids"], batch["attention_mask"], batch["task_ids"]
+        prompts = task_ids if prompt_ids is None else prompt_ids
         if self.mode == "rank":
             scores = model.score_candidates(
-                ids, attention, task_ids, self.candidates[task_ids], mask
+                ids, attention, prompts, self.candidates[task_ids], mask
             )  # (B, C)
             best = scores.argmax(-1).tolist()
             texts = [self.candidate_texts[t][c] for t, c in zip(task_ids.tolist(), best)]
@@ -75,7 +85,7 @@ class Predictor(nn.Module):
             generated = model.generate(
                 ids,
                 attention,
-                task_ids,
+                prompts,
                 self.max_new_tokens,
                 mask,
                 repetition_penalty=self.repetition_penalty,

@@ -77,7 +77,7 @@ class PromptBank(nn.Module):
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
     def _initialise(self, vocab: Tensor | None, generator: torch.Generator | None) -> None:
-        """Prompt rows (METHOD.md §1) and, with a ``generator``, the prompt encoders too: the same generator
+        """Prompt rows (docs/method.md §1) and, with a ``generator``, the prompt encoders too: the same generator
         state gives the same bank whatever torch's global random state."""
         c = self.config
         if generator is not None:

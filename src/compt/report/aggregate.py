@@ -124,6 +124,17 @@ class Group:
             values.append(source.get(avg) if column == AVG else (source.get(primary) or {}).get(column))
         return Stat.of(values)
 
+    def mean_of(self, tasks: Sequence[str], mask: str | None = None, paper: bool = False) -> Stat:
+        """Each run's mean over ``tasks`` (None when one is missing), summarised over the runs: the Avg. of a
+        subset of a run's tasks (a paper table that leaves a run's extra task out)."""
+        means = []
+        for run in self.runs:
+            source = run.results if mask is None else (run.results.get("masks") or {}).get(mask)
+            scores = (source or {}).get("primary_paper" if paper else "primary") or {}
+            values = [scores.get(t) for t in tasks]
+            means.append(None if any(v is None for v in values) else statistics.fmean(values))
+        return Stat.of(means)
+
     def label(self, keys: Sequence[str]) -> dict[str, str]:
         """The values of ``keys`` for this group (``-`` where a setting is absent)."""
         return {key: self.settings.get(key, "-") for key in keys}

@@ -58,6 +58,7 @@ def write_html(
     plots: Sequence[PlotResult],
     missing: Sequence[MissingJob],
     diverged: Sequence[DivergedRun] = (),
+    analyses: Sequence[Table] = (),
 ) -> Path:
     """Write the page to ``path`` (images are read from their files and embedded)."""
     out_dir = path.parent
@@ -68,6 +69,8 @@ def write_html(
     parts += ["<h2>Results</h2>", *(table_html(t) for t in tables)]
     parts.append("<h2>Comparison with the paper</h2>")
     parts += [table_html(t) for t in comparisons] or [f"<p>{escape(comparison_note or '')}</p>"]
+    if analyses:
+        parts += ["<h2>Analyses (paper Tables 5, 6, A1; Fig. A1)</h2>", *(table_html(t) for t in analyses)]
     if missing:
         items = "".join(f"<li><code>{escape(str(m.path))}</code>: {escape(m.reason)}</li>" for m in missing)
         parts.append(f"<h2>Missing jobs ({len(missing)})</h2><ul>{items}</ul>")

@@ -197,6 +197,14 @@ def _mask_order(groups: Sequence[Group]) -> list[str]:
     return order + sorted(found - set(order))
 
 
+def mask_matrix(group: Group) -> tuple[list[str], list[str], np.ndarray]:
+    """``(rows, masks, matrix)``: the group's tasks plus Avg. × its masks, each cell the primary metric's mean
+    over seeds."""
+    masks = _mask_order([group])
+    rows = [*group.tasks, AVG]
+    return rows, masks, np.array([[group.stat(t, m).mean for m in masks] for t in rows])
+
+
 def plot_masks(groups: Sequence[Group], out: Path) -> list[Path]:
     """Figs. 3/4/6: task × mask heatmap (mean over seeds; last row Avg.), one per group with several masks."""
     members = [g for g in groups if any(len(r.results.get("masks") or {}) > 1 for r in g.runs)]
@@ -207,9 +215,7 @@ def plot_masks(groups: Sequence[Group], out: Path) -> list[Path]:
     keys = varying_keys(groups)
     files = []
     for g in members:
-        masks = _mask_order([g])
-        rows = [*g.tasks, AVG]
-        matrix = np.array([[g.stat(t, m).mean for m in masks] for t in rows])
+        rows, masks, matrix = mask_matrix(g)
         label = series_label(g.settings, [k for k in keys if k in g.settings])
         figure, axes = _new_figure(width=max(5.0, 1.5 + 0.8 * len(masks)), height=1.2 + 0.45 * len(rows))
         heatmap(axes[0, 0], matrix, rows, masks)
@@ -298,11 +304,16 @@ PLOTS: list[tuple[str, str, Callable[[Sequence[Group], Path], list[Path]]]] = [
 ]
 
 
-def make_plots(groups: Sequence[Group], out: Path) -> list[PlotResult]:
-    """Every plot kind the data supports, written under ``out``; the others with the reason they were skipped."""
+def make_plots(
+    groups: Sequence[Group],
+    out: Path,
+    kinds: Sequence[tuple[str, str, Callable[[Sequence[Group], Path], list[Path]]]] = PLOTS,
+) -> list[PlotResult]:
+    """Every plot kind (of ``kinds``) the data supports, written under ``out``; the others with the reason
+    they were skipped."""
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for name, title, function in PLOTS:
+    for name, title, function in kinds:
         try:
             results.append(PlotResult(name, title, function(groups, out)))
         except PlotSkipped as reason:

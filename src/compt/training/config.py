@@ -147,6 +147,7 @@ class RunConfig:
             masks=tuple(c.eval.masks),
             metrics_compat=c.metrics.compat,
             repetition_penalty=c.eval.repetition_penalty,
+            cross_prompts=c.eval.cross_prompts,
         )
         run = RunSettings(
             method=m.name,

@@ -39,7 +39,8 @@ class ComptModule(pl.LightningModule):
         tasks: the tasks, in task-id order (= ``bank.task_names``).
         optim: the optimizer's settings.
         router: the router's temperature schedule.
-        evaluation: prediction mode, generation length, masks (first = main) and metric reading.
+        evaluation: prediction mode, generation length, masks (first = main), metric reading and the
+            cross-task prompt matrix (``cross_prompts``).
         backbone_dropout: keep the backbone's dropout active in training (the authors' code did).
         seed: seed of the bank's initialisation.
         backbone_dtype: the frozen backbone's weight dtype, ``fp32`` or ``bf16`` (the bank stays fp32).
@@ -110,6 +111,13 @@ class ComptModule(pl.LightningModule):
         self.eval_metrics = torch.nn.ModuleDict(
             {mask: TaskMetrics(self.tasks, evaluation.metrics_compat) for mask in self.eval_masks}
         )
+        #: with ``eval.cross_prompts``: the predictor and, per prompt task, the metrics of every task under it
+        self.cross_predictor = self._cross_predictor(evaluation)
+        self.cross_metrics = torch.nn.ModuleDict(
+            {t.name: TaskMetrics(self.tasks, evaluation.metrics_compat) for t in self.tasks}
+            if self.cross_predictor is not None
+            else {}
+        )
         self.predictions: list[dict[str, Any]] = []
         self.train()  # from_pretrained returns eval mode, and Lightning ≥ 2.2 keeps the modes it finds
         self.last_eval: dict[str, Any] = {}
@@ -122,7 +130,7 @@ class ComptModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ training
     def current_temperature(self) -> float:
-        """τ for the current optimizer step (METHOD.md §3)."""
+        """τ for the current optimizer step (docs/method.md §3)."""
         total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
         return self.schedule.temperature(self.global_step, total)
 
@@ -159,14 +167,30 @@ class ComptModule(pl.LightningModule):
         self.val_curve = list(checkpoint.get("compt_val_curve", []))
 
     # ------------------------------------------------------------------ evaluation
+    def _cross_predictor(self, evaluation: EvalConfig) -> Predictor | None:
+        if evaluation.cross_prompts is None:
+            return None
+        if evaluation.cross_prompts == evaluation.mode:
+            return self.predictor
+        return Predictor(self.tasks, self.tokenizer, evaluation.cross_prompts, evaluation.max_new_tokens)
+
     def _evaluate(self, batch: dict[str, Tensor], keep_predictions: bool) -> None:
-        for index, mask in enumerate(self.eval_masks):
+        for mask in self.eval_masks:
             predictions = self.predictor(self.model, batch, mask)
             self.eval_metrics[mask].update_batch(batch["task_ids"], predictions.values, batch["gold"])
-            if keep_predictions and index == 0:
-                self._keep(batch, predictions.texts, predictions.values)
+            if keep_predictions:  # every mask's: the per-mask confusion tables (paper Tables 5, 6, A1)
+                self._keep(batch, mask, predictions.texts, predictions.values)
 
-    def _keep(self, batch: dict[str, Tensor], texts: list[str], values: Tensor) -> None:
+    def _evaluate_cross(self, batch: dict[str, Tensor]) -> None:
+        """Every row answered under every task's prompt (main mask): the task × prompt matrix."""
+        if self.cross_predictor is None:
+            return
+        for index, task in enumerate(self.tasks):
+            prompt_ids = torch.full_like(batch["task_ids"], index)
+            predictions = self.cross_predictor(self.model, batch, self.eval_masks[0], prompt_ids)
+            self.cross_metrics[task.name].update_batch(batch["task_ids"], predictions.values, batch["gold"])
+
+    def _keep(self, batch: dict[str, Tensor], mask: str, texts: list[str], values: Tensor) -> None:
         for row, (task, example, gold) in enumerate(
             zip(batch["task_ids"].tolist(), batch["example_ids"].tolist(), batch["gold"].tolist())
         ):
@@ -174,6 +198,7 @@ class ComptModule(pl.LightningModule):
             self.predictions.append(
                 {
                     "task": self.tasks[task].name,
+                    "mask": mask,
                     "example_id": example,
                     "prediction": texts[row],
                     "value": value,
@@ -187,6 +212,7 @@ class ComptModule(pl.LightningModule):
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(batch, keep_predictions=True)
+        self._evaluate_cross(batch)
 
     def on_test_epoch_start(self) -> None:
         self.predictions = []
@@ -196,7 +222,18 @@ class ComptModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._finish_evaluation("test")
+        self.last_eval["cross_prompts"] = self._finish_cross()
         self.predictions = gather_objects(self.predictions)
+
+    def _finish_cross(self) -> dict[str, Any] | None:
+        """``{prompt task: metrics of every task under its prompt}`` (None without ``eval.cross_prompts``)."""
+        if self.cross_predictor is None:
+            return None
+        out = {}
+        for name, metrics in self.cross_metrics.items():
+            out[name] = metrics.compute()
+            metrics.reset()
+        return out
 
     def _finish_evaluation(self, stage: str) -> None:
         results: dict[str, Any] = {}
@@ -230,6 +267,14 @@ class ComptModule(pl.LightningModule):
         with evaluating(self.bank), torch.no_grad():
             weights = self.bank.router_weights().cpu().tolist()
         return dict(zip(self.bank.task_names, weights))
+
+    def router_logits(self) -> dict[str, list[float]] | None:
+        """The router's learned logits W per task, ``{task: [W_s ...]}`` (the paper's Fig. 6 shows them), or None
+        without a learned router (``pt``, ``router.learn=false``)."""
+        router = self.bank.router
+        if router is None or router.logits is None:
+            return None
+        return dict(zip(self.bank.task_names, router.logits.detach().cpu().tolist()))
 
 
 def gather_objects(items: list[Any]) -> list[Any]:

@@ -12,7 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from compt.errors import ComptError, ConfigError
-from compt.evaluation.config import EVAL_MODES
+from compt.evaluation.config import EvalConfig
 from compt.training.schema import WEIGHT_DTYPES, TrainSchema
 
 #: seeds numpy accepts (``pl.seed_everything`` seeds numpy too)
@@ -24,8 +24,8 @@ class OutputFolderError(ComptError, OSError):
 
 
 def check_run_config(cfg: TrainSchema) -> None:
-    """Refuse the config values that cannot make a run: no task, an unknown backbone dtype or evaluation mode,
-    a seed numpy rejects, zero epochs or steps.
+    """Refuse the config values that cannot make a run: no task, an unknown backbone dtype or evaluation mode
+    (``eval.mode``, ``eval.cross_prompts``), a seed numpy rejects, zero epochs or steps.
 
     Raises:
         ConfigError: naming the key, its value and what is accepted.
@@ -39,9 +39,7 @@ def check_run_config(cfg: TrainSchema) -> None:
             f"model.dtype={cfg.model.dtype!r}; choose one of {', '.join(WEIGHT_DTYPES)} (fp16 is not offered: T5 "
             "overflows in it)"
         )
-    mode = cfg.eval.mode
-    if mode not in EVAL_MODES:
-        raise ConfigError(f"eval.mode={mode!r}; choose one of {', '.join(EVAL_MODES)}")
+    EvalConfig(mode=cfg.eval.mode, cross_prompts=cfg.eval.cross_prompts)  # refuses an unknown mode
     seed = cfg.seed
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed={seed!r}: a seed is an integer in 0..{MAX_SEED}")

@@ -26,7 +26,15 @@ import zipfile
 from pathlib import Path
 
 from compt.prompts.bank import CONFIG_FILE as BANK_CONFIG_FILE
-from compt.runs import BANK_DIR, LAST_CHECKPOINT, LOGGER_DIRS, PREDICTIONS_FILE, RESULTS_FILE, RunDir
+from compt.runs import (
+    BANK_DIR,
+    LAST_CHECKPOINT,
+    LOGGER_DIRS,
+    MASK_PREDICTIONS_FILE,
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    RunDir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +124,7 @@ def start_forced_run(run: RunDir) -> None:
     anyway.)"""
     for path in [*run_folders(run, RESULTS_FILE), *run_folders(run, LAST_CHECKPOINT)]:
         path.unlink(missing_ok=True)
-    for path in run_folders(run, PREDICTIONS_FILE):
+    for path in [*run_folders(run, PREDICTIONS_FILE), *run_folders(run, MASK_PREDICTIONS_FILE)]:
         path.unlink(missing_ok=True)
     for path in run_folders(run, BANK_CONFIG_FILE):
         if path.parent.name == BANK_DIR:

@@ -283,7 +283,7 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
     }
     module.bank.save(run.bank_dir)
     inputs = {task.name: datamodule.eval_rows(task.name) for task in config.tasks}
-    run.write_predictions(module.predictions, inputs)
+    run.write_predictions(module.predictions, inputs, main_mask=module.eval_masks[0])
     run.write_results(results)
     if not cfg.callbacks["keep_last_checkpoint"]:
         last.unlink(missing_ok=True)  # the run is complete: resuming is no longer needed
@@ -316,11 +316,22 @@ def collect_results(
         "invalid": main["invalid"],
         "masks": {mask: {key: r[key] for key in READINGS} for mask, r in by_mask.items()},
         "router_weights": module.router_weights(),
+        "router_logits": module.router_logits(),
+        "cross_prompts": cross_prompt_results(module),
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
         "trainable_parameters": sum(p.numel() for p in module.bank.parameters()),
         "curves": recorded_curves(module, curves),
     }
+
+
+def cross_prompt_results(module: ComptModule) -> dict[str, Any] | None:
+    """``{prompt task: {primary, avg, primary_paper, avg_paper}}`` of every task answered under that task's
+    prompt (``eval.cross_prompts``; None when off)."""
+    cross = module.last_eval.get("cross_prompts")
+    if cross is None:
+        return None
+    return {prompt: {key: r[key] for key in READINGS} for prompt, r in cross.items()}
 
 
 def run_identity(

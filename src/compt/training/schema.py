@@ -212,6 +212,8 @@ class EvalSection:
     """→ EvalConfig.repetition_penalty"""
     masks: list[str] = field(default_factory=lambda: list(EvalConfig.masks))
     """→ EvalConfig.masks"""
+    cross_prompts: str | None = EvalConfig.cross_prompts
+    """→ EvalConfig.cross_prompts"""
     answer_parsing: str = TaskSpec.answer_parsing
     """→ TaskSpec.answer_parsing, for every task of the run"""
 
