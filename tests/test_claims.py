@@ -84,7 +84,7 @@ def test_a_stale_claim_is_taken_over_and_a_live_one_is_not(tmp_path, caplog):
 
     _write_claim(tmp_path, _other(host="another-node"), age_s=30)
     assert not JobClaim(tmp_path, stale_after_s=600).acquire()
-    assert JobClaim(tmp_path, stale_after_s=10).acquire()  # the same claim, judged by a shorter timeout
+    assert JobClaim(tmp_path, heartbeat_s=1, stale_after_s=10).acquire()  # judged by a shorter timeout
 
 
 def test_a_requeued_slurm_job_takes_its_own_folder_back(tmp_path, monkeypatch):

@@ -240,7 +240,7 @@ def test_cli_prints_the_table_and_reports_a_missing_job(sweep, tmp_path, capsys)
     assert main(["report", str(partial), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "| method | k |" in printed and "Missing jobs (2)" in printed and victim.name in printed
-    assert "never started (in multirun.yaml)" in printed and "method=pt,k=4,seed=2" in printed
+    assert "never started (launched into this sweep folder)" in printed and "method=pt,k=4,seed=2" in printed
     assert victim.name in (tmp_path / "out" / "report.html").read_text()
     with (tmp_path / "out" / "results.csv").open() as handle:
         ssum8 = next(r for r in csv.DictReader(handle) if r["method"] == "ssum" and r["k"] == "8")
