@@ -5,7 +5,7 @@ every launch, so two sweeps sharing a folder (``name=s`` with other overrides) w
 job list. :class:`KeepLaunchRecord` (a Hydra callback, ``conf/hydra/default.yaml``) also writes each distinct
 launch's config to ``<sweep dir>/.compt-launches/<digest>.yaml`` (named after the sweeper and its overrides, so
 relaunching a command adds nothing). :func:`expected_jobs` reads them all: ``compt report`` lists the jobs of
-every launch that never started, and a sweep stopped by a signal names its own (:func:`jobs_after`).
+every launch that never started, and a sweep stopped by a signal names its own (:func:`never_started`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,15 +87,16 @@ def expected_jobs(root: Path) -> list[list[str]]:
     return jobs
 
 
-def jobs_after(sweep_dir: Path, job_num: int) -> list[list[str]]:
+def never_started(sweep_dir: Path, job_num: int) -> str | None:
     """The jobs the current basic-sweeper launch into ``sweep_dir`` (its ``multirun.yaml``) would have run
-    after job number ``job_num``: those a stopped sweep never started."""
-    path = sweep_dir / MULTIRUN_FILE
-    return record_jobs(path)[job_num + 1 :] if path.is_file() else []
-
-
-def shown_jobs(jobs: Sequence[Sequence[str]], limit: int = 5) -> str:
-    """``seed=2; seed=3; ... and 4 more`` for a message."""
-    names = [",".join(job) or "(no overrides)" for job in jobs[:limit]]
-    more = f" and {len(jobs) - limit} more" if len(jobs) > limit else ""
-    return "; ".join(names) + more
+    after job number ``job_num`` (those a stopped sweep never started), shown by the overrides that vary
+    between the launch's jobs: ``2 job(s): seed=2; seed=3``; None when there are none."""
+    jobs = record_jobs(sweep_dir / MULTIRUN_FILE)
+    later = jobs[job_num + 1 :]
+    if not later:
+        return None
+    common = set.intersection(*(set(job) for job in jobs))
+    limit = 5
+    names = [",".join(o for o in job if o not in common) or ",".join(job) for job in later[:limit]]
+    more = f" and {len(later) - limit} more" if len(later) > limit else ""
+    return f"{len(later)} job(s): " + "; ".join(names) + more

@@ -229,12 +229,10 @@ def how_to_resume(output_dir: str | Path, sweep: Any | None = None) -> str:
     text = "relaunch the same command to resume the sweep: finished jobs are skipped, this one resumes"
     if "BasicLauncher" not in str(sweep.launcher.get("_target_", "")):
         return text  # jobs run in parallel: which never started is not known here
-    from compt.sweeps.records import jobs_after, shown_jobs
+    from compt.sweeps.records import never_started
 
-    later = jobs_after(Path(sweep.sweep.dir), int(sweep.job.num))
-    if not later:
-        return text + "; it was the sweep's last job"
-    return text + f"; {len(later)} job(s) of this launch never started: {shown_jobs(later)}"
+    later = never_started(Path(sweep.sweep.dir), int(sweep.job.num))
+    return text + (f"; never started: {later}" if later else "; it was the sweep's last job")
 
 
 def _launchers(handler: Any) -> bool:
