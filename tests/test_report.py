@@ -10,11 +10,14 @@ import statistics
 from pathlib import Path
 
 import pytest
+import yaml
+from omegaconf import OmegaConf
 
 from compt.cli import main
 from compt.report import NoResultsError, Stat, build_report, group_runs, scan
 from compt.report.aggregate import AVG, label_keys
 from compt.report.tables import results_tables
+from compt.sweeps.records import keep_launch_record
 from tests.helpers import FAST, run_script
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -253,3 +256,30 @@ def test_a_folder_without_results_is_an_error_naming_it(tmp_path, capsys):
     assert str(tmp_path / "empty") in capsys.readouterr().err
     with pytest.raises(NoResultsError, match="no such folder"):
         scan([tmp_path / "nowhere"])
+
+
+def test_two_sweeps_sharing_a_folder_keep_each_launchs_jobs_that_never_started(tmp_path):
+    def launch(*overrides: str) -> None:  # what a -m launch writes: Hydra's multirun.yaml and compt's record
+        config = OmegaConf.create(
+            {
+                "hydra": {
+                    "sweep": {"dir": str(tmp_path)},
+                    "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"},
+                    "overrides": {"task": list(overrides)},
+                }
+            }
+        )
+        keep_launch_record(config)
+        OmegaConf.save(config, tmp_path / "multirun.yaml")
+
+    launch("method=pt", "k=8", "seed=1,2")  # stopped after its first job
+    ran = write_run(tmp_path, "pt-1", fake_results("pt", 8, 1, {"rte": 60.0}))
+    (ran / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["method=pt", "k=8", "seed=1"]))
+    launch("method=ssum", "k=8", "seed=1")  # another sweep into the same folder (name=s, other overrides)
+    launch("method=ssum", "k=8", "seed=1")  # relaunched: nothing new to keep
+    assert len(list((tmp_path / ".compt-launches").glob("*.yaml"))) == 2
+    missing = {m.reason for m in scan([tmp_path], progress=False).missing}
+    assert missing == {
+        "never started (launched into this sweep folder): method=pt,k=8,seed=2",
+        "never started (launched into this sweep folder): method=ssum,k=8,seed=1",
+    }

@@ -8,7 +8,9 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.trainer.states import TrainerFn
 
+from compt.errors import ClaimLost
 from compt.training.callbacks import LastCheckpoint, agreed_stop
+from compt.training.loggers import ResumableCSVLogger
 from compt.training.stopping import CLAIM_LOST, NOTHING, StopRequest
 
 
@@ -103,6 +105,12 @@ class StopAtStepBoundary(pl.Callback):
         dataloader_idx: int = 0,
     ) -> None:
         self._stop_unsaved(trainer, "while testing the trained prompts")
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: Any, exception: BaseException) -> None:
+        if isinstance(exception, ClaimLost):  # Lightning saves the loggers next: not into another's folder
+            for logger in trainer.loggers:
+                if isinstance(logger, ResumableCSVLogger):
+                    logger.stop_writing()
 
     # ------------------------------------------------------------------ helpers
     def _agreed(self, trainer: pl.Trainer) -> int:
