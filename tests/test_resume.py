@@ -120,6 +120,18 @@ def test_stop_signals_wait_for_a_step_boundary_while_training_and_stop_at_once_o
             deliver(signal.SIGINT)  # Ctrl-C again: at once
     assert raised.value.exit_code == 143
 
+    requeued: list[int] = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: requeued.append(signum))  # submitit's
+    try:
+        stop = StopRequest()
+        with stop.handling(), stop.deferred():
+            deliver(signal.SIGUSR2)  # submitit's time-limit signal: saved at the step boundary first
+            assert stop.signum == signal.SIGUSR2 and requeued == []
+        stop.pass_on()  # then submitit requeues the job
+        assert requeued == [signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
 
 def _run(folder: Path, *extra: str):
     return run_script("train.py", *RESUMABLE, *extra, f"hydra.run.dir={folder}", check=False)
