@@ -185,9 +185,15 @@ def _spawn_ranks(cfg: TrainSchema, output_dir: Path, overrides: list[str], world
     it does not re-run the script, so it works inside a ``-m`` sweep. Returns rank 0's results.json.
     """
     port = _free_port()
-    torch.multiprocessing.spawn(
-        _spawned_rank, args=(world, port, cfg, str(output_dir), overrides), nprocs=world, join=True
-    )
+    stop = stop_request()
+    # a stop signal here ends the job at once; the ranks (in this process group) stop without a new checkpoint
+    stop.outside = "while its ddp_spawn ranks trained; the relaunch resumes from their last checkpoint"
+    try:
+        torch.multiprocessing.spawn(
+            _spawned_rank, args=(world, port, cfg, str(output_dir), overrides), nprocs=world, join=True
+        )
+    finally:
+        stop.outside = None
     run = RunDir(output_dir)
     return run.read_results() if run.is_complete() or run.is_diverged() else {}
 

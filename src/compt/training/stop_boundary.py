@@ -122,6 +122,5 @@ class StopAtStepBoundary(pl.Callback):
     def _stop_unsaved(self, trainer: pl.Trainer, when: str) -> None:
         """Stop where no new checkpoint is needed: the last one is where a relaunch starts."""
         if self._agreed(trainer) != NOTHING:
-            raise self.stop.interrupted(
-                f"{when}; {self.stop.kept_checkpoint()} (the relaunch continues from it)"
-            )
+            kept = self.stop.kept_checkpoint(self.checkpoint.path)
+            raise self.stop.interrupted(f"{when}; {kept} (the relaunch continues from it)")

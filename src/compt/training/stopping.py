@@ -199,9 +199,10 @@ class StopRequest:
     def checkpoint_name(self) -> str:
         return str(self.job / "checkpoints" / "last.ckpt") if self.job else "last.ckpt"
 
-    def kept_checkpoint(self) -> str:
-        """What a stop that saves nothing new leaves behind."""
-        last = self.job / "checkpoints" / "last.ckpt" if self.job else None
+    def kept_checkpoint(self, last: Path | None = None) -> str:
+        """What a stop that saves nothing new leaves behind: ``last`` (default: the job's ``last.ckpt``; a
+        sub-run's, e.g. SPoT's stage 1, is its own)."""
+        last = last or (self.job / "checkpoints" / "last.ckpt" if self.job else None)
         if last is not None and last.is_file():
             step = checkpoint_step(last)
             at = f" (step {step})" if step is not None else ""
