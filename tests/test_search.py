@@ -162,6 +162,7 @@ def test_an_interrupted_search_marks_its_trial_and_relaunches_finish_it_like_an_
     again = run_script(*_search(tmp_path)[1:])
     assert "3 of 3 trials complete" in again.stdout + again.stderr and "resuming from" not in again.stdout
     assert len(_trials(tmp_path)) == 4  # a relaunch of a finished search adds no row
+    assert [p.name for p in (tmp_path / ".compt-trials").iterdir()] == ["ask"]  # no trial is held
     assert len(list(tmp_path.glob("*/results.json"))) == 3
 
 

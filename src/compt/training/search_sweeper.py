@@ -31,7 +31,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +284,8 @@ class TrialBook:
         claim = self.claims.pop(number, None)
         if claim is not None:
             claim.release()
+            with suppress(OSError):  # a finished trial needs no claim folder
+                claim.path.parent.rmdir()
 
     def release(self) -> None:
         for claim in self.claims.values():
