@@ -18,13 +18,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from compt.errors import ComptError, RunDiverged
+from compt.errors import ClaimLost, ComptError, RunDiverged, RunInterrupted
 from compt.training.launch import check_launch, joblib_gpu, shared_output_dir
 from compt.training.preflight import check_run_config
 from compt.training.resume_run import resume_arguments
 from compt.training.runlog import route_run_log, to_log_file
 from compt.training.schema import TrainSchema
 from compt.training.search import check_search, objective
+from compt.training.stopping import JobStopped, how_to_resume, stop_request
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -38,18 +39,28 @@ def main(cfg: DictConfig) -> float | None:
         check_search(cfg)
         schema = TrainSchema.from_hydra(cfg)
         check_run_config(schema)
-        # The run driver (Lightning, transformers: seconds to import) is loaded once the config is known to
-        # work, so a mistake in it answers at once.
-        from compt.training.job import run_job
-
         output_dir = shared_output_dir(hydra_cfg.runtime.output_dir)
-        with joblib_gpu(cfg, hydra_cfg):
-            results = run_job(schema, output_dir, list(hydra_cfg.overrides.task))
+        stop = stop_request()
+        stop.begin(output_dir)
+        with stop.handling():  # SIGTERM, SIGUSR1, SIGINT: a clean stop (compt.training.stopping)
+            # The run driver (Lightning, transformers: seconds to import) is loaded once the config is known
+            # to work, so a mistake in it answers at once.
+            from compt.training.job import run_job
+
+            with joblib_gpu(cfg, hydra_cfg):
+                results = run_job(schema, output_dir, list(hydra_cfg.overrides.task))
         return objective(cfg, results, output_dir)
+    except RunInterrupted as err:  # SIGTERM & co.: what was saved, how to resume; a sweep stops too
+        sweep = hydra_cfg if hydra_cfg.mode == RunMode.MULTIRUN else None
+        line = f"compt: {err}; {how_to_resume(hydra_cfg.runtime.output_dir, sweep)}"
+        to_log_file(line, logging.ERROR)
+        print(line, file=sys.stderr)
+        stop_request().pass_on()  # a launcher's own handler of the signal (submitit: requeue)
+        raise JobStopped(line, err.exit_code) from None
     except ComptError as err:  # a user's mistake or a diverged run: one line, not a stack trace
         line = f"compt: {err}"
         to_log_file(line, logging.ERROR)
-        if isinstance(err, RunDiverged) and hydra_cfg.mode == RunMode.MULTIRUN:
+        if isinstance(err, RunDiverged | ClaimLost) and hydra_cfg.mode == RunMode.MULTIRUN:
             print(line, file=sys.stderr)  # a result, not a crash: the rest of the sweep goes on
             return None
         raise SystemExit(line) from None

@@ -37,6 +37,16 @@ from tests.test_configs import composed
         ("seed=4294967296", "seed=4294967296"),
         ("optim.epochs=0", "optim.epochs=0 gives 0 training epochs; a run needs at least 1"),
         ("trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),
+        (
+            "claim.heartbeat_s=0",
+            "claim.heartbeat_s=0: the claim's refresh interval must be a positive number",
+        ),
+        ("claim.heartbeat_s=-5", "claim.heartbeat_s=-5: the claim's refresh interval"),
+        # a stale time within a few heartbeats: a second launch would take over a live claim
+        (
+            "claim.stale_after_s=60",
+            "claim.stale_after_s=60 must be at least 3 heartbeats (claim.heartbeat_s=60",
+        ),
     ],
 )
 def test_config_values_that_cannot_make_a_run_are_refused(override, message):

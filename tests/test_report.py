@@ -10,12 +10,15 @@ import statistics
 from pathlib import Path
 
 import pytest
+import yaml
+from omegaconf import OmegaConf
 
 from compt.cli import main
 from compt.report import NoResultsError, Stat, build_report, group_runs, scan
 from compt.report.aggregate import AVG, label_keys
 from compt.report.tables import results_tables
 from compt.runs import RunDir
+from compt.sweeps.records import keep_launch_record
 from tests.helpers import FAST, run_script
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -296,7 +299,7 @@ def test_cli_prints_the_table_and_reports_a_missing_job(sweep, tmp_path, capsys)
     assert main(["report", str(partial), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "| method | k |" in printed and "Missing jobs (2)" in printed and victim.name in printed
-    assert "never started (in multirun.yaml)" in printed and "method=pt,k=4,seed=2" in printed
+    assert "never started (launched into this sweep folder)" in printed and "method=pt,k=4,seed=2" in printed
     assert victim.name in (tmp_path / "out" / "report.html").read_text()
     with (tmp_path / "out" / "results.csv").open() as handle:
         ssum8 = next(r for r in csv.DictReader(handle) if r["method"] == "ssum" and r["k"] == "8")
@@ -403,3 +406,30 @@ def test_the_task_by_prompt_matrix_and_the_constant_vs_learned_figure(masked_swe
     for path in [*made["cross_prompts"].files, *made["fig6"].files]:
         assert path.read_bytes().startswith(PNG_SIGNATURE)
     assert "## Task × prompt (paper Fig. A1)" in masked_report.markdown
+
+
+def test_two_sweeps_sharing_a_folder_keep_each_launchs_jobs_that_never_started(tmp_path):
+    def launch(*overrides: str) -> None:  # what a -m launch writes: Hydra's multirun.yaml and compt's record
+        config = OmegaConf.create(
+            {
+                "hydra": {
+                    "sweep": {"dir": str(tmp_path)},
+                    "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"},
+                    "overrides": {"task": list(overrides)},
+                }
+            }
+        )
+        keep_launch_record(config)
+        OmegaConf.save(config, tmp_path / "multirun.yaml")
+
+    launch("method=pt", "k=8", "seed=1,2")  # stopped after its first job
+    ran = write_run(tmp_path, "pt-1", fake_results("pt", 8, 1, {"rte": 60.0}))
+    (ran / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["method=pt", "k=8", "seed=1"]))
+    launch("method=ssum", "k=8", "seed=1")  # another sweep into the same folder (name=s, other overrides)
+    launch("method=ssum", "k=8", "seed=1")  # relaunched: nothing new to keep
+    assert len(list((tmp_path / ".compt-launches").glob("*.yaml"))) == 2
+    missing = {m.reason for m in scan([tmp_path], progress=False).missing}
+    assert missing == {
+        "never started (launched into this sweep folder): method=pt,k=8,seed=2",
+        "never started (launched into this sweep folder): method=ssum,k=8,seed=1",
+    }

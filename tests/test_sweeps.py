@@ -3,6 +3,12 @@ launchers write one folder per job; relaunching a finished sweep trains nothing.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 from compt.sweeps.cli import main
@@ -126,6 +132,48 @@ def test_submitit_local_sweep_and_relaunch_runs_nothing(tmp_path):
 def test_joblib_sweep_runs_jobs_in_parallel_processes_and_relaunch_runs_nothing(tmp_path):
     output = _check_jobs_and_relaunch(tmp_path, ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])
     assert output.count("skipping") == 2 and "wrote " not in output
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_sweep_naming_its_jobs_that_never_started_and_a_relaunch_finishes_it(tmp_path):
+    args = [
+        "-m",
+        "experiment=demo",
+        "optim.epochs=5",
+        "eval.max_samples=4",
+        "trainer.enable_progress_bar=false",
+    ]
+    args += ["callbacks.checkpoint_every_n_epochs=1", "seed=1,2", f"hydra.sweep.dir={tmp_path}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 600
+    while not list(tmp_path.glob("*seed=1*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)  # as SLURM, Kubernetes or `kill` would, while the first job trains
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    first = next(tmp_path.glob("*seed=1*"))
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith(f"compt: SIGTERM: stopped {first} "), stderr[-3000:]
+    assert f"saved {first}/checkpoints/last.ckpt; relaunch the same command to resume the sweep" in line
+    assert line.endswith("never started: 1 job(s): seed=2") and "Traceback" not in stderr
+    assert not (first / "results.json").exists() and not (first / ".compt-claim").exists()
+    assert not list(tmp_path.glob("*seed=2*"))
+    assert len(list((tmp_path / ".compt-launches").glob("*.yaml"))) == 1  # this launch's record
+
+    relaunch = run_script("train.py", *args)
+    assert relaunch.stdout.count("resuming from") == 1  # the stopped job; the other starts
+    assert [read_results(p.parent)["global_step"] for p in sorted(tmp_path.glob("*/results.json"))] == [
+        20,
+        20,
+    ]
 
 
 def test_launcher_configs_compose():

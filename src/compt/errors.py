@@ -75,3 +75,18 @@ class RunDiverged(ComptError, RuntimeError):
         super().__init__(message)
         self.step = step
         self.learning_rates = dict(learning_rates or {})
+
+
+class RunInterrupted(ComptError, RuntimeError):
+    """A stop signal (SIGTERM, SIGUSR1, SIGINT) ended the job; the message names the job, what was saved and how
+    to resume. ``exit_code`` is the shell's code for that signal (128 + its number: 143 for SIGTERM)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class ClaimLost(ComptError, RuntimeError):
+    """Another process took over this job's claim (:mod:`compt.claims`): this process stops without writing
+    anything more into the job's folder."""

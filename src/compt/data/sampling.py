@@ -232,10 +232,16 @@ class ShardedBatchSampler(Sampler[list[int]]):
         if group_by_length and lengths is None:
             raise ValueError("group_by_length needs the example lengths")
         self.lengths, self.group_by_length = lengths, group_by_length
+        self._start = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Forward to the stream sampler."""
         self.sampler.set_epoch(epoch)
+
+    def resume_at(self, batch: int) -> None:
+        """Start the next iteration at batch ``batch`` of the epoch (a run resumed from a checkpoint written
+        mid-epoch); later iterations start at 0. ``len`` stays the epoch's number of batches."""
+        self._start = batch
 
     def share(self) -> list[int]:
         """This rank's examples of the epoch, in stream order."""
@@ -257,7 +263,8 @@ class ShardedBatchSampler(Sampler[list[int]]):
         return [batches[i] for i in order]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
+        start, self._start = self._start, 0
+        return iter(self.batches()[start:])
 
     def __len__(self) -> int:
         return math.ceil(math.ceil(len(self.sampler) / self.world_size) / self.batch_size)

@@ -203,25 +203,6 @@ def with_paper_reading(results: dict[str, Any]) -> dict[str, Any]:
     return {**results, "primary_paper": paper, "avg_paper": avg}
 
 
-def expected_jobs(root: Path) -> list[list[str]]:
-    """The override lists of every job Hydra's basic sweeper would launch for ``root/multirun.yaml``
-    (empty when there is none, or another sweeper made the sweep)."""
-    path = root / "multirun.yaml"
-    if not path.is_file():
-        return []
-    try:
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        hydra = yaml.safe_load(path.read_text())["hydra"]
-        if "BasicSweeper" not in str(hydra.get("sweeper", {}).get("_target_", "")):
-            return []
-        parsed = OverridesParser.create().parse_overrides(hydra["overrides"]["task"])
-        return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-    except Exception:  # an unusual sweep file: the job folders still tell what is missing
-        return []
-
-
 def job_overrides(job: Path) -> list[str] | None:
     """A job folder's overrides (``.hydra/overrides.yaml``), or None."""
     try:
@@ -231,11 +212,14 @@ def job_overrides(job: Path) -> list[str] | None:
 
 
 def never_started(root: Path, runs: Sequence[Run], jobs: Sequence[Path]) -> list[MissingJob]:
-    """Jobs of ``root``'s sweep that have no folder at all (the sweep stopped before launching them)."""
+    """Jobs of ``root``'s sweep that have no folder at all (the sweep stopped before launching them), from
+    the records of every launch into it (:func:`compt.sweeps.records.expected_jobs`)."""
+    from compt.sweeps.records import expected_jobs
+
     seen = {frozenset(r.results.get("overrides", [])) for r in runs}
     seen |= {frozenset(o) for o in map(job_overrides, jobs) if o is not None}
     return [
-        MissingJob(root, f"never started (in multirun.yaml): {','.join(job)}")
+        MissingJob(root, f"never started (launched into this sweep folder): {','.join(job)}")
         for job in expected_jobs(root)
         if frozenset(job) not in seen
     ]

@@ -209,6 +209,9 @@ class ResumableCSVLogger(CSVLogger):
     process out of the folder, so the file is never shared.
     """
 
+    #: set once the job's claim was taken over (:meth:`stop_writing`)
+    _frozen = False
+
     @property
     @rank_zero_experiment
     def experiment(self) -> _AppendingWriter:  # type: ignore[override]
@@ -223,3 +226,14 @@ class ResumableCSVLogger(CSVLogger):
     def keep_rows(self, count: int) -> None:
         """Keep only the first ``count`` rows of ``metrics.csv`` (the rows logged before a checkpoint)."""
         self.experiment.keep_rows(count)
+
+    def stop_writing(self) -> None:
+        """Drop the buffered rows and write nothing more (the job's claim was taken over: the folder is
+        another process's now)."""
+        self._frozen = True
+        if self._experiment is not None:
+            self._experiment.metrics = []
+
+    def save(self) -> None:
+        if not self._frozen:
+            super().save()

@@ -25,6 +25,9 @@ KNOWN_NOISE = (
     r"The variance of predictions or target is close to zero",
     # Lightning 2.6 calling a torch.utils._pytree API that torch 2.13 deprecates
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # Lightning on resuming from a mid-epoch checkpoint (a stop signal's): compt's ResumeState re-positions the
+    # training stream exactly (the stream is a function of seed and epoch), which Lightning cannot see
+    r"You're resuming from a checkpoint that ended before the epoch ended",
 )
 
 

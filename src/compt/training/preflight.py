@@ -11,6 +11,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from compt.claims import timing_problem
 from compt.errors import ComptError, ConfigError
 from compt.evaluation.config import EvalConfig
 from compt.training.schema import WEIGHT_DTYPES, TrainSchema
@@ -25,7 +26,8 @@ class OutputFolderError(ComptError, OSError):
 
 def check_run_config(cfg: TrainSchema) -> None:
     """Refuse the config values that cannot make a run: no task, an unknown backbone dtype or evaluation mode
-    (``eval.mode``, ``eval.cross_prompts``), a seed numpy rejects, zero epochs or steps.
+    (``eval.mode``, ``eval.cross_prompts``), a seed numpy rejects, zero epochs or steps, claim timings that would
+    let two processes train the job.
 
     Raises:
         ConfigError: naming the key, its value and what is accepted.
@@ -50,6 +52,9 @@ def check_run_config(cfg: TrainSchema) -> None:
         )
     if cfg.trainer.get("max_steps", -1) == 0:
         raise ConfigError("trainer.max_steps=0 trains nothing; use -1 (no limit) or a positive number")
+    claim_problem = timing_problem(cfg.claim.heartbeat_s, cfg.claim.stale_after_s)
+    if claim_problem is not None:
+        raise ConfigError(claim_problem)
 
 
 def writable_problem(folder: str | Path) -> str | None:

@@ -46,6 +46,8 @@ from compt.training.single_task import (
     single_task_configs,
 )
 from compt.training.spot import STAGE1_DIR, is_spot_run, spot_stages
+from compt.training.stop_boundary import StopAtStepBoundary
+from compt.training.stopping import stop_request
 
 #: the per-task and average figures results.json keeps for every mask: configured and paper reading
 READINGS = ("primary", "avg", "primary_paper", "avg_paper")
@@ -183,9 +185,15 @@ def _spawn_ranks(cfg: TrainSchema, output_dir: Path, overrides: list[str], world
     it does not re-run the script, so it works inside a ``-m`` sweep. Returns rank 0's results.json.
     """
     port = _free_port()
-    torch.multiprocessing.spawn(
-        _spawned_rank, args=(world, port, cfg, str(output_dir), overrides), nprocs=world, join=True
-    )
+    stop = stop_request()
+    # a stop signal here ends the job at once; the ranks (in this process group) stop without a new checkpoint
+    stop.outside = "while its ddp_spawn ranks trained; the relaunch resumes from their last checkpoint"
+    try:
+        torch.multiprocessing.spawn(
+            _spawned_rank, args=(world, port, cfg, str(output_dir), overrides), nprocs=world, join=True
+        )
+    finally:
+        stop.outside = None
     run = RunDir(output_dir)
     return run.read_results() if run.is_complete() or run.is_diverged() else {}
 
@@ -225,14 +233,19 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
     datamodule = ComptDataModule(config.tasks, module.tokenizer, config.data)
 
     group = run_group(overrides)
-    resolved = cfg.to_dict()
     run = RunDir(output_dir)
     last = run.last_checkpoint
     extras = extra_callbacks(cfg.callbacks)
     loggers = build_loggers(
-        cfg.logger, output_dir, group, f"{group},seed={config.run.seed}", resolved, resuming=last.is_file()
+        cfg.logger,
+        output_dir,
+        group,
+        f"{group},seed={config.run.seed}",
+        cfg.to_dict(),
+        resuming=last.is_file(),
     )
-    checkpoint = LastCheckpoint(last, cfg.callbacks["checkpoint_every_n_epochs"])
+    stop = stop_request()
+    checkpoint = LastCheckpoint(last, cfg.callbacks["checkpoint_every_n_epochs"], stop)
     curves = CurveRecorder()
     validation = ValidationRecord()
     trainer = pl.Trainer(
@@ -240,21 +253,51 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
         max_epochs=config.epochs,
         logger=loggers or False,
         # the user's callbacks first; the divergence guard before the checkpoint (a diverged state is never
-        # saved); the checkpoint last: it saves the others' epoch state
-        callbacks=[*extras, curves, validation, ResumeState(), DivergenceGuard(), checkpoint],
+        # saved); the checkpoint after them: it saves the others' epoch state; a stop signal is acted on last
+        callbacks=[
+            *extras,
+            curves,
+            validation,
+            ResumeState(),
+            DivergenceGuard(),
+            checkpoint,
+            StopAtStepBoundary(stop, checkpoint),
+        ],
         enable_checkpointing=False,  # LastCheckpoint instead of Lightning's default ModelCheckpoint
         default_root_dir=str(output_dir),
         use_distributed_sampler=False,
         plugins=cluster_plugins(),
     )
-    resume = str(last) if last.is_file() else None
-    if resume:
+    if last.is_file():
         log.info("[compt] resuming from %s", last)
+    with stop.deferred():  # a stop signal is acted on at the next step boundary (StopAtStepBoundary)
+        return _fit_and_test(
+            cfg, config, run, module, datamodule, trainer, overrides, started, curves, validation
+        )
+
+
+def _fit_and_test(
+    cfg: TrainSchema,
+    config: RunConfig,
+    run: RunDir,
+    module: ComptModule,
+    datamodule: ComptDataModule,
+    trainer: pl.Trainer,
+    overrides: list[str],
+    started: float,
+    curves: CurveRecorder,
+    validation: ValidationRecord,
+) -> dict[str, Any]:
+    """Train (resuming from ``last.ckpt`` when there is one), test, and write the run's outputs (unless the
+    job's claim was taken over meanwhile)."""
+    group, resolved, last = run_group(overrides), cfg.to_dict(), run.last_checkpoint
+    stop = stop_request()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
     except RunDiverged as diverged:  # every rank stops at the same check
         if not trainer.is_global_zero:
             return {}
+        stop.check_claim()
         identity = run_identity(config, module, overrides, group, resolved) | {"global_step": diverged.step}
         results = diverged_results(diverged, identity, recorded_curves(module, curves))
         run.write_results(results)
@@ -281,6 +324,7 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
         "eval_s": eval_seconds,
         "total_s": time.perf_counter() - started,
     }
+    stop.check_claim()
     module.bank.save(run.bank_dir)
     inputs = {task.name: datamodule.eval_rows(task.name) for task in config.tasks}
     run.write_predictions(module.predictions, inputs, main_mask=module.eval_masks[0])
