@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -35,12 +34,13 @@ from typing import Any, Literal
 from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 
+from compt.atomic import TEMP_SUFFIX, atomic_file, write_text_atomic
 from compt.claims import CLAIM_FILE
 from compt.errors import IncompleteRunError, RunNotFoundError
 from compt.prompts.bank import CONFIG_FILE as BANK_CONFIG_FILE
 from compt.prompts.bank import WEIGHTS_FILE as BANK_WEIGHTS_FILE
 from compt.prompts.bank import PromptBank
-from compt.utils import json_safe, share_like_new_file
+from compt.utils import json_safe
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -53,7 +53,6 @@ HYDRA_OVERRIDES = "overrides.yaml"
 EVAL_DIR = "eval"
 FORCED_MARKER = ".compt-forced"
 #: the temporary files of compt's atomic writes (an interrupted write leaves them; removed at relaunch)
-TEMP_SUFFIX = ".tmp"
 TEMP_PATTERNS = (f".{RESULTS_FILE}.*", f"*{TEMP_SUFFIX}")
 #: logger folders: their own files, never compt's temporary files
 LOGGER_DIRS = ("wandb", "csv")
@@ -224,14 +223,12 @@ class RunDir:
         """``predictions.jsonl``: one JSON line per evaluated example, sorted by task and example id, with its
         input and target text from ``inputs`` (``{task: eval rows}``, indexed by example id)."""
         rows = sorted(rows, key=lambda r: (r["task"], r["example_id"]))
-        tmp = self.predictions_file.with_suffix(TEMP_SUFFIX)
-        with tmp.open("w") as handle:
+        with atomic_file(self.predictions_file) as handle:
             for row in rows:
                 source = inputs.get(row["task"], [])
                 extra = source[row["example_id"]] if row["example_id"] < len(source) else {}
                 record = {**row, "input": extra.get("input_text"), "target": extra.get("target_text")}
                 handle.write(json.dumps(json_safe(record)) + "\n")
-        os.replace(tmp, self.predictions_file)
         return self.predictions_file
 
     def temp_files(self) -> list[Path]:
@@ -325,23 +322,9 @@ def bank_problem(bank_dir: Path) -> str | None:
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write JSON to a temporary file in the same folder, then rename: never a half-written file.
-    NaN and infinities are written as ``null``; the file gets the user's umask (like any new file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(json_safe(data), handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        share_like_new_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON whole or not at all (:func:`compt.atomic.write_text_atomic`: a temporary sibling renamed
+    into place). NaN and infinities are written as ``null``; the file gets the user's umask."""
+    return write_text_atomic(path, json.dumps(json_safe(data), indent=2) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------- banks

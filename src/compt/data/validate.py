@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from compt.errors import DataError, TaskError
 from compt.tasks import TaskSpec
+
+if TYPE_CHECKING:  # imported by the functions that need it: `compt predict` checks rows without it
+    import datasets
 
 log = logging.getLogger(__name__)
 
@@ -130,22 +132,52 @@ def invalid_utf8_rows(column: pa.ChunkedArray) -> list[int]:
 def row_text_problems(task: TaskSpec, rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
     """``(problems, warnings)`` of the input columns of Python rows (``compt predict``): a field that is
     missing, null, or a list or dict is a problem; blank text a warning."""
-    found: dict[tuple[str, str], list[int]] = {}
-    for index, row in enumerate(rows):
-        for name in task.input_columns:
-            value = row.get(name) if isinstance(row, Mapping) else None
-            if value is None:
-                kind = "has no text (null or missing)"
-            elif isinstance(value, list | dict | tuple):
-                kind = f"holds a {type(value).__name__}, not text"
-            elif isinstance(value, str) and not value.strip():
-                kind = "is blank"
-            else:
-                continue
-            found.setdefault((name, kind), []).append(index)
-    problems = [f"column {n!r} {k} in {_rows(r)}" for (n, k), r in found.items() if k != "is blank"]
-    warnings = [f"column {n!r} is blank in {_rows(r)}" for (n, k), r in found.items() if k == "is blank"]
-    return problems, warnings
+    check = RowTextCheck(task)
+    check.add(rows)
+    return check.report()
+
+
+class RowTextCheck:
+    """:func:`row_text_problems` over rows that arrive in chunks (``compt predict`` streams its input): row
+    numbers count from the first row of the first chunk, and memory stays flat (a few row numbers per kind of
+    problem are kept, the others counted)."""
+
+    def __init__(self, task: TaskSpec) -> None:
+        self.task = task
+        self.rows = 0
+        self.found: dict[tuple[str, str], tuple[list[int], int]] = {}
+
+    def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Check the next chunk of rows."""
+        for offset, row in enumerate(rows):
+            for name in self.task.input_columns:
+                kind = _text_kind(row.get(name) if isinstance(row, Mapping) else None)
+                if kind is not None:
+                    shown, count = self.found.get((name, kind), ([], 0))
+                    if len(shown) <= SHOWN_ROWS:
+                        shown.append(self.rows + offset)
+                    self.found[(name, kind)] = (shown, count + 1)
+        self.rows += len(rows)
+
+    def report(self) -> tuple[list[str], list[str]]:
+        """``(problems, warnings)`` so far, one message per column and kind."""
+        problems = [f"column {n!r} {k} in {_rows(*r)}" for (n, k), r in self.found.items() if k != BLANK]
+        warnings = [f"column {n!r} is blank in {_rows(*r)}" for (n, k), r in self.found.items() if k == BLANK]
+        return problems, warnings
+
+
+BLANK = "is blank"
+
+
+def _text_kind(value: Any) -> str | None:
+    """What is wrong with an input field's value (None: it is text or a number)."""
+    if value is None:
+        return "has no text (null or missing)"
+    if isinstance(value, list | dict | tuple):
+        return f"holds a {type(value).__name__}, not text"
+    if isinstance(value, str) and not value.strip():
+        return BLANK
+    return None
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -160,11 +192,13 @@ def _true_rows(mask: pa.ChunkedArray | pa.Array) -> list[int]:
     return pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist()
 
 
-def _rows(indices: Iterable[int]) -> str:
-    """``"2 row(s): 4, 9 (numbered from 0)"``, at most :data:`SHOWN_ROWS` numbers."""
+def _rows(indices: Iterable[int], count: int | None = None) -> str:
+    """``"2 row(s): 4, 9 (numbered from 0)"``, at most :data:`SHOWN_ROWS` numbers; ``count``: how many rows
+    there are when ``indices`` holds only the first ones."""
     indices = list(indices)
-    shown = ", ".join(map(str, indices[:SHOWN_ROWS])) + (", ..." if len(indices) > SHOWN_ROWS else "")
-    return f"{len(indices)} row(s): {shown} (numbered from 0)"
+    count = len(indices) if count is None else count
+    shown = ", ".join(map(str, indices[:SHOWN_ROWS])) + (", ..." if count > SHOWN_ROWS else "")
+    return f"{count} row(s): {shown} (numbered from 0)"
 
 
 def _hashable(value: object) -> object:

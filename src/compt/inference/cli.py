@@ -51,21 +51,33 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
 
 
 def predict(args: argparse.Namespace) -> int:
-    from compt.inference.predictor import load_for_inference, read_rows
+    from tqdm import tqdm
 
-    rows = read_rows(args.input)
-    predictor = load_for_inference(args.bank, backbone=args.backbone, device=args.device)
-    predictions = predictor.predict(
-        rows, args.task, args.mode, args.mask, args.batch_size, origin=str(args.input)
-    )
-    lines = "".join(json.dumps(p) + "\n" for p in predictions)
+    from compt.atomic import atomic_file, require_writable
+    from compt.inference.predictor import find_task, load_for_inference, recorded
+    from compt.inference.rows import check_input, row_chunks
+
+    # what can be refused is refused before the backbone loads: the task, the input rows, the output folder
+    count = check_input(args.input, find_task(recorded(args.bank).tasks, args.task))
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(lines)
-        valid = sum(p["valid"] for p in predictions)
-        print(f"wrote {len(predictions)} predictions ({valid} valid) to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(lines)
+        require_writable(args.output.parent, "write the predictions elsewhere (--output FILE)")
+    predictor = load_for_inference(args.bank, backbone=args.backbone, device=args.device)
+    records = predictor.predict_chunks(
+        row_chunks(args.input), args.task, args.mode, args.mask, args.batch_size
+    )
+    progress = tqdm(
+        records, total=count, desc=f"predict {args.task}", unit="row", file=sys.stderr, disable=None
+    )
+    if not args.output:
+        for record in progress:
+            sys.stdout.write(json.dumps(record) + "\n")
+        return 0
+    valid = 0
+    with atomic_file(args.output, elsewhere="--output FILE") as handle:  # whole, or the old file kept
+        for record in progress:
+            handle.write(json.dumps(record) + "\n")
+            valid += record["valid"]
+    print(f"wrote {count} predictions ({valid} valid) to {args.output}", file=sys.stderr)
     return 0
 
 

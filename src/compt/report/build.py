@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from compt.atomic import make_folder, write_text_atomic
 from compt.report.aggregate import Group, Scan, group_runs, scan
 from compt.report.html import write_html
 from compt.report.plots import PlotResult, make_plots
-from compt.report.tables import Table, paper_comparisons, results_tables, to_markdown, write_table
+from compt.report.tables import ELSEWHERE, Table, paper_comparisons, results_tables, to_markdown, write_table
 
 PLOTS_DIR = "plots"
 TITLE = "compt report"
@@ -89,8 +90,7 @@ def build_report(
         NoResultsError: a folder holds no complete result.
     """
     result = scan(sweep_dirs, progress=progress)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out, ELSEWHERE)
     groups = group_runs(result.runs)
     tables = results_tables(groups)
     comparisons = [c for t in tables for c in paper_comparisons(t, groups)]
@@ -99,7 +99,7 @@ def build_report(
     made = make_plots(groups, out / PLOTS_DIR) if plots else []
     summary = summary_lines(result, groups)
     markdown = markdown_report(summary, tables, comparisons, note, made, result)
-    (out / "report.md").write_text(markdown)
+    write_text_atomic(out / "report.md", markdown, elsewhere=ELSEWHERE)
     html = write_html(
         out / "report.html", TITLE, summary, tables, comparisons, note, made, result.missing, result.diverged
     )
