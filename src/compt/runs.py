@@ -25,6 +25,7 @@ whole. :func:`locate_bank` / :func:`load_bank` accept a run folder or a bank fol
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -298,7 +299,40 @@ def results_problems(results: Any) -> list[str]:
         absent = [t for t in results["tasks"] if t not in results["primary"]]
         if absent:
             problems.append(f"no primary metric for task(s) {absent}")
+    unusable = nonfinite_metrics(results)
+    if unusable:
+        problems.append(
+            f"non-finite metric(s) {', '.join(unusable)} (an evaluation that failed is never averaged: a "
+            "relaunch re-tests the job from last.ckpt or trains it again)"
+        )
     return problems
+
+
+#: the readings of a results.json (top level and per mask) that must be finite numbers
+READINGS = ("primary", "avg", "primary_paper", "avg_paper")
+
+
+def nonfinite_metrics(results: dict[str, Any]) -> list[str]:
+    """The metrics of a parsed results.json that are not finite numbers (NaN, an infinity, or null: what NaN
+    becomes in JSON), as ``key.task=value``: the per-task metrics, the primary readings and averages, and the
+    same readings of every mask."""
+    found: list[str] = []
+
+    def check(where: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                check(f"{where}.{key}", inner)
+        elif isinstance(value, bool) or not isinstance(value, _NUMBER) or not math.isfinite(value):
+            found.append(f"{where}={json.dumps(value)}")
+
+    sources = {"": results}
+    if isinstance(results.get("masks"), dict):
+        sources.update({f"masks.{m}.": r for m, r in results["masks"].items() if isinstance(r, dict)})
+    for prefix, source in sources.items():
+        for key in ("metrics", *READINGS) if not prefix else READINGS:
+            if key in source:
+                check(prefix + key, source[key])
+    return found
 
 
 def bank_problem(bank_dir: Path) -> str | None:
