@@ -43,9 +43,10 @@ def small_disk(folder: Path, kib: int = 64) -> Iterator[Path]:
         _unmount(folder)
 
 
-def fill(folder: Path) -> None:
-    """Fill the file system of ``folder`` until a write fails (a full disk)."""
-    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+def fill(folder: Path, leave_kib: int = 0) -> None:
+    """Fill the file system of ``folder`` until a write fails (a full disk), then free ``leave_kib`` KiB."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
     try:
         while os.write(fd, b"\0" * 512):
             pass
@@ -53,6 +54,8 @@ def fill(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+    if leave_kib:
+        os.truncate(filler, max(0, filler.stat().st_size - leave_kib * 1024))
 
 
 @contextmanager

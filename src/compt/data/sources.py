@@ -6,6 +6,7 @@ Both sources return a ``datasets.Dataset`` with the hub's columns and label ids,
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,8 @@ from compt.tasks import TaskSpec
 
 if TYPE_CHECKING:  # imported by the loaders (``LOCAL_FORMATS`` and the file lookup need no `datasets`)
     import datasets
+
+log = logging.getLogger(__name__)
 
 HUB_HELP = (
     "The Hugging Face hub could not be reached and the dataset is not in the local cache. Either run "
@@ -33,13 +36,31 @@ def bundled_demo_dir() -> Path:
     return Path(str(resources.files("compt").joinpath("assets", "demo_data")))
 
 
+def split_files(folder: str | Path, split: str) -> list[Path]:
+    """Every file holding ``split`` in a task folder (``<folder>/<split>.{parquet,jsonl,json,csv}``), in
+    lookup order (:data:`LOCAL_FORMATS`)."""
+    return [
+        Path(folder) / f"{split}{ext}" for ext in LOCAL_FORMATS if (Path(folder) / f"{split}{ext}").is_file()
+    ]
+
+
 def local_file(folder: str | Path, split: str) -> Path | None:
-    """The file holding ``split`` in a task folder (``<folder>/<split>.{parquet,jsonl,json,csv}``), or None."""
-    for ext in LOCAL_FORMATS:
-        path = Path(folder) / f"{split}{ext}"
-        if path.is_file():
-            return path
-    return None
+    """The file holding ``split`` in a task folder: the first of :func:`split_files`, or None."""
+    return next(iter(split_files(folder, split)), None)
+
+
+def other_formats(folder: str | Path, split: str) -> list[Path]:
+    """The files of ``split`` that :func:`local_file` passes over (the split in several formats)."""
+    return split_files(folder, split)[1:]
+
+
+def formats_warning(used: Path | None, ignored: list[Path]) -> str:
+    """The warning for a split present in several formats: which file is read and which are not."""
+    names = ", ".join(p.name for p in ignored)
+    return (
+        f"the split is in several files: {used} is read, {names} ignored (formats are tried in the order "
+        f"{', '.join(LOCAL_FORMATS)}); remove the files you do not mean"
+    )
 
 
 def task_folder(task: TaskSpec, source: str, root: str | Path | None) -> Path | None:
@@ -170,6 +191,9 @@ def load_split(
                 f"no data for task {task.name!r} split {split!r}: expected {folder}/{split}.{{parquet,jsonl,csv}}. "
                 "Write the folder with `compt data snapshot` or check it with `compt data check DIR`."
             )
+        ignored = other_formats(folder, split)
+        if ignored:
+            log.warning("[compt] warning: %s/%s: %s", task.name, split, formats_warning(path, ignored))
         dataset, origin = load_local_file(path), str(path)
     check_split(task, split, dataset, origin)
     return dataset

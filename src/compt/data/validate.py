@@ -41,11 +41,11 @@ def find_problems(task: TaskSpec, split: str, dataset: datasets.Dataset, origin:
         return problems
     counts = Counter(_hashable(v) for v in dataset[task.label_column])
     bad = {}
-    for value, count in counts.items():
+    for key, count in counts.items():
         try:
-            task.gold({task.label_column: value})
+            task.gold({task.label_column: key[1]})
         except (TaskError, TypeError):
-            bad[value] = count
+            bad[key] = count
     if bad:
         allowed = (
             f"scores in {task.regression_range[0]}..{task.regression_range[1]}"
@@ -53,7 +53,7 @@ def find_problems(task: TaskSpec, split: str, dataset: datasets.Dataset, origin:
             else f"class ids 0..{task.num_labels - 1}"
             + (f" or {sorted(task.label_values)}" if task.label_values else "")
         )
-        shown = ", ".join(f"{v!r} ({n} rows)" for v, n in list(bad.items())[:5])
+        shown = ", ".join(f"{v!r} ({n} rows)" for (_, v), n in list(bad.items())[:5])
         problems.append(
             f"{where}: {sum(bad.values())} row(s) with a label outside the task's labels: {shown}; "
             f"allowed: {allowed}"
@@ -67,6 +67,51 @@ def find_warnings(task: TaskSpec, split: str, dataset: datasets.Dataset, origin:
         return []
     where = f"{task.name}/{split}" + (f" ({origin})" if origin else "")
     return [f"{where}: {w}" for w in text_report(task, dataset)[1]]
+
+
+def duplicate_rows(task: TaskSpec, dataset: datasets.Dataset) -> list[int]:
+    """Rows whose input columns repeat an earlier row's (the text the model sees twice), read from the Arrow
+    table; empty when there are none or the columns cannot be compared."""
+    if dataset._indices is not None:
+        dataset = dataset.flatten_indices()
+    table = dataset.data.table
+    columns = [c for c in task.input_columns if c in table.column_names]
+    if not columns or not table.num_rows:
+        return []
+    keyed = table.select(columns).append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+    try:
+        firsts = keyed.group_by(columns).aggregate([("__row", "min")]).column("__row_min")
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. list cells: a problem
+        return []
+    return _true_rows(pc.invert(pc.is_in(keyed.column("__row"), value_set=firsts.combine_chunks())))
+
+
+def duplicate_warning(task: TaskSpec, dataset: datasets.Dataset) -> str | None:
+    """The warning for :func:`duplicate_rows` (None when there are none)."""
+    repeated = duplicate_rows(task, dataset)
+    if not repeated:
+        return None
+    return (
+        f"{_rows(repeated)} repeat the input of an earlier row: a k-shot sample can then draw one example "
+        "twice, and development rows (data.validation_from_train) can copy k-shot rows; drop the duplicates"
+    )
+
+
+def development_copies(
+    task: TaskSpec, train: Sequence[Mapping], development: Sequence[Mapping]
+) -> str | None:
+    """The warning for development rows (carved from the train split, ``data.validation_from_train``) whose
+    input is a k-shot training row's (the split repeats rows): their validation score counts examples the
+    prompts were trained on. Examples carry ``input_ids``; development ones also ``row`` (None: no copy)."""
+    seen = {tuple(example["input_ids"]) for example in train}
+    copies = sorted(e["row"] for e in development if tuple(e["input_ids"]) in seen)
+    if not copies:
+        return None
+    return (
+        f"{task.name}: {len(copies)} of {len(development)} development row(s) have the same input as a k-shot "
+        f"training row ({task.train_split} {_rows(copies)}): the split repeats rows, so validation counts "
+        "examples the prompts were trained on; drop the duplicated rows (`compt data check` lists them)"
+    )
 
 
 def check_split(task: TaskSpec, split: str, dataset: datasets.Dataset, origin: str = "") -> None:
@@ -201,6 +246,7 @@ def _rows(indices: Iterable[int], count: int | None = None) -> str:
     return f"{count} row(s): {shown} (numbered from 0)"
 
 
-def _hashable(value: object) -> object:
-    """Lists (unexpected label cells) become tuples so they can be counted."""
-    return tuple(value) if isinstance(value, list) else value
+def _hashable(value: object) -> tuple[type, object]:
+    """A key that counts ``value`` apart from every value of another type (``True == 1`` in Python, but a
+    boolean label is not the class id 1); lists (unexpected label cells) become tuples."""
+    return type(value), tuple(value) if isinstance(value, list) else value

@@ -17,6 +17,7 @@ from compt.evaluation.config import EvalConfig
 from compt.prompts.config import PromptBankConfig
 from compt.prompts.router import RouterSchedule
 from compt.tasks import TaskSpec, resolve_tasks
+from compt.training.keys import built
 from compt.training.optim import OptimConfig
 from compt.training.schema import TrainSchema
 
@@ -83,7 +84,8 @@ class RunConfig:
             "answer_parsing": c.eval.answer_parsing,
         }
         tasks = [replace(task, **text_protocol) for task in resolve_tasks(c.tasks)]
-        data = DataConfig(
+        data = built(
+            DataConfig,
             source=c.data.source,
             dir=c.data.dir,
             k=c.k,
@@ -102,7 +104,8 @@ class RunConfig:
             group_by_length=c.data.group_by_length,
             epoch_size=c.data.epoch_size,
         )
-        bank = PromptBankConfig(
+        bank = built(
+            PromptBankConfig,
             method=m.bank_method or m.name,
             task_names=[task.name for task in tasks],
             n_sources=m.n_sources if m.n_sources is not None else c.n_sources,
@@ -125,7 +128,8 @@ class RunConfig:
             attempt_temperature=m.attempt_temperature,
         )
         o = c.optim
-        optim = OptimConfig(
+        optim = built(
+            OptimConfig,
             lr_router=o.lr.router,
             lr_sources=o.lr.sources,
             lr_private=o.lr.private,
@@ -134,8 +138,10 @@ class RunConfig:
             warmup_ratio=o.warmup_ratio,
             schedule=o.schedule,
         )
-        router = RouterSchedule(r.anneal, r.tau0, r.tau_min, r.decrement, k=c.k)
-        evaluation = EvalConfig(c.eval.mode, c.eval.max_new_tokens, tuple(c.eval.masks), c.metrics.compat)
+        router = built(RouterSchedule, r.anneal, r.tau0, r.tau_min, r.decrement, k=c.k)
+        evaluation = built(
+            EvalConfig, c.eval.mode, c.eval.max_new_tokens, tuple(c.eval.masks), c.metrics.compat
+        )
         run = RunSettings(
             method=m.name,
             protocol=c.protocol,
