@@ -4,6 +4,7 @@ claim and the datasets cache. Full and read-only file systems are small tmpfs mo
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import shutil
@@ -101,6 +102,19 @@ def test_predict_on_a_full_disk_is_one_line_and_keeps_the_old_output(bank, tmp_p
     assert line.startswith(f"compt: cannot write {out}: the disk is full") and "--output FILE" in line
 
 
+def test_predict_to_a_full_standard_output_is_one_line(bank, tmp_path, monkeypatch, capsys):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    source = write_jsonl(tmp_path / "rows.jsonl", rte_rows(3))
+    full = open("/dev/full", "w")  # noqa: SIM115 (closing flushes again, which fails)
+    monkeypatch.setattr("sys.stdout", full)
+    assert main(["predict", "--bank", str(bank), "--task", "rte", "--input", str(source)]) == 2
+    with contextlib.suppress(OSError):
+        full.close()
+    [line] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("compt")]
+    assert line.startswith("compt: cannot write the standard output: the disk is full")
+
+
 # ---------------------------------------------------------------------------------------------- export
 def test_export_on_a_full_disk_leaves_the_earlier_export_whole_or_nothing(bank, tmp_path, capsys):
     with small_disk(tmp_path / "disk", kib=128) as disk:
@@ -141,17 +155,7 @@ def test_out_on_a_read_only_file_system_is_one_line(bank, tmp_path, capsys):
     with read_only_folder(tmp_path / "ro") as ro:
         commands = [
             ["report", str(sweep), "--out", str(ro / "report"), "--no-plots", "--quiet"],
-            [
-                "predict",
-                "--bank",
-                str(bank),
-                "--task",
-                "rte",
-                "--input",
-                str(source),
-                "--output",
-                str(ro / "p"),
-            ],
+            [*f"predict --task rte --bank {bank} --input {source}".split(), "--output", str(ro / "p")],
             ["export", "--bank", str(bank), "--task", "rte", "--out", str(ro / "adapter")],
         ]
         for argv in commands:

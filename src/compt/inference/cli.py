@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
 def predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from compt.atomic import atomic_file, require_writable
+    from compt.atomic import atomic_file, output_error, require_writable, write_problem
     from compt.inference.predictor import find_task, load_for_inference, recorded
     from compt.inference.rows import check_input, row_chunks
 
@@ -69,8 +70,16 @@ def predict(args: argparse.Namespace) -> int:
         records, total=count, desc=f"predict {args.task}", unit="row", file=sys.stderr, disable=None
     )
     if not args.output:
-        for record in progress:
-            sys.stdout.write(json.dumps(record) + "\n")
+        try:
+            for record in progress:
+                sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # `compt predict ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError as err:  # stdout redirected to a full disk
+            if write_problem(err) is None:
+                raise
+            raise output_error("the standard output", err, "--output FILE") from err
         return 0
     valid = 0
     with atomic_file(args.output, elsewhere="--output FILE") as handle:  # whole, or the old file kept
