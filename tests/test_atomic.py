@@ -80,6 +80,20 @@ def test_a_folder_is_swapped_in_whole(tmp_path):
     assert (tmp_path / "fresh").stat().st_mode & 0o777 != 0o700
 
 
+def test_a_folder_is_swapped_by_two_renames_where_no_exchange_exists(tmp_path, monkeypatch):
+    monkeypatch.setattr("compt.atomic.exchange", lambda first, second: False)
+    target = tmp_path / "adapter"
+    target.mkdir()
+    (target / "marker").write_text("old")
+    with atomic_folder(target, _earlier) as build:
+        (build / "marker").write_text("new")
+    assert files(target) == {"marker": "new"} and sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+
+
+def files(folder):
+    return {p.name: p.read_text() for p in folder.iterdir()}
+
+
 def test_a_folder_that_is_not_an_earlier_output_is_never_replaced(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import glob
 import os
 import shutil
 import tempfile
@@ -218,22 +219,22 @@ def atomic_folder(
 
     The swap is one atomic exchange where the system offers it (Linux ``renameat2``), else two renames (a
     reader in between sees no folder, never a mixed one)."""
-    target = Path(target)
+    shown, target = target, Path(os.path.abspath(target))  # `--out .` has a name and a parent too
     if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise OutputWriteError(f"cannot write the folder {target}: {_in_the_way(target)}")
+        raise OutputWriteError(f"cannot write the folder {shown}: {_in_the_way(target)}")
     if target.is_dir() and any(target.iterdir()) and not replaceable(target):
         raise OutputWriteError(
-            f"{target} exists and is not an earlier output of this command; choose a new folder or remove it"
+            f"{shown} exists and is not an earlier output of this command; choose a new folder or remove it"
         )
     parent = make_folder(target.parent, elsewhere)
-    for stale in parent.glob(f".{target.name}.*{TEMP_SUFFIX}"):
+    for stale in parent.glob(f".{glob.escape(target.name)}.*{TEMP_SUFFIX}"):
         shutil.rmtree(stale, ignore_errors=True)
     try:
         build = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=parent))
     except OSError as err:
         if write_problem(err) is None:
             raise
-        raise output_error(target, err, elsewhere) from err
+        raise output_error(shown, err, elsewhere) from err
     try:
         os.chmod(build, 0o777 & ~current_umask())  # mkdtemp makes it 0700
         yield build
@@ -241,7 +242,7 @@ def atomic_folder(
     except BaseException as err:
         shutil.rmtree(build, ignore_errors=True)
         if _writing(err, build) or _writing(err, parent):
-            raise output_error(target, err, elsewhere) from err  # type: ignore[arg-type]
+            raise output_error(shown, err, elsewhere) from err  # type: ignore[arg-type]
         raise
 
 
@@ -253,7 +254,7 @@ def _swap_in(build: Path, target: Path) -> None:
     if exchange(build, target):
         shutil.rmtree(build)  # now holds the old output
         return
-    old = build.with_name(build.name + ".old")
+    old = build.with_name(build.name.removesuffix(TEMP_SUFFIX) + ".old" + TEMP_SUFFIX)  # removed if left
     os.rename(target, old)
     os.rename(build, target)
     shutil.rmtree(old)
