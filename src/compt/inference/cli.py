@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -52,41 +50,21 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
 
 
 def predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from compt.inference.predictor import predict_file
 
-    from compt.atomic import atomic_file, output_error, require_writable, write_problem
-    from compt.inference.predictor import find_task, load_for_inference, recorded
-    from compt.inference.rows import check_input, row_chunks
-
-    # what can be refused is refused before the backbone loads: the task, the input rows, the output folder
-    count = check_input(args.input, find_task(recorded(args.bank).tasks, args.task))
+    count, valid = predict_file(
+        args.bank,
+        args.task,
+        args.input,
+        args.output,
+        mode=args.mode,
+        mask=args.mask,
+        batch_size=args.batch_size,
+        backbone=args.backbone,
+        device=args.device,
+    )
     if args.output:
-        require_writable(args.output.parent, "write the predictions elsewhere (--output FILE)")
-    predictor = load_for_inference(args.bank, backbone=args.backbone, device=args.device)
-    records = predictor.predict_chunks(
-        row_chunks(args.input), args.task, args.mode, args.mask, args.batch_size
-    )
-    progress = tqdm(
-        records, total=count, desc=f"predict {args.task}", unit="row", file=sys.stderr, disable=None
-    )
-    if not args.output:
-        try:
-            for record in progress:
-                sys.stdout.write(json.dumps(record) + "\n")
-            sys.stdout.flush()
-        except BrokenPipeError:  # `compt predict ... | head`: the reader has what it wanted
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except OSError as err:  # stdout redirected to a full disk
-            if write_problem(err) is None:
-                raise
-            raise output_error("the standard output", err, "--output FILE") from err
-        return 0
-    valid = 0
-    with atomic_file(args.output, elsewhere="--output FILE") as handle:  # whole, or the old file kept
-        for record in progress:
-            handle.write(json.dumps(record) + "\n")
-            valid += record["valid"]
-    print(f"wrote {count} predictions ({valid} valid) to {args.output}", file=sys.stderr)
+        print(f"wrote {count} predictions ({valid} valid) to {args.output}", file=sys.stderr)
     return 0
 
 

@@ -12,14 +12,18 @@ formatted with the task's template, tokenised like training data, and predicted 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from compt.atomic import atomic_file, output_error, require_writable, write_problem
 from compt.backbone import load_backbone, weights_dtype
 from compt.data.config import DataConfig
 from compt.data.encode import Collator
@@ -27,7 +31,7 @@ from compt.errors import InferenceError, RunNotFoundError, TaskError
 from compt.evaluation.config import EVAL_MODES, EvalConfig
 from compt.evaluation.predict import Predictor
 from compt.family import build_model
-from compt.inference.rows import check_rows, read_rows  # noqa: F401 (read_rows: part of this module's API)
+from compt.inference.rows import check_input, check_rows, read_rows, row_chunks  # noqa: F401 (read_rows: API)
 from compt.model import ComptModel
 from compt.prompts.bank import CONFIG_FILE, PromptBank
 from compt.runs import BankLocation, RunDir, locate_bank
@@ -246,3 +250,53 @@ def load_for_inference(
     evaluation = config.evaluation if config else BANK_ONLY
     max_source_length = config.data.max_source_length if config else DataConfig.max_source_length
     return PromptPredictor(compt_model, tokenizer, record.tasks, evaluation, max_source_length)
+
+
+def predict_file(
+    bank: str | Path,
+    task: str,
+    source: str | Path,
+    output: str | Path | None = None,
+    mode: str | None = None,
+    mask: str = "total",
+    batch_size: int = 64,
+    backbone: str | None = None,
+    device: str | None = None,
+) -> tuple[int, int]:
+    """``compt predict``: predict every row of the file ``source`` with the run (or bank) ``bank`` and write
+    JSON lines to ``output`` (whole or not at all: a temporary sibling renamed at the end) or to stdout (each
+    line as soon as its batch is done), with a progress bar on stderr; memory stays flat in the number of
+    rows. What can be refused is refused before the backbone loads: the task, the rows (read once,
+    :func:`~compt.inference.rows.check_input`) and an output folder that cannot be written.
+
+    Returns:
+        ``(rows, valid predictions)``.
+    Raises:
+        InferenceError: the task or the rows (one line naming them).
+        OutputWriteError: the output cannot be written (a full disk, a read-only folder, no permission).
+    """
+    count = check_input(source, find_task(recorded(bank).tasks, task))
+    if output is not None:
+        require_writable(Path(output).parent, "write the predictions elsewhere (--output FILE)")
+    predictor = load_for_inference(bank, backbone=backbone, device=device)
+    records = predictor.predict_chunks(row_chunks(source), task, mode, mask, batch_size)
+    progress = tqdm(records, total=count, desc=f"predict {task}", unit="row", file=sys.stderr, disable=None)
+    valid = 0
+    if output is None:
+        try:
+            for record in progress:
+                sys.stdout.write(json.dumps(record) + "\n")
+                valid += record["valid"]
+            sys.stdout.flush()
+        except BrokenPipeError:  # `compt predict ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError as err:  # stdout redirected to a full disk
+            if write_problem(err) is None:
+                raise
+            raise output_error("the standard output", err, "--output FILE") from err
+        return count, valid
+    with atomic_file(output, elsewhere="--output FILE") as handle:
+        for record in progress:
+            handle.write(json.dumps(record) + "\n")
+            valid += record["valid"]
+    return count, valid
