@@ -180,6 +180,22 @@ def test_the_csv_loggers_hparams_file_is_never_left_empty_on_a_full_disk(tmp_pat
         assert sorted(p.name for p in (disk / "csv").iterdir()) == ["hparams.yaml"]
 
 
+def test_a_checkpoint_on_a_full_disk_leaves_no_partial_file(tmp_path):
+    from types import SimpleNamespace
+
+    from compt.training.callbacks import CheckpointWriteError, LastCheckpoint
+
+    def half_then_full(path, weights_only=False):
+        Path(path).write_bytes(b"PK half an archive")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    trainer = SimpleNamespace(global_step=3, sanity_checking=False, save_checkpoint=half_then_full)
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(CheckpointWriteError, match=r"\(No space left on device\): free some space, or train"):
+        LastCheckpoint(tmp_path / "checkpoints" / "last.ckpt").on_train_end(trainer, None)
+    assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
 def test_a_claim_on_a_full_disk_is_one_error_and_leaves_no_draft(tmp_path):
     from compt.claims import claim_job
 
