@@ -210,6 +210,25 @@ def test_a_claim_on_a_full_disk_is_one_error_and_leaves_no_draft(tmp_path):
         assert list((disk / "job").iterdir()) == []
 
 
+def test_a_dangling_symlink_or_a_full_disk_as_the_run_folder_is_one_line_before_hydra_writes(tmp_path):
+    from omegaconf import OmegaConf
+
+    from compt.training.preflight import OutputFolderCheck
+
+    def start(folder: Path) -> str:
+        with pytest.raises(SystemExit) as raised:
+            OutputFolderCheck().on_run_start(OmegaConf.create({"hydra": {"run": {"dir": str(folder)}}}))
+        return str(raised.value)
+
+    (tmp_path / "run").symlink_to(tmp_path / "gone")  # Hydra's mkdir: FileExistsError
+    assert start(tmp_path / "run").startswith(
+        f"compt: cannot write to {tmp_path}/run: {tmp_path}/run is a symbolic"
+    )
+    with small_disk(tmp_path / "disk") as disk:
+        fill(disk)
+        assert "is full (0 KiB free)" in start(disk / "run")
+
+
 def test_environment_errors_become_one_line_and_bugs_do_not():
     full = OSError(errno.ENOSPC, "No space left on device", "/run/csv/metrics.csv")
     assert str(environment_error(full, "hydra.run.dir=DIR")) == (
