@@ -87,7 +87,8 @@ def test_predict_input_formats_are_read_like_training_files(tmp_path):
 
 
 def test_predict_on_a_full_disk_is_one_line_and_keeps_the_old_output(bank, tmp_path, capsys):
-    source = write_jsonl(tmp_path / "rows.jsonl", rte_rows(500))  # about 100 KB of predictions
+    long = [{**row, "sentence1": row["sentence1"] + " and so on" * 200} for row in rte_rows(60)]
+    source = write_jsonl(tmp_path / "rows.jsonl", long)  # about 130 KB of predictions (each input repeated)
     with small_disk(tmp_path / "disk", kib=256) as disk:
         out = disk / "preds.jsonl"
         out.write_text("old\n")
