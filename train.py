@@ -18,9 +18,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from compt.atomic import environment_error
 from compt.errors import ClaimLost, ComptError, RunDiverged, RunInterrupted
 from compt.training.launch import check_launch, joblib_gpu, shared_output_dir
-from compt.training.preflight import check_run_config
+from compt.training.preflight import RUN_ELSEWHERE, check_run_config
 from compt.training.resume_run import resume_arguments
 from compt.training.runlog import route_run_log, to_log_file
 from compt.training.schema import TrainSchema
@@ -57,10 +58,16 @@ def main(cfg: DictConfig) -> float | None:
         print(line, file=sys.stderr)
         stop_request().pass_on()  # a launcher's own handler of the signal (submitit: requeue)
         raise JobStopped(line, err.exit_code) from None
-    except ComptError as err:  # a user's mistake or a diverged run: one line, not a stack trace
-        line = f"compt: {err}"
+    except (
+        ComptError,
+        OSError,
+    ) as err:  # a user's mistake, a diverged run, a full or read-only disk: one line
+        error = err if isinstance(err, ComptError) else environment_error(err, RUN_ELSEWHERE)
+        if error is None:
+            raise  # a bug: its traceback
+        line = f"compt: {error}"
         to_log_file(line, logging.ERROR)
-        if isinstance(err, RunDiverged | ClaimLost) and hydra_cfg.mode == RunMode.MULTIRUN:
+        if isinstance(error, RunDiverged | ClaimLost) and hydra_cfg.mode == RunMode.MULTIRUN:
             print(line, file=sys.stderr)  # a result, not a crash: the rest of the sweep goes on
             return None
         raise SystemExit(line) from None

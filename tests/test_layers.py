@@ -112,3 +112,9 @@ def test_a_users_mistake_is_one_line_and_a_non_zero_exit():
     assert proc.stdout == ""
     [line] = proc.stderr.splitlines()
     assert line.startswith("compt: ") and "/no/such/" in line
+
+
+def test_predict_loads_only_what_prediction_needs():
+    """``compt predict`` starts in seconds: no Lightning, datasets, pandas or metrics (issue 20)."""
+    modules = top_level(loaded_after("import compt.inference.predictor, compt.inference.rows"))
+    assert not modules & {"pytorch_lightning", "datasets", "pandas", "torchmetrics", "hydra", "wandb"}

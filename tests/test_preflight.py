@@ -201,19 +201,23 @@ def test_predict_refuses_rows_without_text_naming_the_rows(caplog):
 def test_predict_input_files_without_rows_or_not_parsable_are_one_line(tmp_path):
     empty, broken = tmp_path / "empty.jsonl", tmp_path / "broken.jsonl"
     empty.write_text("")
-    broken.write_text("not json\n")
+    broken.write_text('{"sentence": "fine"}\n\nnot json\n')
     with pytest.raises(InferenceError, match="input file .*empty.jsonl holds no rows"):
         read_rows(empty)
-    with pytest.raises(InferenceError, match="cannot read .*broken.jsonl: ArrowInvalid"):
+    with pytest.raises(InferenceError, match="cannot read .*broken.jsonl: line 3 is not JSON"):
         read_rows(broken)
 
 
 def test_compt_predict_with_an_empty_input_file_prints_one_line(tmp_path, capsys):
+    from compt import PromptBank, PromptBankConfig
     from compt.cli import main
 
+    PromptBank(PromptBankConfig(method="pt", task_names=["sst2"], d_model=8, backbone="tiny")).save(
+        tmp_path / "bank"
+    )
     empty = tmp_path / "rows.jsonl"
     empty.write_text("")
-    assert main(["predict", "--bank", str(tmp_path), "--task", "sst2", "--input", str(empty)]) == 2
+    assert main(["predict", "--bank", str(tmp_path / "bank"), "--task", "sst2", "--input", str(empty)]) == 2
     assert capsys.readouterr().err == f"compt: input file {empty} holds no rows\n"
 
 

@@ -76,7 +76,10 @@ def test_aggregation_groups_by_overrides_minus_seed_with_mean_std_n(tmp_path):
                 tmp_path, f"{method}-{k}-{seed}", fake_results(method, k, seed, {"rte": score, "cola": 50.0})
             )
     write_run(tmp_path, "null-metric", fake_results("pt", 8, 9, {"rte": None, "cola": 50.0}))
-    groups = group_runs(scan([tmp_path], progress=False).runs)
+    found = scan([tmp_path], progress=False)
+    [left_out] = found.missing  # a null metric (NaN in JSON) is a failed evaluation: named, never averaged
+    assert left_out.path.name == "null-metric" and "non-finite metric(s) primary.rte=null" in left_out.reason
+    groups = group_runs(found.runs)
     assert [(g.settings["method"], g.settings["k"]) for g in groups] == [
         ("pt", "8"),
         ("ssum", "8"),
@@ -85,10 +88,30 @@ def test_aggregation_groups_by_overrides_minus_seed_with_mean_std_n(tmp_path):
     assert label_keys(groups) == ["method", "k"]
     ssum8 = groups[1].stat("rte")
     assert ssum8 == Stat(statistics.fmean([70, 74, 75]), statistics.stdev([70, 74, 75]), 3)
-    assert groups[0].stat("rte").n == 1 and groups[0].stat("cola").n == 2  # null metrics are skipped
+    assert groups[0].stat("rte").n == groups[0].stat("cola").n == 1
     table = results_tables(groups)[0]
     assert table.columns == ["rte", "cola", AVG]
     assert table.rows[2][1]["rte"] == Stat(81.0, statistics.stdev([80, 82]), 2)
+
+
+def test_a_run_with_a_nan_or_infinite_metric_is_not_complete_and_the_report_names_it(tmp_path, capsys):
+    from compt.runs import RunDir
+
+    for seed, score in ((1, "70.0"), (2, "74.0"), (3, "NaN"), (4, "Infinity")):
+        text = json.dumps(fake_results("ssum", 8, seed, {"rte": 1.0})).replace("1.0", score)
+        (tmp_path / f"seed{seed}" / ".hydra").mkdir(parents=True)
+        (tmp_path / f"seed{seed}" / "results.json").write_text(text)
+    assert RunDir(tmp_path / "seed3").check().status == "new"  # relaunched, not skipped as done
+    assert "non-finite metric(s) primary.rte=NaN" in (RunDir(tmp_path / "seed3").check().problem or "")
+    assert RunDir(tmp_path / "seed1").valid_results()["primary"] == {"rte": 70.0}
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "out"), "--no-plots", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "left out of the tables: 2 job(s) or run(s)" in err
+    assert f"{tmp_path / 'seed3'}: results.json is damaged: non-finite metric(s) primary.rte=NaN" in err
+    assert f"{tmp_path / 'seed4'}:" in err and "primary.rte=Infinity" in err
+    with (tmp_path / "out" / "results.csv").open() as handle:
+        [row] = csv.DictReader(handle)
+    assert (row["rte_mean"], row["rte_n"]) == ("72.0", "2")
 
 
 def test_other_varying_overrides_become_row_labels(tmp_path):

@@ -122,7 +122,7 @@ def test_a_missing_model_fails_with_one_message_and_no_traceback(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("optim.lr.router=0", "compt: optim.lr_router must be > 0, got 0"),
+        ("optim.lr.router=0", "compt: optim.lr.router must be > 0, got 0"),
         ("eval.masks=[total,src7]", "compt: mask 'src7': the bank has 3 sources (src0..src2)"),
         ("logger=none", None),  # the control: the same command runs
     ],

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from compt.atomic import output_error, write_problem
+
 log = logging.getLogger(__name__)
 
 #: the claim's file name in a job folder
@@ -240,13 +242,15 @@ class JobClaim:
     def _create(self) -> bool:
         """Write the record to a private file, then hard-link it as the claim: fails if a claim exists."""
         draft = self.path.with_name(f"{self.path.name}.{self.me.token}.new")
-        draft.write_text(json.dumps(asdict(self.me)) + "\n")
         try:
+            draft.write_text(json.dumps(asdict(self.me)) + "\n")
             os.link(draft, self.path)
             return True
         except FileExistsError:
             return False
-        except OSError:
+        except OSError as err:
+            if write_problem(err) is not None:  # a full disk, a read-only folder: one line, no draft left
+                raise output_error(self.path, err) from err
             # NFS: the link may have been made although the reply was lost; the link count tells
             return draft.stat().st_nlink == 2
         finally:

@@ -67,6 +67,11 @@ class NoResultsError(ComptError, RuntimeError):
     """A folder holds no complete ``results.json`` at all (``compt report``)."""
 
 
+class OutputWriteError(ComptError, OSError):
+    """An output cannot be written: a full disk or quota, a read-only file system, no permission, a file or a
+    dangling symbolic link where a folder should be (:mod:`compt.atomic`); the message names the path."""
+
+
 class RunDiverged(ComptError, RuntimeError):
     """Training produced a non-finite loss or prompt parameter; the message names the step and the likely
     cause (the learning rates, with their values)."""

@@ -26,8 +26,8 @@ whole. :func:`locate_bank` / :func:`load_bank` accept a run folder or a bank fol
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -36,12 +36,13 @@ from typing import Any, Literal
 from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 
+from compt.atomic import TEMP_SUFFIX, atomic_file, write_text_atomic
 from compt.claims import CLAIM_FILE
 from compt.errors import IncompleteRunError, RunNotFoundError
 from compt.prompts.bank import CONFIG_FILE as BANK_CONFIG_FILE
 from compt.prompts.bank import WEIGHTS_FILE as BANK_WEIGHTS_FILE
 from compt.prompts.bank import PromptBank
-from compt.utils import json_safe, share_like_new_file
+from compt.utils import json_safe
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -55,7 +56,6 @@ HYDRA_OVERRIDES = "overrides.yaml"
 EVAL_DIR = "eval"
 FORCED_MARKER = ".compt-forced"
 #: the temporary files of compt's atomic writes (an interrupted write leaves them; removed at relaunch)
-TEMP_SUFFIX = ".tmp"
 TEMP_PATTERNS = (f".{RESULTS_FILE}.*", f"*{TEMP_SUFFIX}")
 #: logger folders: their own files, never compt's temporary files
 LOGGER_DIRS = ("wandb", "csv")
@@ -251,14 +251,12 @@ class RunDir:
     def _write_prediction_lines(
         path: Path, rows: list[dict[str, Any]], inputs: dict[str, list[dict]]
     ) -> None:
-        tmp = path.with_suffix(TEMP_SUFFIX)
-        with tmp.open("w") as handle:
+        with atomic_file(path) as handle:
             for row in rows:
                 source = inputs.get(row["task"], [])
                 extra = source[row["example_id"]] if row["example_id"] < len(source) else {}
                 record = {**row, "input": extra.get("input_text"), "target": extra.get("target_text")}
                 handle.write(json.dumps(json_safe(record)) + "\n")
-        os.replace(tmp, path)
 
     def read_predictions(self, main_mask: str | None = None) -> list[dict[str, Any]]:
         """Every stored prediction, main mask first, each with its ``mask``: lines written before masks were
@@ -342,7 +340,40 @@ def results_problems(results: Any) -> list[str]:
         absent = [t for t in results["tasks"] if t not in results["primary"]]
         if absent:
             problems.append(f"no primary metric for task(s) {absent}")
+    unusable = nonfinite_metrics(results)
+    if unusable:
+        problems.append(
+            f"non-finite metric(s) {', '.join(unusable)} (an evaluation that failed is never averaged: a "
+            "relaunch re-tests the job from last.ckpt or trains it again)"
+        )
     return problems
+
+
+#: the readings of a results.json (top level and per mask) that must be finite numbers
+READINGS = ("primary", "avg", "primary_paper", "avg_paper")
+
+
+def nonfinite_metrics(results: dict[str, Any]) -> list[str]:
+    """The metrics of a parsed results.json that are not finite numbers (NaN, an infinity, or null: what NaN
+    becomes in JSON), as ``key.task=value``: the per-task metrics, the primary readings and averages, and the
+    same readings of every mask."""
+    found: list[str] = []
+
+    def check(where: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                check(f"{where}.{key}", inner)
+        elif isinstance(value, bool) or not isinstance(value, _NUMBER) or not math.isfinite(value):
+            found.append(f"{where}={json.dumps(value)}")
+
+    sources = {"": results}
+    if isinstance(results.get("masks"), dict):
+        sources.update({f"masks.{m}.": r for m, r in results["masks"].items() if isinstance(r, dict)})
+    for prefix, source in sources.items():
+        for key in ("metrics", *READINGS) if not prefix else READINGS:
+            if key in source:
+                check(prefix + key, source[key])
+    return found
 
 
 def bank_problem(bank_dir: Path) -> str | None:
@@ -366,23 +397,9 @@ def bank_problem(bank_dir: Path) -> str | None:
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write JSON to a temporary file in the same folder, then rename: never a half-written file.
-    NaN and infinities are written as ``null``; the file gets the user's umask (like any new file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(json_safe(data), handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        share_like_new_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON whole or not at all (:func:`compt.atomic.write_text_atomic`: a temporary sibling renamed
+    into place). NaN and infinities are written as ``null``; the file gets the user's umask."""
+    return write_text_atomic(path, json.dumps(json_safe(data), indent=2) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------- banks

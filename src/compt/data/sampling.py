@@ -38,7 +38,7 @@ def permutation(n: int, *parts: object) -> list[int]:
 def _too_few(task: TaskSpec, what: str, wanted: int, have: int) -> DataError:
     return DataError(
         f"task {task.name!r}: {what} asks for {wanted} rows but the train split has only {have}. Use a "
-        "smaller k, k=-1 for the whole split, or kshot.allow_fewer=true (DataConfig.kshot_allow_fewer) "
+        "smaller k, k=-1 for the whole split, or kshot.allow_fewer=true "
         "to use every row there is."
     )
 
@@ -68,7 +68,7 @@ def select_train(
     n = len(golds)
     perm = permutation(n, "kshot", seed, task.name)
     if n_validation > n:
-        raise _too_few(task, f"validation_from_train={n_validation}", n_validation, n)
+        raise _too_few(task, f"data.validation_from_train={n_validation}", n_validation, n)
     if k == -1:
         return perm[n_validation:], perm[:n_validation]
     if balanced and task.is_regression:

@@ -118,7 +118,7 @@ class PromptBankConfig:
         if self.mpt_rank < 1:
             raise ConfigError(f"mpt_rank must be >= 1, got {self.mpt_rank}")
         if self.freeze_sources and not self.uses_sources:
-            raise ConfigError(f"freeze_sources: method {self.method!r} has no source prompts")
+            raise ConfigError(f"sources.freeze=true: method {self.method!r} has no source prompts to freeze")
 
     @property
     def traits(self) -> MethodTraits:

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compt.atomic import atomic_file, write_text_atomic
 from compt.prompts.masks import mask_names
 from compt.report.aggregate import Group, Stat, series_label, slug, varying_keys
-from compt.report.tables import Cell, Table, paper_numbers, to_markdown
+from compt.report.tables import ELSEWHERE, Cell, Table, paper_numbers, to_markdown
 from compt.runs import RunDir
 
 #: the tasks of the paper's Tables 5, 6 and A1: their confusion tables also go into report.md
@@ -170,9 +171,9 @@ def write_confusions(tables: Sequence[Table], out_dir: Path) -> list[Path]:
     if not tables:
         return []
     md = out_dir / f"{CONFUSIONS_FILE}.md"
-    md.write_text("\n\n".join(to_markdown(t) for t in tables) + "\n")
+    write_text_atomic(md, "\n\n".join(to_markdown(t) for t in tables) + "\n", elsewhere=ELSEWHERE)
     path = out_dir / f"{CONFUSIONS_FILE}.csv"
-    with path.open("w", newline="") as handle:
+    with atomic_file(path, "w", ELSEWHERE, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["table", "mask", "prediction", "column", "value"])
         for table in tables:

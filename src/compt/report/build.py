@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from compt.atomic import make_folder, write_text_atomic
 from compt.report.aggregate import Group, Scan, group_runs, scan
 from compt.report.analyses import (
     CONFUSIONS_FILE,
@@ -17,7 +18,7 @@ from compt.report.analyses import (
 from compt.report.analysis_plots import ANALYSIS_PLOTS
 from compt.report.html import write_html
 from compt.report.plots import PLOTS, PlotResult, make_plots
-from compt.report.tables import Table, paper_comparisons, results_tables, to_markdown, write_table
+from compt.report.tables import ELSEWHERE, Table, paper_comparisons, results_tables, to_markdown, write_table
 
 PLOTS_DIR = "plots"
 TITLE = "compt report"
@@ -125,8 +126,7 @@ def build_report(
         NoResultsError: a folder holds no complete result.
     """
     result = scan(sweep_dirs, progress=progress)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out, ELSEWHERE)
     groups = group_runs(result.runs)
     tables = results_tables(groups)
     comparisons = paper_comparisons(groups)
@@ -139,7 +139,7 @@ def build_report(
     summary = summary_lines(result, groups)
     analyses = analyses_markdown(confusions, cross)
     markdown = markdown_report(summary, tables, comparisons, note, made, result, analyses)
-    (out / "report.md").write_text(markdown)
+    write_text_atomic(out / "report.md", markdown, elsewhere=ELSEWHERE)
     html = write_html(
         out / "report.html",
         TITLE,

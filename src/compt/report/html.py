@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
+from compt.atomic import write_text_atomic
 from compt.report.aggregate import DivergedRun, MissingJob
 from compt.report.plots import PlotResult
-from compt.report.tables import Table, cell_text
+from compt.report.tables import ELSEWHERE, Table, cell_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -91,5 +92,4 @@ def write_html(
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title>'
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
     )
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_text_atomic(path, page, elsewhere=ELSEWHERE)

@@ -17,10 +17,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from compt.atomic import atomic_file
 from compt.prompts.masks import mask_names
 from compt.prompts.methods import has_source_prompts
 from compt.report.aggregate import AVG, Group, series_label, slug, varying_keys
-from compt.report.tables import config_value
+from compt.report.tables import ELSEWHERE, config_value
 
 #: at most this many panels in one figure (router weights per group)
 MAX_PANELS = 12
@@ -71,7 +72,8 @@ def _new_figure(
 
 def _save(figure: Figure, path: Path) -> Path:
     figure.tight_layout()
-    figure.savefig(path, format="png")
+    with atomic_file(path, "wb", elsewhere=ELSEWHERE) as handle:
+        figure.savefig(handle, format="png")
     return path
 
 

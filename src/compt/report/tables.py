@@ -14,8 +14,11 @@ from typing import Any
 
 import yaml
 
+from compt.atomic import atomic_file, write_text_atomic
 from compt.report.aggregate import AVG, PAPER_METRICS, Group, Stat, label_keys
 
+#: how a user writes a report elsewhere (for the message of a failed write)
+ELSEWHERE = "compt report ... --out DIR"
 #: a table cell: a statistic over seeds, a number, a published number as printed (text), or empty
 Cell = Stat | float | str | None
 
@@ -217,7 +220,7 @@ def to_markdown(table: Table) -> str:
 
 def write_csv(table: Table, path: Path) -> Path:
     """One row per table row: the labels, then ``<column>_mean``, ``<column>_std``, ``<column>_n``."""
-    with path.open("w", newline="") as handle:
+    with atomic_file(path, newline="", elsewhere=ELSEWHERE) as handle:
         writer = csv.writer(handle)
         writer.writerow(
             [*table.label_keys, *(f"{c}_{part}" for c in table.columns for part in ("mean", "std", "n"))]
@@ -279,7 +282,7 @@ def _tex_cell(cell: Cell) -> str:
 def write_table(table: Table, out_dir: Path) -> list[Path]:
     """``<name>.md``, ``<name>.csv`` and ``<name>.tex`` in ``out_dir``."""
     md = out_dir / f"{table.name}.md"
-    md.write_text(to_markdown(table) + "\n")
+    write_text_atomic(md, to_markdown(table) + "\n", elsewhere=ELSEWHERE)
     tex = out_dir / f"{table.name}.tex"
-    tex.write_text(to_latex(table))
+    write_text_atomic(tex, to_latex(table), elsewhere=ELSEWHERE)
     return [md, write_csv(table, out_dir / f"{table.name}.csv"), tex]

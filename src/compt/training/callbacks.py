@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_warn
 from torch.distributed import ReduceOp
 
+from compt.atomic import NO_ROOM
 from compt.errors import ComptError
 from compt.training.loggers import ResumableCSVLogger
 from compt.training.stopping import CLAIM_LOST, StopRequest
@@ -252,10 +253,11 @@ class LastCheckpoint(pl.Callback):
         try:
             trainer.save_checkpoint(partial, weights_only=False)  # every rank calls it; rank 0 writes
         except OSError as err:
+            partial.unlink(missing_ok=True)  # a partial file would only hold on to the space it took
+            way = "free some space" if err.errno in NO_ROOM else f"make {self.path.parent} writable"
             raise CheckpointWriteError(
-                f"cannot write the resume checkpoint {self.path} ({err.strerror or err}): make "
-                f"{self.path.parent} writable, or train into another folder (hydra.run.dir=... or "
-                "paths.log_dir=...)"
+                f"cannot write the resume checkpoint {self.path} ({err.strerror or err}): {way}, or "
+                "train into another folder (hydra.run.dir=... or paths.log_dir=...)"
             ) from err
         trainer.strategy.barrier("compt_last_checkpoint")
         if trainer.is_global_zero:

@@ -14,12 +14,15 @@ from typing import Any
 
 from lightning_fabric.utilities.cloud_io import get_filesystem
 from omegaconf import DictConfig
+from pytorch_lightning.core.saving import save_hparams_to_yaml
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_info
 
+from compt.atomic import atomic_path, write_text_atomic
 from compt.training.launch import launch_rank as process_rank
+from compt.training.preflight import RUN_ELSEWHERE
 from compt.training.targets import instantiate_target, target_class, target_entries, unset
 
 #: the file in ``<run>/wandb/`` that keeps the W&B run id of the folder's current training (:func:`wandb_run_id`)
@@ -65,8 +68,7 @@ def wandb_run_id(run_dir: Path, resuming: bool) -> str:
         restarts = previous.rpartition("-")[2] if "-" in previous else "0"
         run_id = f"{base}-{int(restarts) + 1 if restarts.isdigit() else 1}"
     if run_id != previous and process_rank() == 0:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(run_id + "\n")
+        write_text_atomic(record, run_id + "\n")
     return run_id
 
 
@@ -163,6 +165,13 @@ class _AppendingWriter(ExperimentWriter):
         self._fs = get_filesystem(log_dir)
         self._fs.makedirs(log_dir, exist_ok=True)
         self.metrics_keys: list[str] = list(self._read()[0])
+
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        """Record the hyperparameters and rewrite ``hparams.yaml`` whole or not at all (Lightning truncates it
+        first, so a full disk left a 0-byte file)."""
+        self.hparams.update(params)
+        with atomic_path(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), elsewhere=RUN_ELSEWHERE) as tmp:
+            save_hparams_to_yaml(tmp, self.hparams)
 
     def _read(self) -> tuple[list[str], list[dict[str, str]]]:
         """The file's header and rows (empty when there is no file)."""

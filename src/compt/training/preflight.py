@@ -4,15 +4,14 @@ minutes into the job (or a run saved as complete after 0 steps)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from compt.atomic import require_writable, writable_problem  # noqa: F401 (preflight's checks, used from here)
 from compt.claims import timing_problem
-from compt.errors import ComptError, ConfigError
+from compt.errors import ConfigError, OutputWriteError
 from compt.evaluation.config import EvalConfig
 from compt.training.schema import WEIGHT_DTYPES, TrainSchema
 
@@ -20,8 +19,9 @@ from compt.training.schema import WEIGHT_DTYPES, TrainSchema
 MAX_SEED = 2**32 - 1
 
 
-class OutputFolderError(ComptError, OSError):
-    """A folder a run must write cannot be written (a file in the way, no permission)."""
+#: the error of a folder a run cannot write (a file or a dangling link in the way, a read-only file system, no
+#: permission)
+OutputFolderError = OutputWriteError
 
 
 def check_run_config(cfg: TrainSchema) -> None:
@@ -57,31 +57,9 @@ def check_run_config(cfg: TrainSchema) -> None:
         raise ConfigError(claim_problem)
 
 
-def writable_problem(folder: str | Path) -> str | None:
-    """Why ``folder`` (existing or not) cannot be written, without creating anything; None when it can.
-
-    The folder itself when it exists, else its nearest existing parent, must be a folder this user may
-    write into."""
-    path = Path(folder).absolute()
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is a file, not a folder"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return f"no permission to write in {probe}"
-    return None
-
-
-def require_writable(folder: str | Path, how_to_change: str) -> None:
-    """Raise :class:`OutputFolderError` when ``folder`` cannot be written (see :func:`writable_problem`)."""
-    problem = writable_problem(folder)
-    if problem is not None:
-        raise OutputFolderError(f"cannot write to {folder}: {problem}; {how_to_change}")
-
-
 #: how a user points a run elsewhere
-OTHER_FOLDER = "train into another folder (hydra.run.dir=DIR, or paths.log_dir=DIR for sweeps)"
+RUN_ELSEWHERE = "hydra.run.dir=DIR, or paths.log_dir=DIR for sweeps"
+OTHER_FOLDER = f"train into another folder ({RUN_ELSEWHERE})"
 
 
 class OutputFolderCheck(Callback):

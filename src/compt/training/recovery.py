@@ -25,6 +25,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from compt.atomic import write_text_atomic
 from compt.prompts.bank import CONFIG_FILE as BANK_CONFIG_FILE
 from compt.runs import (
     BANK_DIR,
@@ -130,7 +131,7 @@ def start_forced_run(run: RunDir) -> None:
         if path.parent.name == BANK_DIR:
             shutil.rmtree(path.parent, ignore_errors=True)
     record = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
-    run.forced_marker.write_text(json.dumps(record) + "\n")
+    write_text_atomic(run.forced_marker, json.dumps(record) + "\n")
     log.info(
         "[compt] force=true: removed the finished run's results, checkpoints and bank; training starts from scratch"
     )

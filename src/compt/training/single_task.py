@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from compt.atomic import atomic_file
 from compt.prompts import PromptBank, PromptBankConfig
 from compt.training.schema import TrainSchema
 
@@ -84,5 +85,7 @@ def combine_results(parts: Mapping[str, dict[str, Any]], common: dict[str, Any])
 
 def concatenate_lines(sources: list[Path], target: Path) -> Path:
     """Write the lines of every file in ``sources`` (in order) to ``target``."""
-    target.write_text("".join(path.read_text() for path in sources))
+    with atomic_file(target) as handle:  # whole or not at all
+        for path in sources:
+            handle.write(path.read_text())
     return target
