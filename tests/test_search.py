@@ -4,6 +4,7 @@ and two searches at once share its trials out."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
@@ -21,6 +23,7 @@ from compt.runs import write_json_atomic
 from compt.sweeps.jobs import list_jobs
 from compt.training.launch import register_job_folder_resolver
 from compt.training.search import check_search, objective
+from compt.training.search_sweeper import study_creation_lock
 from tests.helpers import REPO_ROOT, read_results, run_script
 
 CONF = REPO_ROOT / "conf"
@@ -179,3 +182,24 @@ def test_a_search_on_the_test_set_stops_with_one_message(tmp_path):
     ), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not sweep.exists()  # stopped before the study was opened
+
+
+def _create_study_at_once(folder: str, barrier) -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    barrier.wait()
+    with study_creation_lock(Path(folder)):
+        optuna.create_study(study_name="compt", storage=f"sqlite:///{folder}/optuna.db", load_if_exists=True)
+
+
+def test_searches_starting_at_the_same_moment_create_their_study_in_turn(tmp_path):
+    # without the lock, about half of such processes fail (alembic's version row inserted twice)
+    context = multiprocessing.get_context("fork")
+    for attempt in range(3):
+        barrier = context.Barrier(4)
+        folder = tmp_path / str(attempt)
+        procs = [context.Process(target=_create_study_at_once, args=(str(folder), barrier)) for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(timeout=120)
+        assert [proc.exitcode for proc in procs] == [0] * 4

@@ -25,6 +25,7 @@ complete so far (``trials_complete``: how many).
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import logging
@@ -50,10 +51,25 @@ log = logging.getLogger(__name__)
 #: the claims on trials, and the one that serialises asking, in the sweep folder
 TRIALS_DIR = ".compt-trials"
 ASK_LOCK = "ask"
+#: the lock two searches starting at once take in turn to create (or open) the study's storage
+STUDY_LOCK = ".compt-study.lock"
 #: the user attribute of an interrupted trial (the reason)
 INTERRUPTED = "compt_interrupted"
 #: how often a search waits for a trial another process holds, or for its turn to ask (seconds)
 POLL_S = 2.0
+
+
+@contextmanager
+def study_creation_lock(sweep_dir: Path) -> Iterator[None]:
+    """Hold ``<sweep dir>/.compt-study.lock`` (an exclusive ``flock``): Optuna's sqlite storage, created by two
+    processes at the same moment, fails in one of them (alembic's version row inserted twice)."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with (sweep_dir / STUDY_LOCK).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class ComptOptunaSweeperImpl(OptunaSweeperImpl):
@@ -72,13 +88,14 @@ class ComptOptunaSweeperImpl(OptunaSweeperImpl):
         for name in fixed:
             space.pop(name, None)
         directions = self._get_directions()
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=self.storage,
-            sampler=self.sampler,
-            directions=directions,
-            load_if_exists=True,
-        )
+        with study_creation_lock(Path(str(self.sweep_dir))):
+            study = optuna.create_study(
+                study_name=self.study_name,
+                storage=self.storage,
+                sampler=self.sampler,
+                directions=directions,
+                load_if_exists=True,
+            )
         book = TrialBook(study, Path(str(self.sweep_dir)), *self._claim_timings())
         log.info("Study %s in %s: %s", study.study_name, self.storage, book.summary(self.n_trials))
         try:
