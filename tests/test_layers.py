@@ -112,3 +112,15 @@ def test_a_users_mistake_is_one_line_and_a_non_zero_exit():
     assert proc.stdout == ""
     [line] = proc.stderr.splitlines()
     assert line.startswith("compt: ") and "/no/such/" in line
+
+
+def test_the_training_package_exports_its_module_on_first_use():
+    """``from compt.training import ComptModule`` (for ``load_from_checkpoint``) works, and importing the
+    package alone (``train.py`` does, before the config is checked) loads no Lightning."""
+    modules = loaded_after("import compt.training")
+    assert not top_level(modules) & {"pytorch_lightning", "lightning", "torch"}
+    modules = loaded_after(
+        "from compt.training import ComptModule, RunConfig\n"
+        "assert ComptModule.__module__ == 'compt.training.module'"
+    )
+    assert "compt.training.module" in modules
