@@ -3,7 +3,8 @@
 A *run* is a folder holding a complete ``results.json`` (one that passes its schema); a *job* is any folder
 Hydra made for one run (it has ``.hydra/``). Jobs without a complete ``results.json`` are reported as missing,
 never silently dropped; diverged runs (``"status": "diverged"``) are listed apart and never averaged.
-Runs are grouped by their *settings* — the command-line overrides minus the seed (and ``hydra.*``/``force``),
+Runs are grouped by their *settings* — the command-line overrides that can change a result, minus the seed
+(:func:`compt.identity.group_overrides`: no logger, observe-only callback, claim, path, ``hydra.*``, ``force``),
 plus ``method``, ``k`` and ``n_sources`` as the run recorded them — so runs that differ only by seed
 (even from separate sweep folders) share a group.
 """
@@ -22,12 +23,10 @@ import yaml
 from tqdm import tqdm
 
 from compt.errors import IncompleteRunError, NoResultsError
+from compt.identity import group_overrides
 from compt.prompts.methods import METHODS
 from compt.runs import DIVERGED, HYDRA_DIR, HYDRA_OVERRIDES, RESULTS_FILE, RunDir
 
-#: override keys that never define a group (they vary between repeats of the same experiment)
-IGNORED_KEYS = ("seed", "force", "name")
-IGNORED_PREFIXES = ("hydra.",)
 #: settings every run records in ``results.json`` itself (they win over the overrides)
 RECORDED_KEYS = ("method", "k", "n_sources", "protocol")
 #: the metric of the paper's reading when a results.json predates ``primary_paper``: accuracy, else spearman
@@ -141,11 +140,12 @@ class Scan:
 
 # ---------------------------------------------------------------------------------------------- reading
 def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
-    """``["method=ssum", "+x.y=1", "seed=2"]`` -> ``{"method": "ssum", "x.y": "1"}`` (seed, hydra.* dropped)."""
+    """``["method=ssum", "+x.y=1", "seed=2", "logger=csv"]`` -> ``{"method": "ssum", "x.y": "1"}``: the
+    overrides of the run's group (:func:`compt.identity.group_overrides`) as key -> value."""
     out: dict[str, str] = {}
-    for item in overrides:
-        key, sep, value = str(item).lstrip("+~").partition("=")
-        if not sep or key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES):
+    for item in group_overrides(overrides):
+        key, sep, value = item.lstrip("+~").partition("=")
+        if not sep:
             continue
         out[key] = value
     return out

@@ -19,6 +19,7 @@ from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_info
 
+from compt.identity import group_overrides
 from compt.training.launch import launch_rank as process_rank
 from compt.training.targets import instantiate_target, target_class, target_entries, unset
 
@@ -44,10 +45,9 @@ def wandb_logged_in() -> bool:
 
 
 def run_group(overrides: list[str]) -> str:
-    """The W&B group of a run: its overrides minus the seed, so a dashboard averages over seeds."""
-    skipped = ("seed=", "hydra.", "force=", "jobs_per_gpu=")
-    kept = sorted(o for o in overrides if not o.lstrip("+~").startswith(skipped))
-    return ",".join(kept) or "default"
+    """The W&B group of a run: its overrides that can change the result, minus the seed
+    (:func:`compt.identity.group_overrides`), so a dashboard averages over seeds, whatever logged them."""
+    return ",".join(group_overrides(overrides)) or "default"
 
 
 def wandb_run_id(run_dir: Path, resuming: bool) -> str:
