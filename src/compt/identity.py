@@ -62,9 +62,9 @@ def _observing_inline_callbacks(overrides: Iterable[str]) -> set[str]:
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         parts = key.strip().split(".")
-        if len(parts) == 3 and parts[0] == "callbacks" and parts[2] == "_target_":
-            if value.strip().rsplit(".", 1)[-1] in OBSERVING_CALLBACK_CLASSES:
-                names.add(parts[1])
+        is_target = len(parts) == 3 and parts[0] == "callbacks" and parts[2] == "_target_"
+        if is_target and value.strip().rsplit(".", 1)[-1] in OBSERVING_CALLBACK_CLASSES:
+            names.add(parts[1])
     return names
 
 
