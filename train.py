@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -19,12 +20,15 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from compt.errors import ComptError, RunDiverged
+from compt.training.command_line import check_overrides, refuse_unknown_schema_keys
 from compt.training.launch import check_launch, joblib_gpu, shared_output_dir
 from compt.training.preflight import check_run_config
 from compt.training.resume_run import resume_arguments
 from compt.training.runlog import route_run_log, to_log_file
 from compt.training.schema import TrainSchema
 from compt.training.search import check_search, objective
+
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -36,6 +40,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         check_launch(cfg, hydra_cfg)
         check_search(cfg)
+        refuse_unknown_schema_keys(cfg, TrainSchema)  # e.g. added by a YAML file of conf/
         schema = TrainSchema.from_hydra(cfg)
         check_run_config(schema)
         # The run driver (Lightning, transformers: seconds to import) is loaded once the config is known to
@@ -58,6 +63,7 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     try:  # resume=RUN_DIR: the run's own overrides and folder, before Hydra reads the command line
         sys.argv[1:] = resume_arguments(sys.argv[1:])
+        check_overrides(sys.argv[1:], TrainSchema, CONFIG_DIR)  # a typo'd key or option, with or without +
     except ComptError as err:
         raise SystemExit(f"compt: {err}") from None
     main()

@@ -124,6 +124,12 @@ def test_a_missing_model_fails_with_one_message_and_no_traceback(tmp_path):
     [
         ("optim.lr.router=0", "compt: optim.lr_router must be > 0, got 0"),
         ("eval.masks=[total,src7]", "compt: mask 'src7': the bank has 3 sources (src0..src2)"),
+        # Hydra's own hint for `metod=msum` is "use +metod=msum", which used to train the default method
+        (
+            "+metod=msum",
+            "compt: +metod=msum: unknown key metod; did you mean method? (every key: README's "
+            "key table, src/compt/training/schema.py)",
+        ),
         ("logger=none", None),  # the control: the same command runs
     ],
 )
