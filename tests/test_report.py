@@ -133,6 +133,55 @@ def test_every_plot_kind_and_the_paper_comparison_on_synthetic_sweeps(tmp_path):
     assert (tmp_path / "out" / "paper_table1.tex").is_file()
 
 
+def _drawn_figures(monkeypatch) -> list:
+    """The figures the plot functions save, captured."""
+    from compt.report import plots
+
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(
+        plots, "_save", lambda figure, path, **kw: figures.append(figure) or save(figure, path, **kw)
+    )
+    return figures
+
+
+def test_router_heatmaps_show_each_seed_on_one_colour_scale(tmp_path, monkeypatch):
+    """Seed 1's src0 is not seed 2's src0: each seed is its own panel (a mean would blur both to ~1/S), and
+    every panel (k=8, k=16, seeds) reads on one colour scale."""
+    from compt.report.plots import plot_router_weights
+
+    weights = {1: [0.8, 0.1, 0.1], 2: [0.1, 0.1, 0.8]}  # the same routing, the sources in another order
+    for k in (8, 16):
+        for seed, rte in weights.items():
+            results = fake_results("ssum", k, seed, {"rte": 60.0, "sst2": 70.0})
+            results["router_weights"] = {"rte": [w * k / 16 for w in rte], "sst2": [0.2, 0.5, 0.3]}
+            write_run(tmp_path / "sweep", f"{k}-{seed}", results)
+    groups = group_runs(scan([tmp_path / "sweep"], progress=False).runs)
+    figures = _drawn_figures(monkeypatch)
+    [path] = plot_router_weights(groups, tmp_path)
+    assert path.name == "router_ssum.png" and len(figures) == 1
+    images = [(ax.get_title(), image) for ax in figures[0].axes for image in ax.get_images()]
+    assert [title for title, _ in images] == ["k=8, seed 1", "k=8, seed 2", "k=16, seed 1", "k=16, seed 2"]
+    assert images[1][1].get_array()[0].tolist() == pytest.approx([0.05, 0.05, 0.4])  # seed 2 alone, k=8
+    assert [image.get_clim() for _, image in images] == [pytest.approx((0.05, 0.8))] * 4
+
+
+def test_the_validation_curve_says_when_it_is_the_test_set(tmp_path, monkeypatch):
+    from compt.report.plots import plot_curves
+
+    for seed in (1, 2):
+        write_run(tmp_path / "paper", f"{seed}", fake_results("ssum", 8, seed, {"rte": 60.0}))
+        dev = fake_results("ssum", 8, seed, {"rte": 60.0})
+        dev["validation"] = {"from_train": 8}
+        write_run(tmp_path / "dev", f"{seed}", dev)
+    figures = _drawn_figures(monkeypatch)
+    for sweep in ("paper", "dev"):
+        plot_curves(group_runs(scan([tmp_path / sweep], progress=False).runs), tmp_path)
+    labels = [(figure.axes[1].get_ylabel(), figure.axes[1].get_title()) for figure in figures]
+    assert labels[0] == ("test Avg.", "the test set (no development split: data.validation_from_train=0)")
+    assert labels[1] == ("validation Avg.", "a development split carved from the training split")
+
+
 def test_the_paper_comparison_reads_the_paper_metric_and_says_so(tmp_path):
     """Runs whose primary metrics are Matthews/F1/Pearson are compared with the paper in its reading."""
     configured = {t: 40.0 for t in GLUE}  # e.g. cola matthews, mrpc/qqp f1, stsb pearson
