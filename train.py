@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from compt.errors import ComptError, RunDiverged
 from compt.training.command_line import check_overrides, refuse_unknown_schema_keys
 from compt.training.launch import check_launch, joblib_gpu, shared_output_dir
+from compt.training.numerics import set_portable_environment
 from compt.training.preflight import check_run_config
 from compt.training.resume_run import resume_arguments
 from compt.training.runlog import route_run_log, to_log_file
@@ -37,6 +38,8 @@ def main(cfg: DictConfig) -> float | None:
     sweepers, read back from the folder of a job that was already complete."""
     hydra_cfg = HydraConfig.get()
     route_run_log()
+    if cfg.get("portable_cpu"):  # before torch computes anything in this process
+        set_portable_environment()
     try:
         check_launch(cfg, hydra_cfg)
         check_search(cfg)
