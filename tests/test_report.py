@@ -85,6 +85,22 @@ def test_aggregation_groups_by_overrides_minus_seed_with_mean_std_n(tmp_path):
     assert table.rows[2][1]["rte"] == Stat(81.0, statistics.stdev([80, 82]), 2)
 
 
+def test_one_job_under_folder_names_of_several_loggers_is_one_run(tmp_path):
+    """Folders named after the logger (before it left job names): the same job and seed, counted once."""
+    for logger in ("csv", "tensorboard", "mlflow"):
+        results = fake_results("ssum", 8, 1, {"rte": 70.0}, overrides={"logger": logger})
+        write_run(tmp_path, f"logger={logger},k=8,method=ssum,seed=1", results)
+    write_run(tmp_path, "k=8,method=ssum,seed=2", fake_results("ssum", 8, 2, {"rte": 74.0}))
+    result = scan([tmp_path], progress=False)
+    [group] = group_runs(result.runs)
+    assert group.stat("rte") == Stat(72.0, statistics.stdev([70.0, 74.0]), 2)
+    assert sorted(m.path.name for m in result.missing) == [
+        "logger=mlflow,k=8,method=ssum,seed=1",
+        "logger=tensorboard,k=8,method=ssum,seed=1",
+    ]
+    assert all(m.reason.startswith("left out: the same job (settings, seed) as ") for m in result.missing)
+
+
 def test_other_varying_overrides_become_row_labels(tmp_path):
     for lr in ("0.01", "0.02"):
         for seed in (1, 2):

@@ -274,7 +274,27 @@ def scan(roots: Sequence[str | Path], progress: bool | None = None) -> Scan:
                 + "). Is it a sweep folder (hydra.sweep.dir) whose jobs have finished?"
             )
         runs.extend(found)
+    runs, repeats = unique_jobs(runs)
+    missing.extend(repeats)
     return Scan(paths, runs, sorted(missing, key=_path_text), sorted(diverged, key=_path_text))
+
+
+def unique_jobs(runs: Sequence[Run]) -> tuple[list[Run], list[MissingJob]]:
+    """One run per job: runs with the same settings and seed (one job launched again under another folder
+    name, by a compt that still named folders after the logger or a progress bar) are counted once, the
+    first by path; the others are listed, never averaged as further seeds."""
+    kept: dict[tuple[str, str], Run] = {}
+    repeats = []
+    for run in sorted(runs, key=lambda r: str(r.path)):
+        key = (group_key(run.settings), str(run.results.get("seed")))
+        if key in kept:
+            repeats.append(
+                MissingJob(run.path, f"left out: the same job (settings, seed) as {kept[key].path}")
+            )
+        else:
+            kept[key] = run
+    first = {id(run) for run in kept.values()}
+    return [run for run in runs if id(run) in first], repeats
 
 
 def _path_text(item: MissingJob | DivergedRun) -> str:
