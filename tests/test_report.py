@@ -98,7 +98,9 @@ def test_one_job_under_folder_names_of_several_loggers_is_one_run(tmp_path):
         "logger=mlflow,k=8,method=ssum,seed=1",
         "logger=tensorboard,k=8,method=ssum,seed=1",
     ]
-    assert all(m.reason.startswith("left out: the same job (settings, seed) as ") for m in result.missing)
+    assert all(
+        m.reason.startswith("left out: the same job (settings, seed, tasks) as ") for m in result.missing
+    )
 
 
 def test_other_varying_overrides_become_row_labels(tmp_path):

@@ -280,17 +280,16 @@ def scan(roots: Sequence[str | Path], progress: bool | None = None) -> Scan:
 
 
 def unique_jobs(runs: Sequence[Run]) -> tuple[list[Run], list[MissingJob]]:
-    """One run per job: runs with the same settings and seed (one job launched again under another folder
-    name, by a compt that still named folders after the logger or a progress bar) are counted once, the
-    first by path; the others are listed, never averaged as further seeds."""
-    kept: dict[tuple[str, str], Run] = {}
+    """One run per job: runs with the same settings, seed and tasks (one job launched again under another
+    folder name, by a compt that still named folders after the logger or a progress bar) are counted once,
+    the first by path; the others are listed, never averaged as further seeds."""
+    kept: dict[tuple[str, str, tuple[str, ...]], Run] = {}
     repeats = []
     for run in sorted(runs, key=lambda r: str(r.path)):
-        key = (group_key(run.settings), str(run.results.get("seed")))
+        key = (group_key(run.settings), str(run.results.get("seed")), tuple(run.tasks))
         if key in kept:
-            repeats.append(
-                MissingJob(run.path, f"left out: the same job (settings, seed) as {kept[key].path}")
-            )
+            reason = f"left out: the same job (settings, seed, tasks) as {kept[key].path}"
+            repeats.append(MissingJob(run.path, reason))
         else:
             kept[key] = run
     first = {id(run) for run in kept.values()}
