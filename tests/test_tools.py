@@ -125,7 +125,9 @@ def test_a_logger_or_callback_that_cannot_be_made_is_one_config_error(tmp_path):
         extra_callbacks(typo)
     with pytest.raises(ConfigError, match="callbacks.y has no _target_"):
         extra_callbacks(OmegaConf.create({"y": {"patience": 3}}))
-    if importlib.util.find_spec("mlflow") is None:  # compt's [loggers] extra not installed: one line naming the fix
+    if (
+        importlib.util.find_spec("mlflow") is None
+    ):  # compt's [loggers] extra not installed: one line naming the fix
         mlflow = _composed("logger=mlflow").logger
         with pytest.raises(ConfigError, match=r"logger.mlflow: cannot create .*MLFlowLogger.*pip install"):
             build_loggers(mlflow, tmp_path, "g", "n", {}, resuming=False)
