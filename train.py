@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -20,13 +21,17 @@ from omegaconf import DictConfig
 
 from compt.atomic import environment_error
 from compt.errors import ClaimLost, ComptError, RunDiverged, RunInterrupted
+from compt.training.command_line import check_overrides, refuse_unknown_schema_keys
 from compt.training.launch import check_launch, joblib_gpu, shared_output_dir
+from compt.training.numerics import set_portable_environment
 from compt.training.preflight import RUN_ELSEWHERE, check_run_config
 from compt.training.resume_run import resume_arguments
 from compt.training.runlog import route_run_log, to_log_file
 from compt.training.schema import TrainSchema
 from compt.training.search import check_search, objective
 from compt.training.stopping import JobStopped, how_to_resume, stop_request
+
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -35,9 +40,12 @@ def main(cfg: DictConfig) -> float | None:
     sweepers, read back from the folder of a job that was already complete."""
     hydra_cfg = HydraConfig.get()
     route_run_log()
+    if cfg.get("portable_cpu"):  # before torch computes anything in this process
+        set_portable_environment()
     try:
         check_launch(cfg, hydra_cfg)
         check_search(cfg)
+        refuse_unknown_schema_keys(cfg, TrainSchema)  # e.g. added by a YAML file of conf/
         schema = TrainSchema.from_hydra(cfg)
         check_run_config(schema)
         output_dir = shared_output_dir(hydra_cfg.runtime.output_dir)
@@ -76,6 +84,7 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     try:  # resume=RUN_DIR: the run's own overrides and folder, before Hydra reads the command line
         sys.argv[1:] = resume_arguments(sys.argv[1:])
+        check_overrides(sys.argv[1:], TrainSchema, CONFIG_DIR)  # a typo'd key or option, with or without +
     except ComptError as err:
         raise SystemExit(f"compt: {err}") from None
     main()

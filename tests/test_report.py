@@ -114,6 +114,24 @@ def test_a_run_with_a_nan_or_infinite_metric_is_not_complete_and_the_report_name
     assert (row["rte_mean"], row["rte_n"]) == ("72.0", "2")
 
 
+def test_one_job_under_folder_names_of_several_loggers_is_one_run(tmp_path):
+    """Folders named after the logger (before it left job names): the same job and seed, counted once."""
+    for logger in ("csv", "tensorboard", "mlflow"):
+        results = fake_results("ssum", 8, 1, {"rte": 70.0}, overrides={"logger": logger})
+        write_run(tmp_path, f"logger={logger},k=8,method=ssum,seed=1", results)
+    write_run(tmp_path, "k=8,method=ssum,seed=2", fake_results("ssum", 8, 2, {"rte": 74.0}))
+    result = scan([tmp_path], progress=False)
+    [group] = group_runs(result.runs)
+    assert group.stat("rte") == Stat(72.0, statistics.stdev([70.0, 74.0]), 2)
+    assert sorted(m.path.name for m in result.missing) == [
+        "logger=mlflow,k=8,method=ssum,seed=1",
+        "logger=tensorboard,k=8,method=ssum,seed=1",
+    ]
+    assert all(
+        m.reason.startswith("left out: the same job (settings, seed, tasks) as ") for m in result.missing
+    )
+
+
 def test_other_varying_overrides_become_row_labels(tmp_path):
     for lr in ("0.01", "0.02"):
         for seed in (1, 2):
@@ -168,6 +186,55 @@ def test_every_plot_kind_and_the_paper_comparison_on_synthetic_sweeps(tmp_path):
     assert paper[AVG] == "74.38" and paper["rte"] == "60.9"
     assert delta[AVG] == pytest.approx(ours[AVG].mean - 74.38)
     assert (tmp_path / "out" / "paper_table1.tex").is_file()
+
+
+def _drawn_figures(monkeypatch) -> list:
+    """The figures the plot functions save, captured."""
+    from compt.report import plots
+
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(
+        plots, "_save", lambda figure, path, **kw: figures.append(figure) or save(figure, path, **kw)
+    )
+    return figures
+
+
+def test_router_heatmaps_show_each_seed_on_one_colour_scale(tmp_path, monkeypatch):
+    """Seed 1's src0 is not seed 2's src0: each seed is its own panel (a mean would blur both to ~1/S), and
+    every panel (k=8, k=16, seeds) reads on one colour scale."""
+    from compt.report.plots import plot_router_weights
+
+    weights = {1: [0.8, 0.1, 0.1], 2: [0.1, 0.1, 0.8]}  # the same routing, the sources in another order
+    for k in (8, 16):
+        for seed, rte in weights.items():
+            results = fake_results("ssum", k, seed, {"rte": 60.0, "sst2": 70.0})
+            results["router_weights"] = {"rte": [w * k / 16 for w in rte], "sst2": [0.2, 0.5, 0.3]}
+            write_run(tmp_path / "sweep", f"{k}-{seed}", results)
+    groups = group_runs(scan([tmp_path / "sweep"], progress=False).runs)
+    figures = _drawn_figures(monkeypatch)
+    [path] = plot_router_weights(groups, tmp_path)
+    assert path.name == "router_ssum.png" and len(figures) == 1
+    images = [(ax.get_title(), image) for ax in figures[0].axes for image in ax.get_images()]
+    assert [title for title, _ in images] == ["k=8, seed 1", "k=8, seed 2", "k=16, seed 1", "k=16, seed 2"]
+    assert images[1][1].get_array()[0].tolist() == pytest.approx([0.05, 0.05, 0.4])  # seed 2 alone, k=8
+    assert [image.get_clim() for _, image in images] == [pytest.approx((0.05, 0.8))] * 4
+
+
+def test_the_validation_curve_says_when_it_is_the_test_set(tmp_path, monkeypatch):
+    from compt.report.plots import plot_curves
+
+    for seed in (1, 2):
+        write_run(tmp_path / "paper", f"{seed}", fake_results("ssum", 8, seed, {"rte": 60.0}))
+        dev = fake_results("ssum", 8, seed, {"rte": 60.0})
+        dev["validation"] = {"from_train": 8}
+        write_run(tmp_path / "dev", f"{seed}", dev)
+    figures = _drawn_figures(monkeypatch)
+    for sweep in ("paper", "dev"):
+        plot_curves(group_runs(scan([tmp_path / sweep], progress=False).runs), tmp_path)
+    labels = [(figure.axes[1].get_ylabel(), figure.axes[1].get_title()) for figure in figures]
+    assert labels[0] == ("test Avg.", "the test set (no development split: data.validation_from_train=0)")
+    assert labels[1] == ("validation Avg.", "a development split carved from the training split")
 
 
 def test_the_paper_comparison_reads_the_paper_metric_and_says_so(tmp_path):

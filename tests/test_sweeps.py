@@ -10,10 +10,14 @@ import sys
 import time
 
 import pytest
+from hydra import compose, initialize_config_dir
 
+from compt.identity import result_overrides
+from compt.report.aggregate import parse_overrides
 from compt.sweeps.cli import main
 from compt.sweeps.jobs import expand, list_jobs, sweep_names
 from compt.training.launch import job_folder_name
+from compt.training.loggers import run_group
 from tests.helpers import REPO_ROOT, read_results, run_script
 
 CONF = REPO_ROOT / "conf"
@@ -73,6 +77,58 @@ def test_job_folder_names_are_one_folder_and_at_most_255_bytes():
     assert name.startswith(long[:200]) and name[200] == "~" and len(name) == 213
     assert job_folder_name(long) == name  # stable across relaunches
     assert job_folder_name(long.replace("0.0029", "0.0030")) != name  # differs where the cut text agrees
+
+
+#: settings that cannot change a result: a job launched with any of them is the job launched without
+NON_RESULT = [
+    "logger=[csv,tensorboard]",
+    "+logger.tensorboard.log_graph=true",
+    "+callbacks=rich_progress_bar",
+    "+callbacks.lr._target_=pytorch_lightning.callbacks.LearningRateMonitor",
+    "+callbacks.lr.logging_interval=step",
+    "claim.heartbeat_s=5",
+    "claim.stale_after_s=900",
+    "callbacks.checkpoint_every_n_epochs=2",
+    "callbacks.keep_last_checkpoint=false",
+    "trainer.enable_progress_bar=false",
+    "jobs_per_gpu=2",
+    "force=true",
+]
+
+
+def test_settings_that_cannot_change_a_result_stay_out_of_job_folders(tmp_path):
+    """Relaunching a sweep with another logger (or progress bar, claim timing...) finds its finished jobs."""
+    base = [f"paths.log_dir={tmp_path}", "method=ssum,msum", "k=8"]
+    plain = [job.folder for job in list_jobs(None, base, CONF)]
+    assert [f.name for f in plain] == ["k=8,method=ssum", "k=8,method=msum"]
+    assert [job.folder for job in list_jobs(None, [*base, *NON_RESULT], CONF)] == plain
+    mixed = list_jobs(None, [*base, "+callbacks=[early_stopping,rich_progress_bar]"], CONF)
+    assert (
+        mixed[0].folder.name == "+callbacks=[early_stopping],k=8,method=ssum"
+    )  # early stopping does change it
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["method=mcat", "k=8", "seed=2", "n_sources=4", "+callbacks=early_stopping"],
+        ["tasks=[rte,mrpc]", "optim.lr.private=0.3", "model.name=google/t5-base-lm-adapt", "name=x"],
+        ["+sweep=table1", "k=32", "method=msum", "seed=3", "trainer.devices=2", "paths.log_dir=/tmp/x"],
+    ],
+)
+def test_job_folders_without_such_settings_keep_their_names(overrides):
+    """The names Hydra's ``override_dirname`` gave before (jobs already on disk) are unchanged."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    assert cfg.hydra.sweep.subdir == job_folder_name(cfg.hydra.job.override_dirname)
+
+
+def test_a_group_and_a_report_row_leave_out_the_seed_and_what_cannot_change_a_result():
+    overrides = ["method=ssum", "seed=2", "k=8", *NON_RESULT, "+callbacks=[early_stopping,rich_progress_bar]"]
+    assert run_group(overrides) == "+callbacks=[early_stopping],k=8,method=ssum"
+    assert parse_overrides(overrides) == {"callbacks": "[early_stopping]", "k": "8", "method": "ssum"}
+    assert result_overrides(["seed=2", "+callbacks=[device_stats_monitor]", "logger=none"]) == ["seed=2"]
+    assert run_group(["seed=1", "logger=csv"]) == "default"
 
 
 def test_listing_names_long_and_slashed_overrides_like_a_launch(tmp_path):

@@ -7,6 +7,7 @@ Both sources return a ``datasets.Dataset`` with the hub's columns and label ids,
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -167,6 +168,35 @@ def load_hub(task: TaskSpec, split: str) -> datasets.Dataset:
         ) from err
 
 
+#: how a user makes or checks a local data folder
+LOCAL_HELP = "Write the folder with `compt data snapshot` or check it with `compt data check DIR`."
+
+
+def _no_file(task: TaskSpec, split: str, folder: Path) -> str:
+    return f"no data for task {task.name!r} split {split!r}: expected {folder}/{split}.{{parquet,jsonl,csv}}"
+
+
+def require_local_files(
+    tasks: Sequence[TaskSpec], source: str = "hub", root: str | Path | None = None
+) -> None:
+    """Check, before anything is loaded, that every local split a run reads (each task's ``train_split`` and
+    ``eval_split``) has a file; hub tasks are not checked (only loading them tells).
+
+    Raises:
+        DataError: naming every missing file at once.
+    """
+    missing = []
+    for task in tasks:
+        folder = task_folder(task, source, root)
+        if folder is None:
+            continue
+        for split in dict.fromkeys((task.train_split, task.eval_split)):
+            if local_file(folder, split) is None:
+                missing.append(_no_file(task, split, folder))
+    if missing:
+        raise DataError(f"{'; '.join(missing)}. {LOCAL_HELP}")
+
+
 def load_split(
     task: TaskSpec, split: str, source: str = "hub", root: str | Path | None = None
 ) -> datasets.Dataset:
@@ -187,10 +217,7 @@ def load_split(
     else:
         path = local_file(folder, split)
         if path is None:
-            raise DataError(
-                f"no data for task {task.name!r} split {split!r}: expected {folder}/{split}.{{parquet,jsonl,csv}}. "
-                "Write the folder with `compt data snapshot` or check it with `compt data check DIR`."
-            )
+            raise DataError(f"{_no_file(task, split, folder)}. {LOCAL_HELP}")
         ignored = other_formats(folder, split)
         if ignored:
             log.warning("[compt] warning: %s/%s: %s", task.name, split, formats_warning(path, ignored))

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch.nn.modules.module import _IncompatibleKeys
 
 from compt.backbone import checkpoint_activations, load_backbone, weights_dtype
 from compt.errors import ConfigError
@@ -165,6 +166,21 @@ class ComptModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.val_curve = list(checkpoint.get("compt_val_curve", []))
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """``nn.Module.load_state_dict``, except that the frozen backbone's weights, which checkpoints leave out
+        by design (:meth:`on_save_checkpoint`; they come from ``model_name``), never count as missing: Lightning's
+        ``load_from_checkpoint`` then warns only about keys that are really missing or unexpected."""
+        keys = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [key for key in keys.missing_keys if not key.startswith(BACKBONE_PREFIX)]
+        if strict and (missing or keys.unexpected_keys):
+            raise RuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}: missing keys {missing}, "
+                f"unexpected keys {keys.unexpected_keys}"
+            )
+        return _IncompatibleKeys(missing, keys.unexpected_keys)
 
     # ------------------------------------------------------------------ evaluation
     def _cross_predictor(self, evaluation: EvalConfig) -> Predictor | None:

@@ -55,6 +55,62 @@ def check_run_config(cfg: TrainSchema) -> None:
     claim_problem = timing_problem(cfg.claim.heartbeat_s, cfg.claim.stale_after_s)
     if claim_problem is not None:
         raise ConfigError(claim_problem)
+    check_trainer_arguments(cfg.trainer)
+    check_data_files(cfg)
+
+
+#: ``Trainer`` arguments compt sets itself (from ``optim.epochs``, ``logger``, ``callbacks``, the run folder)
+COMPT_TRAINER_ARGUMENTS = (
+    "max_epochs",
+    "logger",
+    "callbacks",
+    "enable_checkpointing",
+    "default_root_dir",
+    "use_distributed_sampler",
+    "plugins",
+)
+
+
+def check_trainer_arguments(trainer: dict[str, Any]) -> None:
+    """Refuse a ``trainer.X`` that Lightning's ``Trainer`` does not take (``+trainer.X=`` adds any key), or that
+    compt sets itself, before anything is loaded.
+
+    Raises:
+        ConfigError: naming the key and the closest argument.
+    """
+    import difflib
+    import inspect
+
+    from pytorch_lightning import Trainer
+
+    known = [name for name in inspect.signature(Trainer.__init__).parameters if name != "self"]
+    for key in trainer:
+        if key in COMPT_TRAINER_ARGUMENTS:
+            raise ConfigError(
+                f"trainer.{key} is set by compt (epochs: optim.epochs; loggers: logger=; callbacks: "
+                "+callbacks=; the run folder: hydra.run.dir); remove it"
+            )
+        if key not in known:
+            closest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"; did you mean trainer.{closest[0]}?" if closest else ""
+            raise ConfigError(
+                f"unknown key trainer.{key}{hint} (trainer.* are the arguments of Lightning's Trainer)"
+            )
+
+
+def check_data_files(cfg: TrainSchema) -> None:
+    """Refuse a run whose local data lacks a split it reads, before the backbone loads (:func:`compt.data.sources.require_local_files`).
+
+    Raises:
+        DataError: naming every missing file.
+    """
+    from compt.data.sources import require_local_files
+    from compt.tasks import resolve_tasks
+
+    tasks = resolve_tasks(cfg.tasks)
+    if cfg.method.source_tasks:
+        tasks += resolve_tasks(cfg.method.source_tasks)
+    require_local_files(tasks, cfg.data.source, cfg.data.dir)
 
 
 #: how a user points a run elsewhere

@@ -33,6 +33,7 @@ from compt.training.launch import device_count
 from compt.training.loggers import build_loggers, finish_wandb, run_group
 from compt.training.module import ComptModule
 from compt.training.noise import quiet_known_noise
+from compt.training.numerics import use_portable_cpu
 from compt.training.results import summary_table
 from compt.training.runlog import report_summary
 from compt.training.schema import TrainSchema
@@ -225,6 +226,8 @@ def _free_port() -> int:
 def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
     quiet_known_noise()
+    if cfg.portable_cpu:
+        use_portable_cpu()
     config = RunConfig.from_schema(cfg)
     pl.seed_everything(config.run.seed, workers=True, verbose=False)
     if config.run.deterministic:
