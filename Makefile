@@ -26,9 +26,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install compt with its dev tools (CPU torch unless one is present)
+	@echo "Next: source $(VENV)/bin/activate   (then python train.py ..., compt ..., as in README.md)"
 
 demo: $(STAMP)  ## train the tiny demo (tiny T5 + bundled demo data) and print its results
 	$(PY) train.py experiment=demo
+	@echo "Next: source $(VENV)/bin/activate   (then python train.py ..., compt report ..., as in README.md)"
 
 test: $(STAMP)  ## run the whole test suite (CPU, offline; TEST_WORKERS=2 processes)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile

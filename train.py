@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -18,13 +19,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from compt.errors import ComptError, RunDiverged
+from compt.atomic import environment_error
+from compt.errors import ClaimLost, ComptError, RunDiverged, RunInterrupted
+from compt.training.command_line import check_overrides, refuse_unknown_schema_keys
 from compt.training.launch import check_launch, joblib_gpu, shared_output_dir
-from compt.training.preflight import check_run_config
+from compt.training.numerics import set_portable_environment
+from compt.training.preflight import RUN_ELSEWHERE, check_run_config
 from compt.training.resume_run import resume_arguments
 from compt.training.runlog import route_run_log, to_log_file
 from compt.training.schema import TrainSchema
 from compt.training.search import check_search, objective
+from compt.training.stopping import JobStopped, how_to_resume, stop_request
+
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -33,23 +40,42 @@ def main(cfg: DictConfig) -> float | None:
     sweepers, read back from the folder of a job that was already complete."""
     hydra_cfg = HydraConfig.get()
     route_run_log()
+    if cfg.get("portable_cpu"):  # before torch computes anything in this process
+        set_portable_environment()
     try:
         check_launch(cfg, hydra_cfg)
         check_search(cfg)
+        refuse_unknown_schema_keys(cfg, TrainSchema)  # e.g. added by a YAML file of conf/
         schema = TrainSchema.from_hydra(cfg)
         check_run_config(schema)
-        # The run driver (Lightning, transformers: seconds to import) is loaded once the config is known to
-        # work, so a mistake in it answers at once.
-        from compt.training.job import run_job
-
         output_dir = shared_output_dir(hydra_cfg.runtime.output_dir)
-        with joblib_gpu(cfg, hydra_cfg):
-            results = run_job(schema, output_dir, list(hydra_cfg.overrides.task))
+        stop = stop_request()
+        stop.begin(output_dir)
+        with stop.handling():  # SIGTERM, SIGUSR1, SIGINT: a clean stop (compt.training.stopping)
+            # The run driver (Lightning, transformers: seconds to import) is loaded once the config is known
+            # to work, so a mistake in it answers at once.
+            from compt.training.job import run_job
+
+            with joblib_gpu(cfg, hydra_cfg):
+                results = run_job(schema, output_dir, list(hydra_cfg.overrides.task))
         return objective(cfg, results, output_dir)
-    except ComptError as err:  # a user's mistake or a diverged run: one line, not a stack trace
-        line = f"compt: {err}"
+    except RunInterrupted as err:  # SIGTERM & co.: what was saved, how to resume; a sweep stops too
+        sweep = hydra_cfg if hydra_cfg.mode == RunMode.MULTIRUN else None
+        line = f"compt: {err}; {how_to_resume(hydra_cfg.runtime.output_dir, sweep)}"
         to_log_file(line, logging.ERROR)
-        if isinstance(err, RunDiverged) and hydra_cfg.mode == RunMode.MULTIRUN:
+        print(line, file=sys.stderr)
+        stop_request().pass_on()  # a launcher's own handler of the signal (submitit: requeue)
+        raise JobStopped(line, err.exit_code) from None
+    except (
+        ComptError,
+        OSError,
+    ) as err:  # a user's mistake, a diverged run, a full or read-only disk: one line
+        error = err if isinstance(err, ComptError) else environment_error(err, RUN_ELSEWHERE)
+        if error is None:
+            raise  # a bug: its traceback
+        line = f"compt: {error}"
+        to_log_file(line, logging.ERROR)
+        if isinstance(error, RunDiverged | ClaimLost) and hydra_cfg.mode == RunMode.MULTIRUN:
             print(line, file=sys.stderr)  # a result, not a crash: the rest of the sweep goes on
             return None
         raise SystemExit(line) from None
@@ -58,6 +84,7 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     try:  # resume=RUN_DIR: the run's own overrides and folder, before Hydra reads the command line
         sys.argv[1:] = resume_arguments(sys.argv[1:])
+        check_overrides(sys.argv[1:], TrainSchema, CONFIG_DIR)  # a typo'd key or option, with or without +
     except ComptError as err:
         raise SystemExit(f"compt: {err}") from None
     main()

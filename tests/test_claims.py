@@ -1,4 +1,5 @@
-"""The claim on a job folder (:mod:`compt.claims`): one holder at a time, stale claims taken over."""
+"""The claim on a job folder (:mod:`compt.claims`): one holder at a time, stale claims taken over, and a holder
+whose claim was taken over anyway stops before writing anything more."""
 
 from __future__ import annotations
 
@@ -8,10 +9,16 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
+from types import SimpleNamespace
 
 import pytest
 
 from compt.claims import CLAIM_FILE, Holder, JobClaim, claim_job, read_holder, stale_reason
+from compt.errors import ClaimLost
+from compt.training.callbacks import LastCheckpoint
+from compt.training.loggers import ResumableCSVLogger
+from compt.training.stop_boundary import StopAtStepBoundary
+from compt.training.stopping import StopRequest
 
 
 def _write_claim(folder, holder: Holder, age_s: float = 0.0) -> None:
@@ -84,7 +91,7 @@ def test_a_stale_claim_is_taken_over_and_a_live_one_is_not(tmp_path, caplog):
 
     _write_claim(tmp_path, _other(host="another-node"), age_s=30)
     assert not JobClaim(tmp_path, stale_after_s=600).acquire()
-    assert JobClaim(tmp_path, stale_after_s=10).acquire()  # the same claim, judged by a shorter timeout
+    assert JobClaim(tmp_path, heartbeat_s=1, stale_after_s=10).acquire()  # judged by a shorter timeout
 
 
 def test_a_requeued_slurm_job_takes_its_own_folder_back(tmp_path, monkeypatch):
@@ -115,3 +122,61 @@ def test_an_unreadable_claim_left_long_ago_is_replaced(tmp_path):
     os.utime(path, (old, old))
     with claim_job(tmp_path, heartbeat_s=60) as claim:
         assert claim.held and read_holder(path).token == claim.me.token
+
+
+def test_timings_that_would_let_two_processes_train_a_job_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="claim.heartbeat_s=0"):
+        JobClaim(tmp_path, heartbeat_s=0)  # the heartbeat thread would spin
+    with pytest.raises(ValueError, match="claim.stale_after_s=100 must be at least 3 heartbeats"):
+        JobClaim(tmp_path, heartbeat_s=60, stale_after_s=100)
+
+
+def test_the_heartbeat_tells_a_holder_its_claim_was_taken_over(tmp_path):
+    lost: list = []
+    claim = JobClaim(tmp_path, heartbeat_s=0.05, stale_after_s=1, on_lost=lost.append)
+    assert claim.acquire()
+    _write_claim(tmp_path, _other())  # a second launch judged it stale and took the job
+    deadline = time.monotonic() + 5
+    while not lost and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert claim.lost and [h.token for h in lost] == ["other"]
+    claim.release()
+    assert read_holder(tmp_path / CLAIM_FILE).token == "other"  # the new holder's claim is left alone
+
+
+def _step_end(global_step: int = 7) -> SimpleNamespace:
+    """A trainer at the end of a training step, as the callbacks see it (one device)."""
+
+    def no_write(*args, **kwargs):
+        raise AssertionError("a checkpoint was written after the claim was lost")
+
+    return SimpleNamespace(
+        global_step=global_step, sanity_checking=False, world_size=1, save_checkpoint=no_write
+    )
+
+
+def test_a_run_whose_claim_was_taken_over_stops_before_writing_anything_more(tmp_path):
+    stop = StopRequest()
+    stop.begin(tmp_path)
+    claim = JobClaim(tmp_path, heartbeat_s=60, on_lost=stop.claim_lost)  # no heartbeat before the write
+    assert claim.acquire()
+    stop.watch(claim)
+    checkpoint = LastCheckpoint(tmp_path / "checkpoints" / "last.ckpt", 1, stop)
+    boundary = StopAtStepBoundary(stop, checkpoint)
+    boundary.on_train_batch_end(_step_end(), None, None, None, 0)  # still its claim: trains on
+
+    _write_claim(tmp_path, _other())
+    with pytest.raises(ClaimLost, match=f"{tmp_path}: the claim on this job was taken over \\(pid"):
+        checkpoint.save(_step_end())  # the claim is read before every write
+    assert stop.lost and not checkpoint.path.exists()
+    with pytest.raises(ClaimLost):
+        boundary.on_train_batch_end(_step_end(8), None, None, None, 0)  # and at the next step boundary
+
+    csv = ResumableCSVLogger(tmp_path, name="csv", version="")
+    csv.log_metrics({"train/loss": 1.0}, step=7)  # buffered before the loss was found
+    trainer = SimpleNamespace(loggers=[csv])
+    boundary.on_exception(trainer, None, ClaimLost("taken over"))  # Lightning saves the loggers next
+    csv.finalize("failed")
+    assert not (tmp_path / "csv" / "metrics.csv").exists()
+    claim.release()
+    assert read_holder(tmp_path / CLAIM_FILE).token == "other"

@@ -80,6 +80,8 @@ def test_protocol_authors_composes_to_every_row_of_method_md_section_8():
         "router.anneal": "step_compat",  # τ0 by k (5 at k=8), −0.02 per step
         "data.temperature": 1.0,  # task mixing: every example once per epoch (quotas ∝ n_i, the default)
         "optim.schedule": "linear_compat",  # their step count A, horizon A + warm-up + 5
+        "optim.eps": 1e-8,  # torch.optim.AdamW's defaults
+        "optim.weight_decay": 0.01,
         "optim.lr.router": 0.15,  # MCAT learning rates
         "optim.lr.sources": 0.05,
         "optim.lr.private": 0.08,

@@ -112,3 +112,21 @@ def test_a_users_mistake_is_one_line_and_a_non_zero_exit():
     assert proc.stdout == ""
     [line] = proc.stderr.splitlines()
     assert line.startswith("compt: ") and "/no/such/" in line
+
+
+def test_predict_loads_only_what_prediction_needs():
+    """``compt predict`` starts in seconds: no Lightning, datasets, pandas or metrics (issue 20)."""
+    modules = top_level(loaded_after("import compt.inference.predictor, compt.inference.rows"))
+    assert not modules & {"pytorch_lightning", "datasets", "pandas", "torchmetrics", "hydra", "wandb"}
+
+
+def test_the_training_package_exports_its_module_on_first_use():
+    """``from compt.training import ComptModule`` (for ``load_from_checkpoint``) works, and importing the
+    package alone (``train.py`` does, before the config is checked) loads no Lightning."""
+    modules = loaded_after(
+        "import compt.training\n"
+        "assert not {'torch', 'pytorch_lightning'} & {m.split('.')[0] for m in sys.modules}, 'eager import'\n"
+        "from compt.training import ComptModule, RunConfig\n"
+        "assert ComptModule.__module__ == 'compt.training.module'"
+    )
+    assert "compt.training.module" in modules

@@ -19,6 +19,7 @@ from compt.data.sources import load_local_file, load_split
 from compt.errors import ConfigError, DataError, InferenceError, LaunchError
 from compt.inference.predictor import check_rows, read_rows
 from compt.tasks import get_task
+from compt.training.command_line import check_overrides, refuse_unknown_schema_keys
 from compt.training.launch import check_launch, device_count
 from compt.training.preflight import OutputFolderError, check_run_config, require_writable, writable_problem
 from compt.training.schema import TrainSchema
@@ -31,11 +32,24 @@ from tests.test_configs import composed
     [
         ("tasks=[]", "tasks= names no task"),
         ("eval.mode=foo", "eval.mode='foo'; choose one of generate, rank"),
+        ("eval.cross_prompts=beam", "eval.cross_prompts='beam'; choose one of generate, rank or null (off)"),
         ("model.dtype=fp16", "model.dtype='fp16'; choose one of fp32, bf16 (fp16 is not offered"),
         ("seed=-1", "seed=-1: a seed is an integer in 0..4294967295"),
         ("seed=4294967296", "seed=4294967296"),
         ("optim.epochs=0", "optim.epochs=0 gives 0 training epochs; a run needs at least 1"),
         ("trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),
+        (
+            "claim.heartbeat_s=0",
+            "claim.heartbeat_s=0: the claim's refresh interval must be a positive number",
+        ),
+        ("claim.heartbeat_s=-5", "claim.heartbeat_s=-5: the claim's refresh interval"),
+        # a stale time within a few heartbeats: a second launch would take over a live claim
+        (
+            "claim.stale_after_s=60",
+            "claim.stale_after_s=60 must be at least 3 heartbeats (claim.heartbeat_s=60",
+        ),
+        ("+trainer.max_epoch=3", "unknown key trainer.max_epoch; did you mean trainer.max_epochs?"),
+        ("+trainer.max_epochs=3", "trainer.max_epochs is set by compt (epochs: optim.epochs"),
     ],
 )
 def test_config_values_that_cannot_make_a_run_are_refused(override, message):
@@ -43,6 +57,85 @@ def test_config_values_that_cannot_make_a_run_are_refused(override, message):
     with pytest.raises(ConfigError) as raised:
         check_run_config(TrainSchema.from_hydra(composed("experiment=demo", override)))
     assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+#: known keys and options, free-form sections and Hydra's own overrides: accepted
+KNOWN = [
+    "experiment=demo",
+    "-m",
+    "method=ssum,msum",
+    "tasks=[rte,mrpc]",
+    "optim.lr.router=0.2",
+    "+callbacks=[early_stopping,rich_progress_bar]",
+    "+callbacks.lr._target_=pytorch_lightning.callbacks.LearningRateMonitor",
+    "+trainer.accumulate_grad_batches=2",
+    "+tasks.rte.train_split=train",
+    "logger.wandb.tags=[a]",
+    "experiment=null",
+    "hydra/launcher=joblib",
+    "hydra.run.dir=x",
+    "~hparams_search",
+]
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        (
+            "+metod=msum",
+            "+metod=msum: unknown key metod; did you mean method? (every key: README's key table",
+        ),
+        ("metod=msum", "metod=msum: unknown key metod; did you mean method?"),
+        ("++metod=msum", "++metod=msum: unknown key metod; did you mean method?"),
+        (
+            "+model.nme=x",
+            "+model.nme=x: unknown key model.nme; did you mean model.name? (model has: name, drop",
+        ),
+        (
+            "optim.lr_router=0.1,0.2",
+            "optim.lr_router=0.1,0.2: unknown key optim.lr_router; did you mean optim.lr.router?",
+        ),
+        (
+            "tasks=[sst2,rtee]",
+            "tasks=[sst2,rtee]: no task or task set rtee in conf/tasks/ (did you mean rte?); "
+            "known: boolq, cb, cola, copa, demo, demo_qa, emotion, glue",
+        ),
+        (
+            "method=ssum,msumm",
+            "method=ssum,msumm: no option msumm in conf/method/ (did you mean msum?); known: ",
+        ),
+        (
+            "+callbacks=[early_stopping,rich_progres_bar]",
+            "+callbacks=[early_stopping,rich_progres_bar]: no option rich_progres_bar in conf/callbacks/ (did you "
+            "mean rich_progress_bar?)",
+        ),
+    ],
+)
+def test_an_unknown_key_or_option_is_refused_with_or_without_plus(argument, message):
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    check_overrides(KNOWN, TrainSchema, conf)
+    with pytest.raises(ConfigError) as raised:
+        check_overrides(["experiment=demo", argument], TrainSchema, conf)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+def test_a_missing_split_is_found_before_the_backbone_loads(tmp_path):
+    """check_run_config runs before anything is loaded (train.py, then run_job): every missing file at once."""
+    shutil.copytree(bundled_demo_dir() / "rte", tmp_path / "rte")
+    (tmp_path / "rte" / "validation.jsonl").unlink()
+    cfg = composed("experiment=demo", "tasks=[rte,sst2]", f"data.dir={tmp_path}")
+    with pytest.raises(DataError) as raised:
+        check_run_config(TrainSchema.from_hydra(cfg))
+    assert str(raised.value).startswith(
+        f"no data for task 'rte' split 'validation': expected {tmp_path}/rte/validation.{{parquet,jsonl,csv}}; "
+        f"no data for task 'sst2' split 'train'"
+    )
+
+
+def test_a_key_a_config_file_adds_is_refused_too():
+    refuse_unknown_schema_keys(composed("experiment=demo", "+callbacks.x._target_=a.B"), TrainSchema)
+    with pytest.raises(ConfigError, match=r"config: unknown key model.nme; did you mean model.name\?"):
+        refuse_unknown_schema_keys(composed("experiment=demo", "+model.nme=x"), TrainSchema)
 
 
 def _multirun(**trainer):
@@ -190,19 +283,23 @@ def test_predict_refuses_rows_without_text_naming_the_rows(caplog):
 def test_predict_input_files_without_rows_or_not_parsable_are_one_line(tmp_path):
     empty, broken = tmp_path / "empty.jsonl", tmp_path / "broken.jsonl"
     empty.write_text("")
-    broken.write_text("not json\n")
+    broken.write_text('{"sentence": "fine"}\n\nnot json\n')
     with pytest.raises(InferenceError, match="input file .*empty.jsonl holds no rows"):
         read_rows(empty)
-    with pytest.raises(InferenceError, match="cannot read .*broken.jsonl: ArrowInvalid"):
+    with pytest.raises(InferenceError, match="cannot read .*broken.jsonl: line 3 is not JSON"):
         read_rows(broken)
 
 
 def test_compt_predict_with_an_empty_input_file_prints_one_line(tmp_path, capsys):
+    from compt import PromptBank, PromptBankConfig
     from compt.cli import main
 
+    PromptBank(PromptBankConfig(method="pt", task_names=["sst2"], d_model=8, backbone="tiny")).save(
+        tmp_path / "bank"
+    )
     empty = tmp_path / "rows.jsonl"
     empty.write_text("")
-    assert main(["predict", "--bank", str(tmp_path), "--task", "sst2", "--input", str(empty)]) == 2
+    assert main(["predict", "--bank", str(tmp_path / "bank"), "--task", "sst2", "--input", str(empty)]) == 2
     assert capsys.readouterr().err == f"compt: input file {empty} holds no rows\n"
 
 

@@ -41,6 +41,7 @@ def qa_run(tmp_path_factory):
         "experiment=demo_qa",
         f"data.dir={root / 'data'}",
         "eval.masks=[total,private]",
+        "eval.cross_prompts=rank",
         "trainer.enable_progress_bar=false",
         f"hydra.run.dir={run_dir}",
     )
@@ -76,6 +77,13 @@ def test_results_equal_the_official_definitions_on_the_runs_own_predictions(qa_r
     assert all(p["answers"][0] == p["target"] for p in stored if p["task"] == "squad")  # gold answers carried
     assert (proc.stderr + proc.stdout).count("no answer candidates for squad") == 1  # said once
     assert set(results["masks"]["private"]["primary"]) == set(TASKS)  # masks evaluate every kind
+    private = [json.loads(line) for line in (run_dir / "mask_predictions.jsonl").read_text().splitlines()]
+    assert {p["mask"] for p in private} == {"private"} and len(private) == len(stored)
+    assert all(p["prediction"] in p["choices"] for p in private if p["task"] == "copa")
+    # the task × prompt matrix covers every kind; a task under its own prompt scores as in the run
+    cross = results["cross_prompts"]
+    assert list(cross) == TASKS and all(set(cross[p]["primary"]) == set(TASKS) for p in TASKS)
+    assert {t: cross[t]["primary"][t] for t in TASKS} == pytest.approx(results["primary"])
 
 
 def test_report_names_each_tasks_metric(qa_run, tmp_path):
@@ -85,6 +93,12 @@ def test_report_names_each_tasks_metric(qa_run, tmp_path):
     assert main(["report", str(run_dir), "--out", str(tmp_path)]) == 0
     table = (tmp_path / "results.md").read_text()
     assert "| squad | copa | boolq |" in table and "squad f1; copa accuracy; boolq accuracy" in table
+    # per-mask confusion tables only for label words: boolq's, not squad's answers or copa's per-row choices
+    confusions = (tmp_path / "confusions.md").read_text()
+    assert (
+        "boolq: answers per mask" in confusions and "squad:" not in confusions and "copa:" not in confusions
+    )
+    assert "Task × prompt" in (tmp_path / "report.md").read_text()
 
 
 def test_the_qa_demo_learns_and_copa_always_answers_a_choice(qa_run):

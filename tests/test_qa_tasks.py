@@ -417,6 +417,13 @@ def test_data_check_validates_answers_choices_and_contexts(tmp_path):
     )
     assert all("record/train" in p for p in problems[1:])
     assert "no answer choices" in problems[1] and "no gold answer text" in problems[2]
+    repeated = [w.split(" ")[0] for w in warnings if "repeat the input of an earlier row" in w]
+    assert repeated == [
+        "squad/train",
+        "copa/train",
+        "record/train",
+    ]  # record: compared without its entity list
+    warnings = [w for w in warnings if "repeat the input" not in w]
     assert len(warnings) == 1 and "squad/train" in warnings[0]
     assert "not in column 'context' in 1 row(s): 1" in warnings[0]
 
@@ -524,3 +531,22 @@ def test_restore_best_keeps_and_restores_the_best_validations_bank():
     assert resumed.restore(module) == {"global_step": 20, "val_avg": 55.0}
     assert torch.equal(bank.weight, snapshots[20])
     assert BestBank().restore(module) is None  # no validation ran: the last model stays
+
+
+def test_compt_predict_reads_choices_and_entity_lists_and_refuses_rows_without_choices(tmp_path):
+    """``compt predict`` checks its input chunk by chunk before the backbone loads: a copa row without choices is
+    refused (row numbers counted across chunks), record's entity list is an input, not a problem."""
+    from compt.errors import InferenceError
+    from compt.inference.rows import check_input
+
+    record = tmp_path / "record.jsonl"
+    record.write_text("\n".join(json.dumps(RECORD) for _ in range(3)) + "\n")
+    assert check_input(record, get_task("record")) == 3
+    copa = tmp_path / "copa.jsonl"
+    rows = [COPA] * 1030 + [{k: v for k, v in COPA.items() if k != "choice2"}]  # a second chunk's row
+    copa.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(
+        InferenceError,
+        match=r"no answer choices \(column\(s\) \['choice1', 'choice2'\]\) in 1 row\(s\): 1030 ",
+    ):
+        check_input(copa, get_task("copa"))

@@ -1,4 +1,5 @@
-"""Nothing lost, nothing repeated: a job killed with SIGKILL and relaunched ends exactly like an uninterrupted one."""
+"""Nothing lost, nothing repeated: a job killed with SIGKILL, or stopped by SIGTERM (SIGUSR1, SIGINT) at a step
+boundary, and relaunched ends exactly like an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from compt.data.sampling import MixedTaskSampler, ShardedBatchSampler
+from compt.errors import RunInterrupted
 from compt.training.callbacks import ResumeState
 from compt.training.launch import RUN_DIR_ENV, gpu_lease, shared_output_dir
+from compt.training.stopping import StopRequest
 from tests.helpers import REPO_ROOT, read_results, run_script
 
 #: 5 epochs of 20 steps, a checkpoint at every epoch end, bit-reproducible on CPU
@@ -77,9 +81,89 @@ def test_gpu_leases_are_exclusive_and_wait_for_a_free_gpu(tmp_path):
     assert got == [0]
 
 
+def test_a_batch_sampler_resumed_mid_epoch_yields_the_rest_of_that_epoch_once():
+    stream = MixedTaskSampler(["a", "b"], [10, 6], temperature=1.0, seed=3, length=16)
+    batches = ShardedBatchSampler(stream, 4)
+    epoch = list(batches)
+    batches.resume_at(3)
+    assert list(batches) == epoch[3:] and len(batches) == len(epoch) == 4
+    assert list(batches) == epoch  # only the next iteration is shortened
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signal handlers need the main thread"
+)
+def test_stop_signals_wait_for_a_step_boundary_while_training_and_stop_at_once_otherwise(tmp_path):
+    def deliver(signum: int) -> None:
+        os.kill(os.getpid(), signum)
+        time.sleep(0.05)  # Python runs the handler between two instructions
+
+    before = signal.getsignal(signal.SIGTERM)
+    stop = StopRequest()
+    stop.begin(tmp_path / "job")
+    with stop.handling():
+        with pytest.raises(
+            RunInterrupted,
+            match=f"SIGUSR1: stopped {tmp_path / 'job'} before training started; nothing saved",
+        ) as raised:
+            deliver(signal.SIGUSR1)  # loading: nothing to save, stop now
+        assert raised.value.exit_code == 128 + signal.SIGUSR1
+    assert signal.getsignal(signal.SIGTERM) == before  # the handlers are the job's only
+
+    stop = StopRequest()
+    with stop.handling(), stop.deferred():  # a trainer runs
+        deliver(signal.SIGTERM)
+        assert stop.signalled and stop.signum == signal.SIGTERM  # acted on at the next step boundary
+        with pytest.raises(
+            RunInterrupted, match=r"SIGTERM: stopped .* at once \(SIGINT received twice\)"
+        ) as raised:
+            deliver(signal.SIGINT)  # Ctrl-C again: at once
+    assert raised.value.exit_code == 143
+
+    requeued: list[int] = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: requeued.append(signum))  # submitit's
+    try:
+        stop = StopRequest()
+        with stop.handling(), stop.deferred():
+            deliver(signal.SIGUSR2)  # submitit's time-limit signal: saved at the step boundary first
+            assert stop.signum == signal.SIGUSR2 and requeued == []
+        stop.pass_on()  # then submitit requeues the job
+        assert requeued == [signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
+def _run(folder: Path, *extra: str):
+    return run_script("train.py", *RESUMABLE, *extra, f"hydra.run.dir={folder}", check=False)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """The run the interrupted ones must end like."""
+    folder = tmp_path_factory.mktemp("clean") / "run"
+    assert _run(folder).returncode == 0
+    return folder
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Same steps, losses, metrics, router weights, bank and CSV log (every logged step once)."""
+    ra, rb = read_results(a), read_results(b)
+    assert ra["global_step"] == rb["global_step"] == 100
+    assert rb["curves"]["train_loss"] == ra["curves"]["train_loss"]  # every epoch once, same losses
+    assert rb["metrics"] == ra["metrics"] and rb["avg"] == ra["avg"]
+    assert rb["router_weights"] == ra["router_weights"]
+    bank_a = load_file(a / "bank" / "prompt_bank.safetensors")
+    bank_b = load_file(b / "bank" / "prompt_bank.safetensors")
+    assert bank_a.keys() == bank_b.keys()
+    assert all(torch.equal(bank_a[k], bank_b[k]) for k in bank_a)
+    log_a = (a / "csv" / "metrics.csv").read_text().splitlines()
+    log_b = (b / "csv" / "metrics.csv").read_text().splitlines()
+    assert len(log_a) > 20 and log_b == log_a
+
+
 @pytest.mark.slow
-def test_a_job_killed_mid_training_and_relaunched_ends_like_an_uninterrupted_one(tmp_path):
-    killed, clean = tmp_path / "killed", tmp_path / "clean"
+def test_a_job_killed_mid_training_and_relaunched_ends_like_an_uninterrupted_one(tmp_path, uninterrupted):
+    killed = tmp_path / "killed"
     command = [sys.executable, "train.py", *RESUMABLE, f"hydra.run.dir={killed}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"}
     proc = subprocess.Popen(
@@ -96,20 +180,28 @@ def test_a_job_killed_mid_training_and_relaunched_ends_like_an_uninterrupted_one
         "the job was not killed mid-training"
     )
 
-    resumed = run_script("train.py", *RESUMABLE, f"hydra.run.dir={killed}")
+    resumed = _run(killed)
     assert "resuming from" in resumed.stdout
-    run_script("train.py", *RESUMABLE, f"hydra.run.dir={clean}")
+    assert_same_run(uninterrupted, killed)
 
-    a, b = read_results(clean), read_results(killed)
-    assert a["global_step"] == b["global_step"] == 100
-    assert b["curves"]["train_loss"] == a["curves"]["train_loss"]  # every epoch once, same losses
-    assert b["metrics"] == a["metrics"] and b["avg"] == a["avg"]
-    assert b["router_weights"] == a["router_weights"]
-    bank_a = load_file(Path(clean) / "bank" / "prompt_bank.safetensors")
-    bank_b = load_file(Path(killed) / "bank" / "prompt_bank.safetensors")
-    assert bank_a.keys() == bank_b.keys()
-    assert all(torch.equal(bank_a[k], bank_b[k]) for k in bank_a)
-    # the CSV log continued across the kill: every logged step once, as in the uninterrupted run
-    log_a = (clean / "csv" / "metrics.csv").read_text().splitlines()
-    log_b = (killed / "csv" / "metrics.csv").read_text().splitlines()
-    assert len(log_a) > 20 and log_b == log_a
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_saves_at_the_step_boundary_says_so_and_the_relaunch_ends_like_an_uninterrupted_run(
+    tmp_path, uninterrupted
+):
+    stopped = tmp_path / "stopped"
+    signal_at = ["+callbacks.signal._target_=tests.interrupt.SignalFreshRun", "+callbacks.signal.step=27"]
+    proc = _run(stopped, *signal_at)  # the signal arrives during step 28 (epoch 2, batch 8 of 20)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]  # non-zero: SLURM requeues, if asked
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line == (
+        f"compt: SIGTERM: stopped {stopped} after step 28 (epoch 2, batch 8 of 20); saved "
+        f"{stopped}/checkpoints/last.ckpt; resume it with: python train.py resume={stopped}"
+    ), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 28
+    assert not (stopped / "results.json").exists() and not (stopped / ".compt-claim").exists()
+
+    resumed = run_script("train.py", f"resume={stopped}")
+    assert "resuming from" in resumed.stdout and "not resumable" not in resumed.stderr
+    assert_same_run(uninterrupted, stopped)

@@ -65,6 +65,33 @@ def test_predictions_are_sorted_and_carry_their_input(tmp_path):
     assert written[0]["input"] is None and written[1]["input"] == "a" and written[2]["value"] is None
 
 
+def test_every_masks_predictions_are_kept_the_main_ones_where_they_always_were(tmp_path):
+    run = RunDir(tmp_path)
+    rows = [
+        {"task": t, "mask": m, "example_id": i, "value": 1.0}
+        for m in ("private", "total", "src0")
+        for t in ("sst2", "rte")
+        for i in (1, 0)
+    ]
+    run.write_predictions(rows, {}, main_mask="total")
+    main = [json.loads(line) for line in run.predictions_file.read_text().splitlines()]
+    assert [(w["mask"], w["task"], w["example_id"]) for w in main] == [
+        ("total", "rte", 0),
+        ("total", "rte", 1),
+        ("total", "sst2", 0),
+        ("total", "sst2", 1),
+    ]
+    others = [json.loads(line) for line in run.mask_predictions_file.read_text().splitlines()]
+    assert [w["mask"] for w in others] == ["private"] * 4 + ["src0"] * 4  # mask by mask, as evaluated
+    assert len(run.read_predictions()) == 12
+    run.write_predictions(rows[4:8], {}, main_mask="total")  # a re-test under the main mask only
+    assert not run.mask_predictions_file.exists() and len(run.read_predictions()) == 4
+    # a run written before masks were recorded: its lines are the main mask's (results.json's first)
+    run.predictions_file.write_text(json.dumps({"task": "rte", "example_id": 0}) + "\n")
+    run.write_results({"status": "complete", "masks": {"src1": {}, "total": {}}})
+    assert run.read_predictions() == [{"task": "rte", "example_id": 0, "mask": "src1"}]
+
+
 def test_evaluating_restores_the_previous_mode():
     module = torch.nn.Dropout()
     with evaluating(module):

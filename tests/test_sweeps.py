@@ -3,11 +3,21 @@ launchers write one folder per job; relaunching a finished sweep trains nothing.
 
 from __future__ import annotations
 
-import pytest
+import os
+import signal
+import subprocess
+import sys
+import time
 
+import pytest
+from hydra import compose, initialize_config_dir
+
+from compt.identity import result_overrides
+from compt.report.aggregate import parse_overrides
 from compt.sweeps.cli import main
 from compt.sweeps.jobs import expand, list_jobs, sweep_names
 from compt.training.launch import job_folder_name
+from compt.training.loggers import run_group
 from tests.helpers import REPO_ROOT, read_results, run_script
 
 CONF = REPO_ROOT / "conf"
@@ -22,6 +32,8 @@ EXPECTED_JOBS = {
     "fig3_4": 3 * 2 * 3 * 3,  # methods x task sets x n_sources x seeds
     "fig5": 2 * 3 * 5 * 3,  # learned/constant x methods x n_sources x seeds
     "fig7": 3 * 4 * 2 * 3,  # methods x private lr x epochs x seeds
+    "fig6": 2 * 2 * 3,  # constant/learned x methods (ssum, mcat) x seeds
+    "fig_a1": 3,  # seeds (ssum)
     "baselines": 5 * 3 * 3,  # pt, ssum, spot, attempt, mpt x k x seeds
 }
 
@@ -65,6 +77,61 @@ def test_job_folder_names_are_one_folder_and_at_most_255_bytes():
     assert name.startswith(long[:200]) and name[200] == "~" and len(name) == 213
     assert job_folder_name(long) == name  # stable across relaunches
     assert job_folder_name(long.replace("0.0029", "0.0030")) != name  # differs where the cut text agrees
+
+
+#: settings that cannot change a result: a job launched with any of them is the job launched without
+NON_RESULT = [
+    "logger=[csv,tensorboard]",
+    "+logger.tensorboard.log_graph=true",
+    "+callbacks=rich_progress_bar",
+    "+callbacks.lr._target_=pytorch_lightning.callbacks.LearningRateMonitor",
+    "+callbacks.lr.logging_interval=step",
+    "claim.heartbeat_s=5",
+    "claim.stale_after_s=900",
+    "callbacks.checkpoint_every_n_epochs=2",
+    "callbacks.keep_last_checkpoint=false",
+    "trainer.enable_progress_bar=false",
+    "jobs_per_gpu=2",
+    "force=true",
+]
+
+
+def test_settings_that_cannot_change_a_result_stay_out_of_job_folders(tmp_path):
+    """Relaunching a sweep with another logger (or progress bar, claim timing...) finds its finished jobs."""
+    base = [f"paths.log_dir={tmp_path}", "method=ssum,msum", "k=8"]
+    plain = [job.folder for job in list_jobs(None, base, CONF)]
+    assert [f.name for f in plain] == ["k=8,method=ssum", "k=8,method=msum"]
+    assert [job.folder for job in list_jobs(None, [*base, *NON_RESULT], CONF)] == plain
+    mixed = list_jobs(None, [*base, "+callbacks=[early_stopping,rich_progress_bar]"], CONF)
+    assert (
+        mixed[0].folder.name == "+callbacks=[early_stopping],k=8,method=ssum"
+    )  # early stopping does change it
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["method=mcat", "k=8", "seed=2", "n_sources=4", "+callbacks=early_stopping"],
+        ["tasks=[rte,mrpc]", "optim.lr.private=0.3", "model.name=google/t5-base-lm-adapt", "name=x"],
+        ["+sweep=table1", "k=32", "method=msum", "seed=3", "trainer.devices=2", "paths.log_dir=/tmp/x"],
+    ],
+)
+def test_job_folders_without_such_settings_keep_their_names(overrides):
+    """The names Hydra's ``override_dirname`` gave before (jobs already on disk) are unchanged."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    assert cfg.hydra.sweep.subdir == job_folder_name(cfg.hydra.job.override_dirname)
+
+
+def test_a_group_and_a_report_row_leave_out_the_seed_and_what_cannot_change_a_result():
+    overrides = ["method=ssum", "seed=2", "k=8", *NON_RESULT, "+callbacks=[early_stopping,rich_progress_bar]"]
+    assert run_group(overrides) == "+callbacks=[early_stopping],k=8,method=ssum"
+    assert parse_overrides(overrides) == {"callbacks": "[early_stopping]", "k": "8", "method": "ssum"}
+    assert result_overrides(["seed=2", "+callbacks=[device_stats_monitor]", "logger=none"]) == ["seed=2"]
+    # the tested model changes with restore_best: its own job and row (the checkpoint cadence does not)
+    restored = ["callbacks.restore_best=true", "callbacks.keep_last_checkpoint=false"]
+    assert result_overrides(restored) == ["callbacks.restore_best=true"]
+    assert run_group(["seed=1", "logger=csv"]) == "default"
 
 
 def test_listing_names_long_and_slashed_overrides_like_a_launch(tmp_path):
@@ -124,6 +191,48 @@ def test_submitit_local_sweep_and_relaunch_runs_nothing(tmp_path):
 def test_joblib_sweep_runs_jobs_in_parallel_processes_and_relaunch_runs_nothing(tmp_path):
     output = _check_jobs_and_relaunch(tmp_path, ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])
     assert output.count("skipping") == 2 and "wrote " not in output
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_sweep_naming_its_jobs_that_never_started_and_a_relaunch_finishes_it(tmp_path):
+    args = [
+        "-m",
+        "experiment=demo",
+        "optim.epochs=5",
+        "eval.max_samples=4",
+        "trainer.enable_progress_bar=false",
+    ]
+    args += ["callbacks.checkpoint_every_n_epochs=1", "seed=1,2", f"hydra.sweep.dir={tmp_path}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 600
+    while not list(tmp_path.glob("*seed=1*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)  # as SLURM, Kubernetes or `kill` would, while the first job trains
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    first = next(tmp_path.glob("*seed=1*"))
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith(f"compt: SIGTERM: stopped {first} "), stderr[-3000:]
+    assert f"saved {first}/checkpoints/last.ckpt; relaunch the same command to resume the sweep" in line
+    assert line.endswith("never started: 1 job(s): seed=2") and "Traceback" not in stderr
+    assert not (first / "results.json").exists() and not (first / ".compt-claim").exists()
+    assert not list(tmp_path.glob("*seed=2*"))
+    assert len(list((tmp_path / ".compt-launches").glob("*.yaml"))) == 1  # this launch's record
+
+    relaunch = run_script("train.py", *args)
+    assert relaunch.stdout.count("resuming from") == 1  # the stopped job; the other starts
+    assert [read_results(p.parent)["global_step"] for p in sorted(tmp_path.glob("*/results.json"))] == [
+        20,
+        20,
+    ]
 
 
 def test_launcher_configs_compose():

@@ -4,6 +4,7 @@ single runs, provenance in results.json, several jobs per GPU."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import threading
 import time
@@ -124,7 +125,9 @@ def test_a_logger_or_callback_that_cannot_be_made_is_one_config_error(tmp_path):
         extra_callbacks(typo)
     with pytest.raises(ConfigError, match="callbacks.y has no _target_"):
         extra_callbacks(OmegaConf.create({"y": {"patience": 3}}))
-    if package_version("mlflow") is None:  # compt's [loggers] extra not installed: one line naming the fix
+    if (
+        importlib.util.find_spec("mlflow") is None
+    ):  # compt's [loggers] extra not installed: one line naming the fix
         mlflow = _composed("logger=mlflow").logger
         with pytest.raises(ConfigError, match=r"logger.mlflow: cannot create .*MLFlowLogger.*pip install"):
             build_loggers(mlflow, tmp_path, "g", "n", {}, resuming=False)
@@ -135,6 +138,43 @@ def test_loggers_write_inside_the_run_folder(tmp_path):
     made = build_loggers(section, tmp_path, "g", "g,seed=1", {"k": 16}, resuming=False)
     assert [Path(logger.log_dir) for logger in made] == [tmp_path / "csv", tmp_path / "tensorboard"]
     assert made[0].experiment.hparams["k"] == 16  # the resolved config as hyperparameters
+
+
+def test_mlflow_gets_a_sqlite_store_in_the_run_folder_and_the_jobs_name(tmp_path, monkeypatch):
+    """MLflow ≥ 3 refuses its plain-folder store (``./mlruns``, Lightning's default) unless
+    MLFLOW_ALLOW_FILE_STORE=true: without a tracking server, compt gives it a sqlite store in the run folder."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    section = _composed("logger=mlflow").logger
+    settings = loggers.mlflow_settings(section.mlflow, tmp_path / "mlruns", "method=msum,seed=2")
+    assert settings["run_name"] == "method=msum,seed=2"
+    assert settings["tracking_uri"] == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    assert settings["artifact_location"] == (tmp_path / "mlruns" / "artifacts").as_uri()
+    server = OmegaConf.create({"tracking_uri": "http://mlflow:5000", "run_name": "mine"})
+    assert loggers.mlflow_settings(server, tmp_path, "job") == {}  # the user's server and name win
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert "tracking_uri" not in loggers.mlflow_settings(
+        _composed("logger=mlflow").logger.mlflow, tmp_path, "j"
+    )
+
+
+def test_mlflow_logs_a_run_named_after_the_job_that_its_client_reads(tmp_path, monkeypatch):
+    """The real MLflow (compt's [loggers] extra; skipped without it): no file-store refusal, one run per job."""
+    if importlib.util.find_spec("mlflow") is None:  # mlflow or mlflow-skinny
+        pytest.skip("mlflow is not installed (pip install -e '.[loggers]')")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    section = _composed("logger=mlflow").logger
+    [logger] = build_loggers(
+        section, tmp_path, "method=msum", "method=msum,seed=2", {"k": 16}, resuming=False
+    )
+    logger.log_metrics({"val/avg": 50.0}, step=3)
+    logger.finalize("success")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("compt").experiment_id])
+    assert run.info.run_name == "method=msum,seed=2" and run.data.metrics["val/avg"] == 50.0
+    assert run.data.params["k"] == "16"
 
 
 def test_wandb_run_ids_follow_the_folder_and_restart_with_the_training(tmp_path, monkeypatch):

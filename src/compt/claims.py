@@ -13,7 +13,11 @@ A process that finds a claim leaves the job alone unless the claim is stale:
   job takes its own folder back at once;
 - its heartbeat stopped (not refreshed for ``stale_after_s``, e.g. its node died).
 
-A stale claim is moved away (verifying it is still the one judged stale) and the folder claimed anew.
+A stale claim is moved away (verifying it is still the one judged stale) and the folder claimed anew. So that a
+live holder is never judged stale, ``stale_after_s`` must be at least :data:`MIN_STALE_HEARTBEATS` heartbeats
+(:func:`timing_problem`). A holder whose claim was taken over anyway (its heartbeat thread stalled, a clock
+jumped) learns it at its next heartbeat or :meth:`JobClaim.verify` and is told through ``on_lost``, so that it
+stops before writing anything more into the folder.
 Plain Python (no torch, nothing else of compt): the run folder (:mod:`compt.runs`) names its file from here.
 """
 
@@ -26,11 +30,13 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from compt.atomic import output_error, write_problem
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,24 @@ CLAIM_FILE = ".compt-claim"
 #: how often the holder refreshes its claim, and after how long without a refresh a claim is stale
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 600.0
+#: a claim is stale only after this many missed heartbeats at least (``stale_after_s`` / ``heartbeat_s``)
+MIN_STALE_HEARTBEATS = 3
+
+
+def timing_problem(heartbeat_s: float, stale_after_s: float) -> str | None:
+    """Why these claim timings would let two processes train one job (None: they are sound): a heartbeat
+    that is not a positive interval, or a stale time under :data:`MIN_STALE_HEARTBEATS` heartbeats (a live
+    claim would be taken over between two of its refreshes)."""
+    if not heartbeat_s > 0:  # also NaN
+        return f"claim.heartbeat_s={heartbeat_s:g}: the claim's refresh interval must be a positive number of seconds"
+    if not stale_after_s >= MIN_STALE_HEARTBEATS * heartbeat_s:
+        return (
+            f"claim.stale_after_s={stale_after_s:g} must be at least {MIN_STALE_HEARTBEATS} heartbeats "
+            f"(claim.heartbeat_s={heartbeat_s:g}, so >= {MIN_STALE_HEARTBEATS * heartbeat_s:g} s): a live claim would "
+            "be taken over and two processes would train the job; raise claim.stale_after_s or lower "
+            "claim.heartbeat_s"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -120,20 +144,36 @@ class JobClaim:
 
     Args:
         folder: the job's run folder (created if needed).
-        heartbeat_s: refresh interval of a held claim.
-        stale_after_s: a claim not refreshed for this long is taken over (keep it several heartbeats long, and
-            longer than the clock skew between the nodes sharing the file system).
+        heartbeat_s: refresh interval of a held claim (> 0).
+        stale_after_s: a claim not refreshed for this long is taken over: at least
+            :data:`MIN_STALE_HEARTBEATS` heartbeats, and longer than the clock skew between the nodes sharing
+            the file system.
+        on_lost: called (from the heartbeat thread, or from :meth:`verify`) with the new holder (None: the
+            claim was removed) once this process finds its claim taken over.
+
+    Raises:
+        ValueError: timings that would let two processes train the job (:func:`timing_problem`).
     """
 
     def __init__(
-        self, folder: str | Path, heartbeat_s: float = HEARTBEAT_S, stale_after_s: float = STALE_AFTER_S
+        self,
+        folder: str | Path,
+        heartbeat_s: float = HEARTBEAT_S,
+        stale_after_s: float = STALE_AFTER_S,
+        on_lost: Callable[[Holder | None], None] | None = None,
     ) -> None:
+        problem = timing_problem(float(heartbeat_s), float(stale_after_s))
+        if problem is not None:
+            raise ValueError(problem)
         self.path = Path(folder) / CLAIM_FILE
         self.heartbeat_s = float(heartbeat_s)
         self.stale_after_s = float(stale_after_s)
+        self.on_lost = on_lost
         self.me = Holder.this_process()
         #: the live holder found by a failed ``acquire()``
         self.holder: Holder | None = None
+        #: set once this process found its claim taken over
+        self.lost = False
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
@@ -178,16 +218,39 @@ class JobClaim:
         if holder is not None and holder.token == self.me.token:
             self.path.unlink(missing_ok=True)
 
+    def verify(self) -> bool:
+        """Whether this process still holds the claim; when it does not, :attr:`lost` is set and ``on_lost``
+        is called (once). Cheap (reads a small file): call it before writing into the folder."""
+        holder = read_holder(self.path)
+        if holder is not None and holder.token == self.me.token:
+            return True
+        self._lose(holder)
+        return False
+
+    def _lose(self, holder: Holder | None) -> None:
+        if self.lost:
+            return
+        self.lost = True
+        log.warning(
+            "[compt] the claim on %s was taken over (%s); this process stops training the job",
+            self.path.parent,
+            holder.describe() if holder else "removed",
+        )
+        if self.on_lost is not None:
+            self.on_lost(holder)
+
     def _create(self) -> bool:
         """Write the record to a private file, then hard-link it as the claim: fails if a claim exists."""
         draft = self.path.with_name(f"{self.path.name}.{self.me.token}.new")
-        draft.write_text(json.dumps(asdict(self.me)) + "\n")
         try:
+            draft.write_text(json.dumps(asdict(self.me)) + "\n")
             os.link(draft, self.path)
             return True
         except FileExistsError:
             return False
-        except OSError:
+        except OSError as err:
+            if write_problem(err) is not None:  # a full disk, a read-only folder: one line, no draft left
+                raise output_error(self.path, err) from err
             # NFS: the link may have been made although the reply was lost; the link count tells
             return draft.stat().st_nlink == 2
         finally:
@@ -223,13 +286,7 @@ class JobClaim:
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
-            holder = read_holder(self.path)
-            if holder is None or holder.token != self.me.token:
-                log.warning(
-                    "[compt] the claim on %s was taken over (%s); another process may be training this job",
-                    self.path.parent,
-                    holder.describe() if holder else "removed",
-                )
+            if not self.verify():
                 return
             with suppress(OSError):
                 os.utime(self.path)
@@ -237,11 +294,14 @@ class JobClaim:
 
 @contextmanager
 def claim_job(
-    folder: str | Path, heartbeat_s: float = HEARTBEAT_S, stale_after_s: float = STALE_AFTER_S
+    folder: str | Path,
+    heartbeat_s: float = HEARTBEAT_S,
+    stale_after_s: float = STALE_AFTER_S,
+    on_lost: Callable[[Holder | None], None] | None = None,
 ) -> Iterator[JobClaim]:
     """Hold the claim on ``folder`` for the block; ``claim.held`` is False when another live process holds
-    it (``claim.holder``), and the block should leave the job alone."""
-    claim = JobClaim(folder, heartbeat_s, stale_after_s)
+    it (``claim.holder``), and the block should leave the job alone. ``on_lost``: see :class:`JobClaim`."""
+    claim = JobClaim(folder, heartbeat_s, stale_after_s, on_lost)
     claim.acquire()
     try:
         yield claim

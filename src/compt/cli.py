@@ -5,8 +5,9 @@ Every ``cli`` module exposes ``add_parser(subparsers) -> None``, which adds its 
 A ``cli`` module holds argument wiring only and imports its library inside ``func``, so ``compt --help``
 imports neither torch nor Lightning.
 
-A :class:`~compt.errors.ComptError` (a user's mistake) is printed as one ``compt: <message>`` line with exit
-code 2; any other exception is a bug and keeps its traceback.
+A :class:`~compt.errors.ComptError` (a user's mistake) or an environment error (a full disk, a read-only file
+system, no permission: :func:`compt.atomic.environment_error`) is printed as one ``compt: <message>`` line
+with exit code 2; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -44,10 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the parsed command; a :class:`ComptError` becomes one ``compt: ...`` line on stderr."""
+    from compt.atomic import environment_error
+
     try:
         return int(args.func(args) or 0)
-    except ComptError as err:
-        print(f"compt: {err}", file=sys.stderr)
+    except (ComptError, OSError) as err:  # OSError: a full disk, a read-only or forbidden folder (else a bug)
+        error = err if isinstance(err, ComptError) else environment_error(err)
+        if error is None:
+            raise
+        print(f"compt: {error}", file=sys.stderr)
         return USER_ERROR_EXIT
 
 

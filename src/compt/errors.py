@@ -67,6 +67,11 @@ class NoResultsError(ComptError, RuntimeError):
     """A folder holds no complete ``results.json`` at all (``compt report``)."""
 
 
+class OutputWriteError(ComptError, OSError):
+    """An output cannot be written: a full disk or quota, a read-only file system, no permission, a file or a
+    dangling symbolic link where a folder should be (:mod:`compt.atomic`); the message names the path."""
+
+
 class RunDiverged(ComptError, RuntimeError):
     """Training produced a non-finite loss or prompt parameter; the message names the step and the likely
     cause (the learning rates, with their values)."""
@@ -75,3 +80,18 @@ class RunDiverged(ComptError, RuntimeError):
         super().__init__(message)
         self.step = step
         self.learning_rates = dict(learning_rates or {})
+
+
+class RunInterrupted(ComptError, RuntimeError):
+    """A stop signal (SIGTERM, SIGUSR1, SIGINT) ended the job; the message names the job, what was saved and how
+    to resume. ``exit_code`` is the shell's code for that signal (128 + its number: 143 for SIGTERM)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class ClaimLost(ComptError, RuntimeError):
+    """Another process took over this job's claim (:mod:`compt.claims`): this process stops without writing
+    anything more into the job's folder."""

@@ -6,7 +6,8 @@
       results.json           everything a report needs; written last and atomically, so a results.json with
                              ``"status": "complete"`` marks a finished run (``"diverged"``: a run stopped
                              by a non-finite loss or prompt, never averaged)
-      predictions.jsonl      one line per evaluated example (main mask)
+      predictions.jsonl      one line per evaluated example (main mask: the first of eval.masks)
+      mask_predictions.jsonl the same under every other evaluated mask, each line naming its mask
       bank/                  the trained prompt bank (``PromptBank.save``)
       checkpoints/last.ckpt  the resume checkpoint (backbone left out)
       .hydra/                the composed config and the command-line overrides (Hydra)
@@ -25,8 +26,8 @@ whole. :func:`locate_bank` / :func:`load_bank` accept a run folder or a bank fol
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -35,15 +36,17 @@ from typing import Any, Literal
 from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 
+from compt.atomic import TEMP_SUFFIX, atomic_file, write_text_atomic
 from compt.claims import CLAIM_FILE
 from compt.errors import IncompleteRunError, RunNotFoundError
 from compt.prompts.bank import CONFIG_FILE as BANK_CONFIG_FILE
 from compt.prompts.bank import WEIGHTS_FILE as BANK_WEIGHTS_FILE
 from compt.prompts.bank import PromptBank
-from compt.utils import json_safe, share_like_new_file
+from compt.utils import json_safe
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.jsonl"
+MASK_PREDICTIONS_FILE = "mask_predictions.jsonl"
 BANK_DIR = "bank"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -53,7 +56,6 @@ HYDRA_OVERRIDES = "overrides.yaml"
 EVAL_DIR = "eval"
 FORCED_MARKER = ".compt-forced"
 #: the temporary files of compt's atomic writes (an interrupted write leaves them; removed at relaunch)
-TEMP_SUFFIX = ".tmp"
 TEMP_PATTERNS = (f".{RESULTS_FILE}.*", f"*{TEMP_SUFFIX}")
 #: logger folders: their own files, never compt's temporary files
 LOGGER_DIRS = ("wandb", "csv")
@@ -93,6 +95,8 @@ RESULTS_OPTIONAL: dict[str, tuple[type, ...]] = {
     "global_step": (int,),
     "curves": (dict,),
     "router_weights": (dict, _NONE),
+    "router_logits": (dict, _NONE),
+    "cross_prompts": (dict, _NONE),
 }
 
 
@@ -113,6 +117,10 @@ class RunDir:
     @property
     def predictions_file(self) -> Path:
         return self.path / PREDICTIONS_FILE
+
+    @property
+    def mask_predictions_file(self) -> Path:
+        return self.path / MASK_PREDICTIONS_FILE
 
     @property
     def bank_dir(self) -> Path:
@@ -220,21 +228,52 @@ class RunDir:
         """Write ``results.json`` atomically (NaN and infinities as ``null``)."""
         return write_json_atomic(self.results_file, results)
 
-    def write_predictions(self, rows: list[dict[str, Any]], inputs: dict[str, list[dict]]) -> Path:
-        """``predictions.jsonl``: one JSON line per evaluated example, sorted by task and example id, with its
-        input and target text from ``inputs`` (``{task: eval rows}``, indexed by example id), and its gold
-        ``answers`` (text tasks) and ``choices`` (per-row choices) when the row has them."""
-        rows = sorted(rows, key=lambda r: (r["task"], r["example_id"]))
-        tmp = self.predictions_file.with_suffix(TEMP_SUFFIX)
-        with tmp.open("w") as handle:
+    def write_predictions(
+        self, rows: list[dict[str, Any]], inputs: dict[str, list[dict]], main_mask: str | None = None
+    ) -> Path:
+        """``predictions.jsonl``: one JSON line per evaluated example under the main mask, sorted by task and
+        example id, with its input and target text from ``inputs`` (``{task: eval rows}``, indexed by example
+        id), and its gold ``answers`` (text tasks) and ``choices`` (per-row choices) when the row has them. Rows
+        of other masks (their ``mask`` is not ``main_mask``) go to ``mask_predictions.jsonl``, mask by mask in
+        the order they come; a row without ``mask`` is the main mask's."""
+        main = [r for r in rows if r.get("mask", main_mask) == main_mask]
+        others = [r for r in rows if r.get("mask", main_mask) != main_mask]
+        main.sort(key=lambda r: (r["task"], r["example_id"]))
+        self._write_prediction_lines(self.predictions_file, main, inputs)
+        if others:
+            order = {mask: i for i, mask in enumerate(dict.fromkeys(r["mask"] for r in others))}
+            others.sort(key=lambda r: (order[r["mask"]], r["task"], r["example_id"]))
+            self._write_prediction_lines(self.mask_predictions_file, others, inputs)
+        else:
+            self.mask_predictions_file.unlink(missing_ok=True)  # an earlier test's, under other masks
+        return self.predictions_file
+
+    @staticmethod
+    def _write_prediction_lines(
+        path: Path, rows: list[dict[str, Any]], inputs: dict[str, list[dict]]
+    ) -> None:
+        with atomic_file(path) as handle:
             for row in rows:
                 source = inputs.get(row["task"], [])
                 extra = source[row["example_id"]] if row["example_id"] < len(source) else {}
                 record = {**row, "input": extra.get("input_text"), "target": extra.get("target_text")}
                 record.update({key: extra[key] for key in ("answers", "choices") if key in extra})
                 handle.write(json.dumps(json_safe(record)) + "\n")
-        os.replace(tmp, self.predictions_file)
-        return self.predictions_file
+
+    def read_predictions(self, main_mask: str | None = None) -> list[dict[str, Any]]:
+        """Every stored prediction, main mask first, each with its ``mask``: lines written before masks were
+        recorded get ``main_mask`` (default: the first mask of results.json's ``masks``, else ``total``).
+        Empty when the run has no ``predictions.jsonl``."""
+        if main_mask is None:
+            try:
+                main_mask = next(iter(self.read_results().get("masks") or {}), None)
+            except (OSError, ValueError, AttributeError):
+                main_mask = None
+        rows = []
+        for path in (self.predictions_file, self.mask_predictions_file):
+            if path.is_file():
+                rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [{**row, "mask": row.get("mask") or main_mask or "total"} for row in rows]
 
     def temp_files(self) -> list[Path]:
         """Temporary files an interrupted write may have left in the folder and its sub-runs (a partial
@@ -303,7 +342,40 @@ def results_problems(results: Any) -> list[str]:
         absent = [t for t in results["tasks"] if t not in results["primary"]]
         if absent:
             problems.append(f"no primary metric for task(s) {absent}")
+    unusable = nonfinite_metrics(results)
+    if unusable:
+        problems.append(
+            f"non-finite metric(s) {', '.join(unusable)} (an evaluation that failed is never averaged: a "
+            "relaunch re-tests the job from last.ckpt or trains it again)"
+        )
     return problems
+
+
+#: the readings of a results.json (top level and per mask) that must be finite numbers
+READINGS = ("primary", "avg", "primary_paper", "avg_paper")
+
+
+def nonfinite_metrics(results: dict[str, Any]) -> list[str]:
+    """The metrics of a parsed results.json that are not finite numbers (NaN, an infinity, or null: what NaN
+    becomes in JSON), as ``key.task=value``: the per-task metrics, the primary readings and averages, and the
+    same readings of every mask."""
+    found: list[str] = []
+
+    def check(where: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                check(f"{where}.{key}", inner)
+        elif isinstance(value, bool) or not isinstance(value, _NUMBER) or not math.isfinite(value):
+            found.append(f"{where}={json.dumps(value)}")
+
+    sources = {"": results}
+    if isinstance(results.get("masks"), dict):
+        sources.update({f"masks.{m}.": r for m, r in results["masks"].items() if isinstance(r, dict)})
+    for prefix, source in sources.items():
+        for key in ("metrics", *READINGS) if not prefix else READINGS:
+            if key in source:
+                check(prefix + key, source[key])
+    return found
 
 
 def bank_problem(bank_dir: Path) -> str | None:
@@ -327,23 +399,9 @@ def bank_problem(bank_dir: Path) -> str | None:
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write JSON to a temporary file in the same folder, then rename: never a half-written file.
-    NaN and infinities are written as ``null``; the file gets the user's umask (like any new file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(json_safe(data), handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        share_like_new_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON whole or not at all (:func:`compt.atomic.write_text_atomic`: a temporary sibling renamed
+    into place). NaN and infinities are written as ``null``; the file gets the user's umask."""
+    return write_text_atomic(path, json.dumps(json_safe(data), indent=2) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------- banks

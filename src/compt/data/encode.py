@@ -4,15 +4,16 @@ lengths); and the collate function that pads a batch dynamically."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import torch
-from datasets.fingerprint import Hasher
 
 from compt.data.sampling import stable_seed
 from compt.tasks import TaskSpec
 from compt.tokenization import encode_inputs, encode_targets, tokenizer_family
+
+if TYPE_CHECKING:  # imported where used: the Collator (compt predict) needs no `datasets`
+    import datasets
 
 ENCODING_VERSION = 2
 """Bump when the encoded columns change, so cached encodings are rebuilt."""
@@ -23,6 +24,8 @@ _MEMO: dict[str, datasets.Dataset] = {}
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """A stable hash of everything that decides the tokenizer's output (its full serialised state)."""
+    from datasets.fingerprint import Hasher
+
     backend = getattr(tokenizer, "backend_tokenizer", None)
     state = backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items())
     parts = [type(tokenizer).__name__, state, getattr(tokenizer, "truncation_side", "right")]
@@ -46,6 +49,8 @@ def encode_split(
     task with ``group_columns`` ``group`` (a 63-bit id of the row's question). File-backed splits are cached on disk by ``datasets``
     under a fingerprint of (split, task format, tokenizer, lengths), so repeated runs and sweeps never
     re-tokenise."""
+    from datasets.fingerprint import Hasher
+
     fingerprint = Hasher.hash(
         [
             ENCODING_VERSION,

@@ -8,8 +8,16 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from compt.data.sources import filter_rows, load_hub, load_local_file, local_file
-from compt.data.validate import find_problems, find_warnings
+from compt.atomic import atomic_path
+from compt.data.sources import (
+    filter_rows,
+    formats_warning,
+    load_hub,
+    load_local_file,
+    local_file,
+    other_formats,
+)
+from compt.data.validate import duplicate_warning, find_problems, find_warnings
 from compt.errors import DataError
 from compt.tasks import BUILTIN_TASKS, TaskSpec, user_task_definition
 
@@ -41,8 +49,8 @@ def snapshot(
             failures.append(str(err))
             continue
         path = Path(out) / task.name / f"{split}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        dataset.to_parquet(str(path))
+        with atomic_path(path, elsewhere="--out DIR") as partial:  # whole, or the previous file kept
+            dataset.to_parquet(str(partial))
         written.append(path)
     return written, failures
 
@@ -79,6 +87,9 @@ def inspect_folder(
             continue
         for split in task_splits(task, splits):
             path = local_file(folder, split)
+            ignored = other_formats(folder, split)
+            if ignored:
+                warnings.append(f"{task.name}/{split}: {formats_warning(path, ignored)}")
             if path is None:
                 problems.append(f"{task.name}/{split}: missing file {folder}/{split}.{{parquet,jsonl,csv}}")
                 continue
@@ -89,4 +100,7 @@ def inspect_folder(
                 continue
             problems += find_problems(task, split, dataset, str(path))
             warnings += find_warnings(task, split, dataset, str(path))
+            repeated = duplicate_warning(task, dataset)
+            if repeated:
+                warnings.append(f"{task.name}/{split} ({path}): {repeated}")
     return problems, warnings

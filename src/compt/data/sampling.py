@@ -38,7 +38,7 @@ def permutation(n: int, *parts: object) -> list[int]:
 def _too_few(task: TaskSpec, what: str, wanted: int, have: int) -> DataError:
     return DataError(
         f"task {task.name!r}: {what} asks for {wanted} rows but the train split has only {have}. Use a "
-        "smaller k, k=-1 for the whole split, or kshot.allow_fewer=true (DataConfig.kshot_allow_fewer) "
+        "smaller k, k=-1 for the whole split, or kshot.allow_fewer=true "
         "to use every row there is."
     )
 
@@ -69,7 +69,7 @@ def select_train(
     n = len(golds)
     perm = permutation(n, "kshot", seed, task.name)
     if n_validation > n:
-        raise _too_few(task, f"validation_from_train={n_validation}", n_validation, n)
+        raise _too_few(task, f"data.validation_from_train={n_validation}", n_validation, n)
     if k == -1:
         return perm[n_validation:], perm[:n_validation]
     if balanced and task.num_labels == 0:
@@ -251,10 +251,16 @@ class ShardedBatchSampler(Sampler[list[int]]):
         if group_by_length and lengths is None:
             raise ValueError("group_by_length needs the example lengths")
         self.lengths, self.group_by_length = lengths, group_by_length
+        self._start = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Forward to the stream sampler."""
         self.sampler.set_epoch(epoch)
+
+    def resume_at(self, batch: int) -> None:
+        """Start the next iteration at batch ``batch`` of the epoch (a run resumed from a checkpoint written
+        mid-epoch); later iterations start at 0. ``len`` stays the epoch's number of batches."""
+        self._start = batch
 
     def share(self) -> list[int]:
         """This rank's examples of the epoch, in stream order."""
@@ -276,7 +282,8 @@ class ShardedBatchSampler(Sampler[list[int]]):
         return [batches[i] for i in order]
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
+        start, self._start = self._start, 0
+        return iter(self.batches()[start:])
 
     def __len__(self) -> int:
         return math.ceil(math.ceil(len(self.sampler) / self.world_size) / self.batch_size)

@@ -6,14 +6,21 @@ Both sources return a ``datasets.Dataset`` with the hub's columns and label ids,
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
-
+from compt.atomic import write_problem
 from compt.data.validate import check_split
 from compt.errors import DataError, DataSourceError
 from compt.tasks import TaskSpec
+
+if TYPE_CHECKING:  # imported by the loaders (``LOCAL_FORMATS`` and the file lookup need no `datasets`)
+    import datasets
+
+log = logging.getLogger(__name__)
 
 HUB_HELP = (
     "The Hugging Face hub could not be reached and the dataset is not in the local cache. Either run "
@@ -30,13 +37,31 @@ def bundled_demo_dir() -> Path:
     return Path(str(resources.files("compt").joinpath("assets", "demo_data")))
 
 
+def split_files(folder: str | Path, split: str) -> list[Path]:
+    """Every file holding ``split`` in a task folder (``<folder>/<split>.{parquet,jsonl,json,csv}``), in
+    lookup order (:data:`LOCAL_FORMATS`)."""
+    return [
+        Path(folder) / f"{split}{ext}" for ext in LOCAL_FORMATS if (Path(folder) / f"{split}{ext}").is_file()
+    ]
+
+
 def local_file(folder: str | Path, split: str) -> Path | None:
-    """The file holding ``split`` in a task folder (``<folder>/<split>.{parquet,jsonl,json,csv}``), or None."""
-    for ext in LOCAL_FORMATS:
-        path = Path(folder) / f"{split}{ext}"
-        if path.is_file():
-            return path
-    return None
+    """The file holding ``split`` in a task folder: the first of :func:`split_files`, or None."""
+    return next(iter(split_files(folder, split)), None)
+
+
+def other_formats(folder: str | Path, split: str) -> list[Path]:
+    """The files of ``split`` that :func:`local_file` passes over (the split in several formats)."""
+    return split_files(folder, split)[1:]
+
+
+def formats_warning(used: Path | None, ignored: list[Path]) -> str:
+    """The warning for a split present in several formats: which file is read and which are not."""
+    names = ", ".join(p.name for p in ignored)
+    return (
+        f"the split is in several files: {used} is read, {names} ignored (formats are tried in the order "
+        f"{', '.join(LOCAL_FORMATS)}); remove the files you do not mean"
+    )
 
 
 def task_folder(task: TaskSpec, source: str, root: str | Path | None) -> Path | None:
@@ -59,6 +84,8 @@ def load_local_file(path: Path) -> datasets.Dataset:
     Raises:
         DataError: the file cannot be parsed (the message names it and the parser's reason).
     """
+    import datasets
+
     builder = LOCAL_FORMATS[path.suffix]
     if holds_no_rows(path):
         return _empty(path)
@@ -69,7 +96,25 @@ def load_local_file(path: Path) -> datasets.Dataset:
             raise DataError(f"cannot read {path}: {_reason(err)}") from err
         return _empty(path)
     except Exception as err:  # a file that is not what its extension says (bad JSON, not parquet, ...)
-        raise DataError(f"cannot read {path}: {_reason(err)}") from err
+        raise DataError(cache_problem(err, path) or f"cannot read {path}: {_reason(err)}") from err
+
+
+def cache_problem(err: BaseException, path: Path) -> str | None:
+    """The message for a loader error that is the cache's, not the data file's: ``datasets`` writes every file
+    it reads into its cache (``~/.cache/huggingface/datasets``), which may be read-only, full or not the user's.
+    None when ``err`` is something else."""
+    import datasets
+
+    while err is not None:
+        name = getattr(err, "filename", None)
+        if write_problem(err) is not None and name and Path(name).absolute() != path.absolute():
+            return (
+                f"the datasets cache {datasets.config.HF_DATASETS_CACHE} cannot be written ({write_problem(err)}: "
+                f"{name}), so {path} cannot be loaded; make the cache writable, or point HF_DATASETS_CACHE (or "
+                "HF_HOME) at a writable folder"
+            )
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def holds_no_rows(path: Path) -> bool:
@@ -91,6 +136,8 @@ def holds_no_rows(path: Path) -> bool:
 
 def _empty(path: Path) -> datasets.Dataset:
     """An empty dataset, with a parquet file's columns when it has any."""
+    import datasets
+
     if path.suffix == ".parquet" and path.stat().st_size:
         import pyarrow.parquet as pq
 
@@ -109,6 +156,8 @@ def load_hub(task: TaskSpec, split: str) -> datasets.Dataset:
     """``datasets.load_dataset(hub_path, hub_name, split=split)``; unreachable -> ``DataSourceError``."""
     if task.hub_path is None:
         raise DataError(f"task {task.name!r} has no hub_path; use data.source=local with data.dir=...")
+    import datasets
+
     try:
         return datasets.load_dataset(task.hub_path, task.hub_name, split=split)
     except Exception as err:  # offline / not cached / no such config: one actionable message
@@ -135,6 +184,35 @@ def filter_rows(task: TaskSpec, dataset: datasets.Dataset) -> datasets.Dataset:
     return dataset.filter(keep, batched=True, desc=f"select {task.name}")
 
 
+#: how a user makes or checks a local data folder
+LOCAL_HELP = "Write the folder with `compt data snapshot` or check it with `compt data check DIR`."
+
+
+def _no_file(task: TaskSpec, split: str, folder: Path) -> str:
+    return f"no data for task {task.name!r} split {split!r}: expected {folder}/{split}.{{parquet,jsonl,csv}}"
+
+
+def require_local_files(
+    tasks: Sequence[TaskSpec], source: str = "hub", root: str | Path | None = None
+) -> None:
+    """Check, before anything is loaded, that every local split a run reads (each task's ``train_split`` and
+    ``eval_split``) has a file; hub tasks are not checked (only loading them tells).
+
+    Raises:
+        DataError: naming every missing file at once.
+    """
+    missing = []
+    for task in tasks:
+        folder = task_folder(task, source, root)
+        if folder is None:
+            continue
+        for split in dict.fromkeys((task.train_split, task.eval_split)):
+            if local_file(folder, split) is None:
+                missing.append(_no_file(task, split, folder))
+    if missing:
+        raise DataError(f"{'; '.join(missing)}. {LOCAL_HELP}")
+
+
 def load_split(
     task: TaskSpec, split: str, source: str = "hub", root: str | Path | None = None
 ) -> datasets.Dataset:
@@ -155,10 +233,10 @@ def load_split(
     else:
         path = local_file(folder, split)
         if path is None:
-            raise DataError(
-                f"no data for task {task.name!r} split {split!r}: expected {folder}/{split}.{{parquet,jsonl,csv}}. "
-                "Write the folder with `compt data snapshot` or check it with `compt data check DIR`."
-            )
+            raise DataError(f"{_no_file(task, split, folder)}. {LOCAL_HELP}")
+        ignored = other_formats(folder, split)
+        if ignored:
+            log.warning("[compt] warning: %s/%s: %s", task.name, split, formats_warning(path, ignored))
         dataset, origin = load_local_file(path), str(path)
     dataset = filter_rows(task, dataset)
     check_split(task, split, dataset, origin)

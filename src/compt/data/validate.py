@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from compt.errors import DataError, TaskError
 from compt.tasks import TaskSpec
+
+if TYPE_CHECKING:  # imported by the functions that need it: `compt predict` checks rows without it
+    import datasets
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +50,11 @@ def _label_problems(task: TaskSpec, dataset: datasets.Dataset) -> list[str]:
     """Labels outside a classification task's labels or a regression task's range (counted per value)."""
     counts = Counter(_hashable(v) for v in dataset[task.label_column])
     bad = {}
-    for value, count in counts.items():
+    for key, count in counts.items():
         try:
-            task.gold({task.label_column: value})
+            task.gold({task.label_column: key[1]})
         except (TaskError, TypeError):
-            bad[value] = count
+            bad[key] = count
     if not bad:
         return []
     allowed = (
@@ -61,7 +63,7 @@ def _label_problems(task: TaskSpec, dataset: datasets.Dataset) -> list[str]:
         else f"class ids 0..{task.num_labels - 1}"
         + (f" or {sorted(task.label_values)}" if task.label_values else "")
     )
-    shown = ", ".join(f"{v!r} ({n} rows)" for v, n in list(bad.items())[:5])
+    shown = ", ".join(f"{v!r} ({n} rows)" for (_, v), n in list(bad.items())[:5])
     return [f"{sum(bad.values())} row(s) with a label outside the task's labels: {shown}; allowed: {allowed}"]
 
 
@@ -132,6 +134,52 @@ def find_warnings(task: TaskSpec, split: str, dataset: datasets.Dataset, origin:
     return [f"{where}: {w}" for w in found]
 
 
+def duplicate_rows(task: TaskSpec, dataset: datasets.Dataset) -> list[int]:
+    """Rows whose input columns repeat an earlier row's (the text the model sees twice), read from the Arrow
+    table; empty when there are none or the columns cannot be compared."""
+    if dataset._indices is not None:
+        dataset = dataset.flatten_indices()
+    table = dataset.data.table
+    listed = list_columns(task)  # record's entity lists: the row's text is in its other columns
+    columns = [c for c in task.input_columns if c in table.column_names and c not in listed]
+    if not columns or not table.num_rows:
+        return []
+    keyed = table.select(columns).append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+    try:
+        firsts = keyed.group_by(columns).aggregate([("__row", "min")]).column("__row_min")
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. list cells: a problem
+        return []
+    return _true_rows(pc.invert(pc.is_in(keyed.column("__row"), value_set=firsts.combine_chunks())))
+
+
+def duplicate_warning(task: TaskSpec, dataset: datasets.Dataset) -> str | None:
+    """The warning for :func:`duplicate_rows` (None when there are none)."""
+    repeated = duplicate_rows(task, dataset)
+    if not repeated:
+        return None
+    return (
+        f"{_rows(repeated)} repeat the input of an earlier row: a k-shot sample can then draw one example "
+        "twice, and development rows (data.validation_from_train) can copy k-shot rows; drop the duplicates"
+    )
+
+
+def development_copies(
+    task: TaskSpec, train: Sequence[Mapping], development: Sequence[Mapping]
+) -> str | None:
+    """The warning for development rows (carved from the train split, ``data.validation_from_train``) whose
+    input is a k-shot training row's (the split repeats rows): their validation score counts examples the
+    prompts were trained on. Examples carry ``input_ids``; development ones also ``row`` (None: no copy)."""
+    seen = {tuple(example["input_ids"]) for example in train}
+    copies = sorted(e["row"] for e in development if tuple(e["input_ids"]) in seen)
+    if not copies:
+        return None
+    return (
+        f"{task.name}: {len(copies)} of {len(development)} development row(s) have the same input as a k-shot "
+        f"training row ({task.train_split} {_rows(copies)}): the split repeats rows, so validation counts "
+        "examples the prompts were trained on; drop the duplicated rows (`compt data check` lists them)"
+    )
+
+
 def check_split(task: TaskSpec, split: str, dataset: datasets.Dataset, origin: str = "") -> None:
     """Raise ``DataError`` listing every problem of the split, if any; log its warnings."""
     problems = find_problems(task, split, dataset, origin)
@@ -196,25 +244,76 @@ def invalid_utf8_rows(column: pa.ChunkedArray) -> list[int]:
 def row_text_problems(task: TaskSpec, rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
     """``(problems, warnings)`` of the input columns of Python rows (``compt predict``): a field that is
     missing, null, or a list or dict is a problem; blank text a warning."""
-    found: dict[tuple[str, str], list[int]] = {}
-    for index, row in enumerate(rows):
-        for name in task.input_columns:
-            value = row.get(name) if isinstance(row, Mapping) else None
-            if value is None:
-                kind = "has no text (null or missing)"
-            elif isinstance(value, dict) or (
-                isinstance(value, list | tuple)
-                and not (name in list_columns(task) and all(isinstance(v, str) for v in value))
-            ):
-                kind = f"holds a {type(value).__name__}, not text"
-            elif isinstance(value, str) and not value.strip():
-                kind = "is blank"
-            else:
-                continue
-            found.setdefault((name, kind), []).append(index)
-    problems = [f"column {n!r} {k} in {_rows(r)}" for (n, k), r in found.items() if k != "is blank"]
-    warnings = [f"column {n!r} is blank in {_rows(r)}" for (n, k), r in found.items() if k == "is blank"]
-    return problems, warnings
+    check = RowTextCheck(task)
+    check.add(rows)
+    return check.report()
+
+
+class RowTextCheck:
+    """:func:`row_text_problems` over rows that arrive in chunks (``compt predict`` streams its input): row
+    numbers count from the first row of the first chunk, and memory stays flat (a few row numbers per kind of
+    problem are kept, the others counted)."""
+
+    def __init__(self, task: TaskSpec) -> None:
+        self.task = task
+        self.rows = 0
+        self.found: dict[tuple[str | None, str], tuple[list[int], int]] = {}
+
+    def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Check the next chunk of rows."""
+        listed = list_columns(self.task)
+        for offset, row in enumerate(rows):
+            for name in self.task.input_columns:
+                kind = _text_kind(row.get(name) if isinstance(row, Mapping) else None, name in listed)
+                if kind is not None:
+                    self._note(name, kind, offset)
+            if self.task.choices and not has_choices(self.task, row):
+                self._note(None, NO_CHOICES, offset)
+        self.rows += len(rows)
+
+    def _note(self, name: str | None, kind: str, offset: int) -> None:
+        shown, count = self.found.get((name, kind), ([], 0))
+        if len(shown) <= SHOWN_ROWS:
+            shown.append(self.rows + offset)
+        self.found[(name, kind)] = (shown, count + 1)
+
+    def report(self) -> tuple[list[str], list[str]]:
+        """``(problems, warnings)`` so far, one message per column and kind (and one for rows without choices)."""
+        problems = [
+            f"no answer choices (column(s) {list(self.task.choices or ())}) in {_rows(*r)}"
+            if k == NO_CHOICES
+            else f"column {n!r} {k} in {_rows(*r)}"
+            for (n, k), r in self.found.items()
+            if k != BLANK
+        ]
+        warnings = [f"column {n!r} is blank in {_rows(*r)}" for (n, k), r in self.found.items() if k == BLANK]
+        return problems, warnings
+
+
+def has_choices(task: TaskSpec, row: Any) -> bool:
+    """Whether ``row`` carries at least one answer choice of a task with per-row choices."""
+    try:
+        return bool(task.row_choices(row))
+    except (TaskError, KeyError, TypeError, AttributeError):
+        return False
+
+
+BLANK = "is blank"
+NO_CHOICES = "has no answer choices"
+
+
+def _text_kind(value: Any, listed: bool = False) -> str | None:
+    """What is wrong with an input field's value (None: it is text or a number; ``listed``: the column may hold
+    a list of texts, :func:`list_columns`)."""
+    if value is None:
+        return "has no text (null or missing)"
+    if isinstance(value, dict) or (
+        isinstance(value, list | tuple) and not (listed and all(isinstance(v, str) for v in value))
+    ):
+        return f"holds a {type(value).__name__}, not text"
+    if isinstance(value, str) and not value.strip():
+        return BLANK
+    return None
 
 
 def list_columns(task: TaskSpec) -> tuple[str, ...]:
@@ -234,13 +333,16 @@ def _true_rows(mask: pa.ChunkedArray | pa.Array) -> list[int]:
     return pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist()
 
 
-def _rows(indices: Iterable[int]) -> str:
-    """``"2 row(s): 4, 9 (numbered from 0)"``, at most :data:`SHOWN_ROWS` numbers."""
+def _rows(indices: Iterable[int], count: int | None = None) -> str:
+    """``"2 row(s): 4, 9 (numbered from 0)"``, at most :data:`SHOWN_ROWS` numbers; ``count``: how many rows
+    there are when ``indices`` holds only the first ones."""
     indices = list(indices)
-    shown = ", ".join(map(str, indices[:SHOWN_ROWS])) + (", ..." if len(indices) > SHOWN_ROWS else "")
-    return f"{len(indices)} row(s): {shown} (numbered from 0)"
+    count = len(indices) if count is None else count
+    shown = ", ".join(map(str, indices[:SHOWN_ROWS])) + (", ..." if count > SHOWN_ROWS else "")
+    return f"{count} row(s): {shown} (numbered from 0)"
 
 
-def _hashable(value: object) -> object:
-    """Lists (unexpected label cells) become tuples so they can be counted."""
-    return tuple(value) if isinstance(value, list) else value
+def _hashable(value: object) -> tuple[type, object]:
+    """A key that counts ``value`` apart from every value of another type (``True == 1`` in Python, but a
+    boolean label is not the class id 1); lists (unexpected label cells) become tuples."""
+    return type(value), tuple(value) if isinstance(value, list) else value

@@ -14,7 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="re-evaluate a trained run, optionally under source/private masks",
         description="Evaluate a run folder's final prompt bank (or --checkpoint) on its tasks' evaluation "
-        "sets, under each mask: total, private, all_src, src0, src1, ... (METHOD.md §3). "
+        "sets, under each mask: total, private, all_src, src0, src1, ... (docs/method.md §3). "
         "Writes a task × mask table to RUN_DIR/eval/ (or --out).",
     )
     parser.add_argument("run_dir", help="a run folder written by train.py")

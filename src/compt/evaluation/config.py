@@ -1,4 +1,5 @@
-"""``EvalConfig``: how a run is evaluated (prediction mode, masks, metric reading). Imports no torch."""
+"""``EvalConfig``: how a run is evaluated (prediction mode, masks, metric reading, cross-task prompts). Imports no
+torch."""
 
 from __future__ import annotations
 
@@ -23,15 +24,23 @@ class EvalConfig:
     ``src*`` = every single-source mask ``src0 .. src{S-1}`` (so one list serves sweeps over S)"""
     metrics_compat: bool = False
     """make the paper's reading (accuracy; stsb spearman) the primary metrics; both readings are computed either
-    way (METHOD.md §6)"""
+    way (docs/method.md §6)"""
     repetition_penalty: float = 1.0
     """``mode=generate`` only: transformers' repetition penalty — the next-token logit of every token already in
     the sequence (the decoder's tokens for T5; the text and the answer so far for a causal LM) is divided by it
     when positive, multiplied when negative; 1.0 = none (the authors' evaluation used 2.0)"""
+    cross_prompts: str | None = None
+    """at test time, also score every task with every task's prompt (paper Fig. A1), under the main mask:
+    ``rank`` (each evaluated task's own label words are scored, whichever prompt is used) | ``generate`` (an
+    answer outside the evaluated task's labels counts as wrong) | None (off)"""
 
     def __post_init__(self) -> None:
         if self.mode not in EVAL_MODES:
             raise ConfigError(f"eval.mode={self.mode!r}; choose one of {', '.join(EVAL_MODES)}")
+        if self.cross_prompts is not None and self.cross_prompts not in EVAL_MODES:
+            raise ConfigError(
+                f"eval.cross_prompts={self.cross_prompts!r}; choose one of {', '.join(EVAL_MODES)} or null (off)"
+            )
         if self.max_new_tokens < 1:
             raise ConfigError(f"eval.max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if not self.repetition_penalty > 0:

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from compt.atomic import atomic_file, write_text_atomic
 from compt.runs import write_json_atomic
 
 
@@ -26,10 +27,10 @@ def write_tables(by_mask: dict[str, Any], out_dir: Path) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "masks.json", by_mask)
     header, rows = mask_table(by_mask)
-    with (out_dir / "masks.csv").open("w", newline="") as handle:
+    with atomic_file(out_dir / "masks.csv", newline="") as handle:
         csv.writer(handle).writerows([header, *rows])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     markdown = "\n".join(lines)
-    (out_dir / "masks.md").write_text(markdown + "\n")
+    write_text_atomic(out_dir / "masks.md", markdown + "\n")
     return markdown

@@ -1,4 +1,4 @@
-"""Per-task metrics as torchmetrics (synced across DDP ranks by torchmetrics).
+"""Per-task metrics as torchmetrics (synced across DDP ranks by torchmetrics), docs/method.md §6.
 
 Values are reported in percent (0-100), like the paper's tables. Answers scored as text (extractive QA,
 record) use torchmetrics' ``SQuAD`` metric: the official SQuAD v1.1 normalisation (lower case, no punctuation,

@@ -85,17 +85,28 @@ class Predictor(nn.Module):
 
     @torch.no_grad()
     def forward(
-        self, model: ComptModel, batch: dict[str, Any], mask: PromptMask | str | None = None
+        self,
+        model: ComptModel,
+        batch: dict[str, Any],
+        mask: PromptMask | str | None = None,
+        prompt_ids: Tensor | None = None,
     ) -> Predictions:
+        """Predict ``batch``'s rows as answers of their own tasks (``batch["task_ids"]``: candidates, choices,
+        parsing).
+
+        ``prompt_ids (B,)``: the task whose prompt each row gets (default: its own task) — another task's
+        prompt answering this task's row (the task × prompt matrix of the paper's Fig. A1).
+        """
         tasks = batch["task_ids"].tolist()
+        prompts = batch["task_ids"] if prompt_ids is None else prompt_ids
         ranked = [i for i, t in enumerate(tasks) if self.mode == "rank" and self.tasks[t].has_candidates]
         texts = [""] * len(tasks)
         if ranked:
-            for row, text in zip(ranked, self._rank(model, batch, ranked, mask)):
+            for row, text in zip(ranked, self._rank(model, batch, ranked, mask, prompts)):
                 texts[row] = text
         generated = sorted(set(range(len(tasks))) - set(ranked))
         if generated:
-            for row, text in zip(generated, self._generate(model, batch, generated, mask)):
+            for row, text in zip(generated, self._generate(model, batch, generated, mask, prompts)):
                 texts[row] = text
         choices = batch.get("choices") or [[] for _ in tasks]
         values = [self.tasks[t].parse(text, choices[i]) for i, (t, text) in enumerate(zip(tasks, texts))]
@@ -105,7 +116,7 @@ class Predictor(nn.Module):
         missed = [i for i in generated if self.tasks[tasks[i]].choices and values[i] is None]
         generated_texts: list[str | None] = [None] * len(tasks)
         if missed:
-            for row, text in zip(missed, self._rank(model, batch, missed, mask)):
+            for row, text in zip(missed, self._rank(model, batch, missed, mask, prompts)):
                 generated_texts[row], texts[row] = texts[row], text
                 values[row] = self.tasks[tasks[row]].parse(text, choices[row])
         device = batch["input_ids"].device
@@ -113,10 +124,15 @@ class Predictor(nn.Module):
         return Predictions(tensor, texts, torch.tensor(valid, device=device), generated_texts)
 
     def _rank(
-        self, model: ComptModel, batch: dict[str, Any], rows: list[int], mask: PromptMask | str | None
+        self,
+        model: ComptModel,
+        batch: dict[str, Any],
+        rows: list[int],
+        mask: PromptMask | str | None,
+        prompts: Tensor,
     ) -> list[str]:
         """The most likely candidate's text for each of ``rows``: a fixed candidate of its task, or one of the
-        row's own choices."""
+        row's own choices (``prompts (B,)``: the task whose prompt each row gets)."""
         index = torch.tensor(rows, device=batch["input_ids"].device)
         task_ids = batch["task_ids"][index]
         tasks = task_ids.tolist()
@@ -130,7 +146,7 @@ class Predictor(nn.Module):
         else:
             candidates = self.candidates[task_ids]
         scores = model.score_candidates(
-            batch["input_ids"][index], batch["attention_mask"][index], task_ids, candidates, mask
+            batch["input_ids"][index], batch["attention_mask"][index], prompts[index], candidates, mask
         )  # (b, C)
         best = scores.argmax(-1).tolist()
         texts = []
@@ -140,15 +156,21 @@ class Predictor(nn.Module):
         return texts
 
     def _generate(
-        self, model: ComptModel, batch: dict[str, Any], rows: list[int], mask: PromptMask | str | None
+        self,
+        model: ComptModel,
+        batch: dict[str, Any],
+        rows: list[int],
+        mask: PromptMask | str | None,
+        prompts: Tensor,
     ) -> list[str]:
-        """Greedy answers of ``rows`` (as many new tokens as the longest-answering task among them allows)."""
+        """Greedy answers of ``rows`` (as many new tokens as the longest-answering task among them allows;
+        ``prompts (B,)``: the task whose prompt each row gets)."""
         index = torch.tensor(rows, device=batch["input_ids"].device)
         task_ids = batch["task_ids"][index]
         generated = model.generate(
             batch["input_ids"][index],
             batch["attention_mask"][index],
-            task_ids,
+            prompts[index],
             max(self.new_tokens[t] for t in task_ids.tolist()),
             mask,
             repetition_penalty=self.repetition_penalty,

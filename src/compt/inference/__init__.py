@@ -14,7 +14,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
     globals(),
     {
         "compt.errors": ["InferenceError", "ExportError"],
-        "compt.inference.predictor": ["PromptPredictor", "load_for_inference", "read_rows"],
+        "compt.inference.predictor": ["PromptPredictor", "load_for_inference"],
+        "compt.inference.rows": ["read_rows", "row_chunks"],
         "compt.inference.export": ["ExportedPrompt", "composed_prompt", "export_peft"],
     },
 )

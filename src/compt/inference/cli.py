@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -51,21 +50,21 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
 
 
 def predict(args: argparse.Namespace) -> int:
-    from compt.inference.predictor import load_for_inference, read_rows
+    from compt.inference.predictor import predict_file
 
-    rows = read_rows(args.input)
-    predictor = load_for_inference(args.bank, backbone=args.backbone, device=args.device)
-    predictions = predictor.predict(
-        rows, args.task, args.mode, args.mask, args.batch_size, origin=str(args.input)
+    count, valid = predict_file(
+        args.bank,
+        args.task,
+        args.input,
+        args.output,
+        mode=args.mode,
+        mask=args.mask,
+        batch_size=args.batch_size,
+        backbone=args.backbone,
+        device=args.device,
     )
-    lines = "".join(json.dumps(p) + "\n" for p in predictions)
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(lines)
-        valid = sum(p["valid"] for p in predictions)
-        print(f"wrote {len(predictions)} predictions ({valid} valid) to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(lines)
+        print(f"wrote {count} predictions ({valid} valid) to {args.output}", file=sys.stderr)
     return 0
 
 

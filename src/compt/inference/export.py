@@ -19,20 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
+from compt.atomic import atomic_folder
 from compt.backbone import backbone_family, resolve_model_name
 from compt.errors import ExportError
 from compt.prompts.bank import PromptBank
 from compt.runs import locate_bank
-from compt.utils import evaluating, share_like_new_file
+from compt.utils import evaluating
 
 FORMATS = ("peft",)
 PEFT_POSITION = "before"
 #: PEFT's adapter weights file and the state-dict key of a prompt-tuning prompt
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
 PEFT_PROMPT_KEY = "prompt_embeddings"
+#: compt's record of an export (task, mask, source bank...), beside PEFT's files
+EXPORT_RECORD = "compt_export.json"
 #: backbone family -> (PEFT task type, the transformers class that loads the backbone)
 PEFT_TASK_TYPES = {
     "seq2seq": ("SEQ_2_SEQ_LM", "AutoModelForSeq2SeqLM"),
@@ -107,8 +110,9 @@ def write_peft_adapter(exported: ExportedPrompt, out: Path, backbone: str | None
     )
     out.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(str(out))
-    save_file({PEFT_PROMPT_KEY: exported.prompt}, str(out / PEFT_WEIGHTS_FILE))
-    share_like_new_file(out / PEFT_WEIGHTS_FILE)  # safetensors writes 0600
+    # through Python's file API, so that a full disk is an OSError like any other (safetensors' own writer
+    # raises its SafetensorError) and the file gets the user's umask (safetensors writes 0600)
+    (out / PEFT_WEIGHTS_FILE).write_bytes(safetensors_bytes({PEFT_PROMPT_KEY: exported.prompt}))
     return out
 
 
@@ -127,8 +131,11 @@ def family(bank: PromptBank) -> str:
     return "seq2seq"
 
 
-def write_readme(exported: ExportedPrompt, out: Path, source: Path, position_changed: bool) -> Path:
-    """``README.md`` in the adapter folder: what it holds, the placement it assumes and how to load it."""
+def write_readme(
+    exported: ExportedPrompt, out: Path, source: Path, position_changed: bool, into: Path | None = None
+) -> Path:
+    """``README.md`` in the adapter folder ``out`` (written into ``into`` when the folder is being built
+    elsewhere): what it holds, the placement it assumes and how to load it."""
     c = exported.bank.config
     task_type, auto_class = PEFT_TASK_TYPES[exported.family]
     backbone = resolve_model_name(c.backbone) if c.backbone else None
@@ -157,7 +164,7 @@ def write_readme(exported: ExportedPrompt, out: Path, source: Path, position_cha
         "",
         "Inputs use compt's text format, e.g. `rte: sentence1: ... sentence2: ...` (see `compt.tasks`).",
     ]
-    path = out / "README.md"
+    path = (into or out) / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -169,14 +176,22 @@ def export_peft(
     mask: str = "total",
     allow_position_change: bool = False,
 ) -> Path:
-    """Export ``task``'s composed prompt from a run (or bank) folder as a PEFT adapter in ``out``."""
+    """Export ``task``'s composed prompt from a run (or bank) folder as a PEFT adapter in ``out``.
+
+    The adapter is built in a temporary folder beside ``out`` and swapped in whole (:func:`atomic_folder`), so
+    ``out`` holds the previous export or the new one, never a mix (nor a config without weights). An existing
+    ``out`` is replaced only when it is empty or an earlier export (it holds ``compt_export.json``).
+
+    Raises:
+        ExportError: the bank cannot be exported as asked.
+        OutputWriteError: ``out`` cannot be written (full disk, read-only, a folder that is not an export).
+    """
     files = locate_bank(path)
     bank = PromptBank.load(files.bank_dir)
     check_position(bank, allow_position_change)
     exported = composed_prompt(bank, task, mask)
     out = Path(out)
     backbone = resolve_model_name(bank.config.backbone) if bank.config.backbone else None
-    write_peft_adapter(exported, out, backbone)
     meta = {
         "task": task,
         "mask": mask,
@@ -186,6 +201,13 @@ def export_peft(
         "position_assumed": PEFT_POSITION,
         "task_type": PEFT_TASK_TYPES[exported.family][0],
     }
-    (out / "compt_export.json").write_text(json.dumps(meta, indent=2) + "\n")
-    write_readme(exported, out, files.bank_dir, bank.config.position != PEFT_POSITION)
+    with atomic_folder(out, is_export, elsewhere="--out DIR") as build:
+        write_peft_adapter(exported, build, backbone)
+        (build / EXPORT_RECORD).write_text(json.dumps(meta, indent=2) + "\n")
+        write_readme(exported, out, files.bank_dir, bank.config.position != PEFT_POSITION, into=build)
     return out
+
+
+def is_export(folder: Path) -> bool:
+    """Whether ``folder`` holds an earlier ``compt export`` (which a new export may replace)."""
+    return (folder / EXPORT_RECORD).is_file()

@@ -12,32 +12,33 @@ formatted with the task's template, tokenised like training data, and predicted 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterable, Mapping, Sequence
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from compt.atomic import atomic_file, output_error, require_writable, write_problem
 from compt.backbone import load_backbone, weights_dtype
 from compt.data.config import DataConfig
 from compt.data.encode import Collator
-from compt.data.sources import LOCAL_FORMATS, load_local_file
-from compt.data.validate import row_text_problems
-from compt.errors import DataError, InferenceError, RunNotFoundError, TaskError
+from compt.errors import InferenceError, RunNotFoundError, TaskError
 from compt.evaluation.config import EVAL_MODES, EvalConfig
 from compt.evaluation.predict import Predictor
 from compt.family import build_model
+from compt.inference.rows import check_input, check_rows, read_rows, row_chunks  # noqa: F401 (read_rows: API)
 from compt.model import ComptModel
 from compt.prompts.bank import CONFIG_FILE, PromptBank
-from compt.runs import RunDir, locate_bank
+from compt.runs import BankLocation, RunDir, locate_bank
 from compt.tasks import TaskSpec, get_task
 from compt.tokenization import encode_inputs, encode_targets
 from compt.training.config import RunConfig
 from compt.utils import finite_or_none
-
-log = logging.getLogger(__name__)
 
 BANK_ONLY = EvalConfig(mode="rank")
 """Predictions from a bank folder without its run's config: rank classification (never an invalid answer)."""
@@ -53,14 +54,52 @@ def run_config(run_dir: Path | None) -> RunConfig | None:
         return None
 
 
-def bank_tasks(bank: PromptBank, config: RunConfig | None) -> list[TaskSpec]:
-    """The bank's tasks in task-id order: the run's task definitions when known (user tasks, overrides, the text
-    protocol), else the built-in ones."""
+def bank_tasks(task_names: Sequence[str], config: RunConfig | None) -> list[TaskSpec]:
+    """The bank's tasks (``task_names``, in task-id order): the run's task definitions when known (user tasks,
+    overrides, the text protocol), else the built-in ones."""
     defined = {t.name: t for t in config.tasks} if config else {}
     try:
-        return [defined.get(name) or get_task(name) for name in bank.task_names]
+        return [defined.get(name) or get_task(name) for name in task_names]
     except TaskError as err:
         raise InferenceError(f"cannot rebuild the bank's tasks: {err}") from err
+
+
+def find_task(tasks: Sequence[TaskSpec], task: str) -> TaskSpec:
+    """``task`` among a bank's tasks; :class:`InferenceError` listing them otherwise."""
+    for spec in tasks:
+        if spec.name == task:
+            return spec
+    raise InferenceError(
+        f"this bank was not trained on task {task!r}; its tasks are: {', '.join(t.name for t in tasks)}"
+    )
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a run (or bank) folder records for prediction, read without loading the backbone or the weights."""
+
+    files: BankLocation
+    config: RunConfig | None
+    """the run's objects (None for a bank folder outside a run)"""
+    backbone: str | None
+    """the backbone the bank was trained on (name or directory)"""
+    tasks: list[TaskSpec]
+    """the bank's tasks in task-id order"""
+
+
+def recorded(path: str | Path) -> Recorded:
+    """Read a run's (or bank folder's) records: its config, the bank's backbone and tasks (milliseconds)."""
+    files = locate_bank(path)
+    config = run_config(files.run_dir)
+    try:
+        meta = json.loads((files.bank_dir / CONFIG_FILE).read_text())["config"]
+        names = list(meta["task_names"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InferenceError(
+            f"the prompt bank in {files.bank_dir} is damaged ({type(err).__name__}: {err}); relaunching the "
+            "run's training command rebuilds it from checkpoints/last.ckpt when that exists"
+        ) from err
+    return Recorded(files, config, meta.get("backbone"), bank_tasks(names, config))
 
 
 class PromptPredictor:
@@ -103,11 +142,7 @@ class PromptPredictor:
 
     def task_id(self, task: str) -> int:
         """Index of ``task`` in the bank; :class:`InferenceError` listing the bank's tasks otherwise."""
-        if task not in self.task_names:
-            raise InferenceError(
-                f"this bank was not trained on task {task!r}; its tasks are: {', '.join(self.task_names)}"
-            )
-        return self.task_names.index(task)
+        return self.tasks.index(find_task(self.tasks, task))
 
     def _predictor(self, mode: str) -> Predictor:
         if mode not in EVAL_MODES:
@@ -119,7 +154,6 @@ class PromptPredictor:
             self._predictors[mode] = predictor.to(self.device)
         return self._predictors[mode]
 
-    @torch.no_grad()
     def predict(
         self,
         rows: Iterable[Mapping[str, Any]],
@@ -132,71 +166,69 @@ class PromptPredictor:
         """Predict ``rows`` (dicts with the task's input columns) of ``task``.
 
         Returns one dict per row: ``index``, ``task``, ``input`` (formatted text), ``prediction`` (text),
-        ``value`` (class id or score; None when the generated text is not a valid answer), ``valid``, and
-        ``gold`` when the row carries a valid label.
+        ``value`` (class id, choice index or score; None when the generated text is not a valid answer; None
+        for a task scored as text), ``valid``; ``generated`` when a generated text named none of the row's
+        choices (``prediction`` is then the choice rank classification picks); ``gold`` when the row carries
+        a valid label and ``answers`` (its gold answer texts) for a task with per-row choices or text answers.
 
         Raises:
             InferenceError: a row has no text in an input column (missing, null, a list or dict: nothing is
-                predicted, rather than the text "None"); ``origin`` names the rows in the message. Blank
-                text is predicted, with a warning.
+                predicted, rather than the text "None") or, for a task with per-row choices, no choices;
+                ``origin`` names the rows in the message. Blank text is predicted, with a warning.
         """
-        spec = self.tasks[self.task_id(task)]
-        predictor = self._predictor(mode or self.mode)
         rows = list(rows)
-        check_rows(spec, rows, origin)
-        texts = [spec.format_input(row) for row in rows]
-        out: list[dict[str, Any]] = []
-        for start in range(0, len(rows), batch_size):
-            chunk = texts[start : start + batch_size]
-            ids = encode_inputs(self.tokenizer, chunk, spec.max_source_length or self.max_source_length)
-            examples = [{"input_ids": x, "labels": [], "task_id": self.task_id(task)} for x in ids]
-            if spec.choices:  # the rows' own choices (checked present by check_rows)
-                choices = [spec.row_choices(r) for r in rows[start : start + batch_size]]
-                for example, options in zip(examples, choices):
-                    example.update(choices=options, choice_ids=encode_targets(self.tokenizer, options))
-            batch = {
-                k: v.to(self.device) if torch.is_tensor(v) else v for k, v in self.collator(examples).items()
-            }
-            predictions = predictor(self.model, batch, mask)
-            for offset, (text, value) in enumerate(zip(predictions.texts, predictions.values.tolist())):
-                index = start + offset
-                record = {
-                    "index": index,
-                    "task": task,
-                    "input": chunk[offset],
-                    "prediction": text,
-                    "value": finite_or_none(value),
-                    "valid": bool(predictions.valid[offset]),
+        check_rows(find_task(self.tasks, task), rows, origin)
+        return list(self.predict_chunks([rows], task, mode, mask, batch_size))
+
+    @torch.no_grad()
+    def predict_chunks(
+        self,
+        chunks: Iterable[Sequence[Mapping[str, Any]]],
+        task: str,
+        mode: str | None = None,
+        mask: str = "total",
+        batch_size: int = 64,
+    ) -> Iterator[dict[str, Any]]:
+        """Predict rows that arrive in chunks (e.g. :func:`compt.inference.rows.row_chunks`), yielding each
+        row's prediction (as :meth:`predict`; ``index`` counts from the first row of the first chunk) as soon
+        as its batch is done: memory stays flat in the number of rows. The rows are not checked here
+        (:func:`~compt.inference.rows.check_input` reads them once first)."""
+        spec = find_task(self.tasks, task)
+        task_id = self.tasks.index(spec)
+        predictor = self._predictor(mode or self.mode)
+        index = 0
+        for chunk in chunks:
+            for start in range(0, len(chunk), batch_size):
+                rows = chunk[start : start + batch_size]
+                texts = [spec.format_input(row) for row in rows]
+                ids = encode_inputs(self.tokenizer, texts, spec.max_source_length or self.max_source_length)
+                examples = [{"input_ids": x, "labels": [], "task_id": task_id} for x in ids]
+                if spec.choices:  # the rows' own choices (checked present by check_input / check_rows)
+                    for example, row in zip(examples, rows):
+                        options = spec.row_choices(row)
+                        example.update(choices=options, choice_ids=encode_targets(self.tokenizer, options))
+                batch = {
+                    k: v.to(self.device) if torch.is_tensor(v) else v
+                    for k, v in self.collator(examples).items()
                 }
-                if predictions.generated and predictions.generated[offset] is not None:
-                    record["generated"] = predictions.generated[offset]
-                record.update(_gold(spec, rows[index]))
-                out.append(record)
-        return out
-
-
-def check_rows(task: TaskSpec, rows: list[Mapping[str, Any]], origin: str) -> None:
-    """Refuse rows without text in an input column of ``task`` (one line naming them); warn about blank
-    text."""
-    problems, warnings = row_text_problems(task, rows)
-    no_choices = [i for i, row in enumerate(rows) if task.choices and not _has_choices(task, row)]
-    if no_choices:
-        shown = ", ".join(map(str, no_choices[:5])) + (", ..." if len(no_choices) > 5 else "")
-        problems.append(f"no answer choices (column(s) {list(task.choices or ())}) in row(s) {shown}")
-    if problems:
-        raise InferenceError(
-            f"{origin}: {'; '.join(problems)}; task {task.name!r} reads {list(task.input_columns)}. "
-            "Fix or drop these rows: nothing was predicted"
-        )
-    for warning in warnings:
-        log.warning("compt: warning: %s: %s", origin, warning)
-
-
-def _has_choices(task: TaskSpec, row: Mapping[str, Any]) -> bool:
-    try:
-        return bool(task.row_choices(row))
-    except (TaskError, KeyError, TypeError):
-        return False
+                predictions = predictor(self.model, batch, mask)
+                generated = predictions.generated or [None] * len(rows)
+                for offset, (row, text, prediction, value) in enumerate(
+                    zip(rows, texts, predictions.texts, predictions.values.tolist())
+                ):
+                    record = {
+                        "index": index,
+                        "task": task,
+                        "input": text,
+                        "prediction": prediction,
+                        "value": finite_or_none(value),
+                        "valid": bool(predictions.valid[offset]),
+                    }
+                    if generated[offset] is not None:
+                        record["generated"] = generated[offset]
+                    record.update(_gold(spec, row))
+                    index += 1
+                    yield record
 
 
 def _gold(task: TaskSpec, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -222,34 +254,67 @@ def load_for_inference(
         backbone: load this backbone instead (name or directory), e.g. when the recorded path moved.
         device: ``cpu``, ``cuda``...; default CUDA when available.
     """
-    files = locate_bank(path)
-    config = run_config(files.run_dir)
-    meta = json.loads((files.bank_dir / CONFIG_FILE).read_text())
-    name = backbone or meta["config"].get("backbone")
+    record = recorded(path)
+    config = record.config
+    name = backbone or record.backbone
     if not name:
-        raise InferenceError(f"the bank in {files.bank_dir} records no backbone; pass one (--backbone NAME)")
+        raise InferenceError(
+            f"the bank in {record.files.bank_dir} records no backbone; pass one (--backbone NAME)"
+        )
     model, tokenizer = load_backbone(name, weights_dtype(config.run.backbone_dtype) if config else None)
-    bank = PromptBank.load(files.bank_dir, d_model=model.get_input_embeddings().embedding_dim)
+    bank = PromptBank.load(record.files.bank_dir, d_model=model.get_input_embeddings().embedding_dim)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     compt_model = build_model(model, bank, backbone_dropout=False).to(device)
     evaluation = config.evaluation if config else BANK_ONLY
     max_source_length = config.data.max_source_length if config else DataConfig.max_source_length
-    return PromptPredictor(compt_model, tokenizer, bank_tasks(bank, config), evaluation, max_source_length)
+    return PromptPredictor(compt_model, tokenizer, record.tasks, evaluation, max_source_length)
 
 
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a ``.jsonl``/``.json``/``.csv``/``.parquet`` file (the hub's column names)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InferenceError(f"input file {path} does not exist")
-    if path.suffix not in LOCAL_FORMATS:
-        raise InferenceError(f"input {path}: use one of {', '.join(LOCAL_FORMATS)}")
-    try:
-        rows = load_local_file(path).to_list()
-    except DataError as err:
-        raise InferenceError(str(err)) from err
-    except UnicodeDecodeError as err:  # Arrow reads invalid UTF-8; Python does not
-        raise InferenceError(f"input {path} is not valid UTF-8 ({err}); re-encode it as UTF-8") from err
-    if not rows:
-        raise InferenceError(f"input file {path} holds no rows")
-    return rows
+def predict_file(
+    bank: str | Path,
+    task: str,
+    source: str | Path,
+    output: str | Path | None = None,
+    mode: str | None = None,
+    mask: str = "total",
+    batch_size: int = 64,
+    backbone: str | None = None,
+    device: str | None = None,
+) -> tuple[int, int]:
+    """``compt predict``: predict every row of the file ``source`` with the run (or bank) ``bank`` and write
+    JSON lines to ``output`` (whole or not at all: a temporary sibling renamed at the end) or to stdout (each
+    line as soon as its batch is done), with a progress bar on stderr; memory stays flat in the number of
+    rows. What can be refused is refused before the backbone loads: the task, the rows (read once,
+    :func:`~compt.inference.rows.check_input`) and an output folder that cannot be written.
+
+    Returns:
+        ``(rows, valid predictions)``.
+    Raises:
+        InferenceError: the task or the rows (one line naming them).
+        OutputWriteError: the output cannot be written (a full disk, a read-only folder, no permission).
+    """
+    count = check_input(source, find_task(recorded(bank).tasks, task))
+    if output is not None:
+        require_writable(Path(output).parent, "write the predictions elsewhere (--output FILE)")
+    predictor = load_for_inference(bank, backbone=backbone, device=device)
+    records = predictor.predict_chunks(row_chunks(source), task, mode, mask, batch_size)
+    progress = tqdm(records, total=count, desc=f"predict {task}", unit="row", file=sys.stderr, disable=None)
+    valid = 0
+    if output is None:
+        try:
+            for record in progress:
+                sys.stdout.write(json.dumps(record) + "\n")
+                valid += record["valid"]
+            sys.stdout.flush()
+        except BrokenPipeError:  # `compt predict ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError as err:  # stdout redirected to a full disk
+            if write_problem(err) is None:
+                raise
+            raise output_error("the standard output", err, "--output FILE") from err
+        return count, valid
+    with atomic_file(output, elsewhere="--output FILE") as handle:
+        for record in progress:
+            handle.write(json.dumps(record) + "\n")
+            valid += record["valid"]
+    return count, valid

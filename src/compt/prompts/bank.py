@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
+from compt.atomic import atomic_file, write_text_atomic
 from compt.errors import InferenceError
 from compt.prompts.baselines import AttemptComposer, LowRankTaskMatrices
 from compt.prompts.compose import compose
@@ -17,7 +18,7 @@ from compt.prompts.config import PromptBankConfig
 from compt.prompts.encoder import PromptTable
 from compt.prompts.masks import PromptMask, parse_mask
 from compt.prompts.router import Router
-from compt.utils import evaluating, share_like_new_file
+from compt.utils import evaluating
 
 WEIGHTS_FILE = "prompt_bank.safetensors"
 CONFIG_FILE = "prompt_bank.json"
@@ -77,7 +78,7 @@ class PromptBank(nn.Module):
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
     def _initialise(self, vocab: Tensor | None, generator: torch.Generator | None) -> None:
-        """Prompt rows (METHOD.md §1) and, with a ``generator``, the prompt encoders too: the same generator
+        """Prompt rows (docs/method.md §1) and, with a ``generator``, the prompt encoders too: the same generator
         state gives the same bank whatever torch's global random state."""
         c = self.config
         if generator is not None:
@@ -280,15 +281,12 @@ class PromptBank(nn.Module):
         if fold_encoders:
             return self.folded().save(directory)
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        weights = directory / WEIGHTS_FILE
-        partial = weights.with_name(weights.name + ".tmp")  # a kill mid-write keeps the previous file
-        save_file(tensors, str(partial))
-        share_like_new_file(partial)  # safetensors writes 0600
-        os.replace(partial, weights)
+        # each file whole or not at all (a kill or a full disk keeps the previous file; compt.atomic)
+        with atomic_file(directory / WEIGHTS_FILE, "wb") as handle:
+            handle.write(safetensors_bytes(tensors))
         meta = {"format_version": FORMAT_VERSION, "config": self.config.to_dict()}
-        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        write_text_atomic(directory / CONFIG_FILE, json.dumps(meta, indent=2) + "\n")
         return directory
 
     @torch.no_grad()

@@ -1,4 +1,4 @@
-"""The one place where ComPT composes prompts (paper Eq. 4-5, METHOD.md §2).
+"""The one place where ComPT composes prompts (paper Eq. 4-5, docs/method.md §2).
 
 Every method's formula lives in :func:`compose`; the prompt bank, masks, evaluation and export call it.
 """

@@ -1,4 +1,4 @@
-"""The prompt bank's configuration: one field per knob of METHOD.md §1-3, validated where it is set."""
+"""The prompt bank's configuration: one field per knob of docs/method.md §1-3, validated where it is set."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class PromptBankConfig:
     """Everything needed to rebuild a prompt bank (saved next to its weights as JSON)."""
 
     method: str = "ssum"
-    """composition: pt | ssum | msum | mcat | sources_only (METHOD.md §2) | mpt | attempt (baselines)"""
+    """composition: pt | ssum | msum | mcat | sources_only (docs/method.md §2) | mpt | attempt (baselines)"""
     task_names: list[str] = field(default_factory=list)
     """the T tasks, in task-id order"""
     d_model: int = 768
@@ -118,7 +118,7 @@ class PromptBankConfig:
         if self.mpt_rank < 1:
             raise ConfigError(f"mpt_rank must be >= 1, got {self.mpt_rank}")
         if self.freeze_sources and not self.uses_sources:
-            raise ConfigError(f"freeze_sources: method {self.method!r} has no source prompts")
+            raise ConfigError(f"sources.freeze=true: method {self.method!r} has no source prompts to freeze")
 
     @property
     def traits(self) -> MethodTraits:

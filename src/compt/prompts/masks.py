@@ -1,4 +1,4 @@
-"""Evaluation-time masks for the source-masking analysis (paper Figs. 3/4/6, METHOD.md §3)."""
+"""Evaluation-time masks for the source-masking analysis (paper Figs. 3/4/6, docs/method.md §3)."""
 
 from __future__ import annotations
 

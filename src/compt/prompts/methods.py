@@ -17,7 +17,7 @@ Operation = Literal["add", "multiply"]
 
 @dataclass(frozen=True)
 class MethodTraits:
-    """One composition method (METHOD.md §2; the baselines in :mod:`compt.prompts.baselines`)."""
+    """One composition method (docs/method.md §2; the baselines in :mod:`compt.prompts.baselines`)."""
 
     name: str
     """the method's name (``method`` of :class:`PromptBankConfig`)"""

@@ -1,4 +1,4 @@
-"""The router: per-task weights over the shared source prompts (paper §2.3, Eq. 7; METHOD.md §3)."""
+"""The router: per-task weights over the shared source prompts (paper §2.3, Eq. 7; docs/method.md §3)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ SUM_COMPAT_EPS = 1e-8
 
 @dataclass(frozen=True)
 class RouterSchedule:
-    """The Relaxed-Bernoulli temperature τ over training (METHOD.md §3)."""
+    """The Relaxed-Bernoulli temperature τ over training (docs/method.md §3)."""
 
     anneal: str = "linear"
     """linear: τ0 → tau_min over all steps (the paper) | step_compat: the authors' code, τ0 by k (5 if k < 10,

@@ -3,7 +3,8 @@
 A *run* is a folder holding a complete ``results.json`` (one that passes its schema); a *job* is any folder
 Hydra made for one run (it has ``.hydra/``). Jobs without a complete ``results.json`` are reported as missing,
 never silently dropped; diverged runs (``"status": "diverged"``) are listed apart and never averaged.
-Runs are grouped by their *settings* — the command-line overrides minus the seed (and ``hydra.*``/``force``),
+Runs are grouped by their *settings* — the command-line overrides that can change a result, minus the seed
+(:func:`compt.identity.group_overrides`: no logger, observe-only callback, claim, path, ``hydra.*``, ``force``),
 plus ``method``, ``k`` and ``n_sources`` as the run recorded them — so runs that differ only by seed
 (even from separate sweep folders) share a group.
 """
@@ -22,12 +23,10 @@ import yaml
 from tqdm import tqdm
 
 from compt.errors import IncompleteRunError, NoResultsError
+from compt.identity import group_overrides
 from compt.prompts.methods import METHODS
 from compt.runs import DIVERGED, HYDRA_DIR, HYDRA_OVERRIDES, RESULTS_FILE, RunDir
 
-#: override keys that never define a group (they vary between repeats of the same experiment)
-IGNORED_KEYS = ("seed", "force", "name")
-IGNORED_PREFIXES = ("hydra.",)
 #: settings every run records in ``results.json`` itself (they win over the overrides)
 RECORDED_KEYS = ("method", "k", "n_sources", "protocol")
 #: the metric of the paper's reading when a results.json predates ``primary_paper``: accuracy, else spearman
@@ -124,6 +123,17 @@ class Group:
             values.append(source.get(avg) if column == AVG else (source.get(primary) or {}).get(column))
         return Stat.of(values)
 
+    def mean_of(self, tasks: Sequence[str], mask: str | None = None, paper: bool = False) -> Stat:
+        """Each run's mean over ``tasks`` (None when one is missing), summarised over the runs: the Avg. of a
+        subset of a run's tasks (a paper table that leaves a run's extra task out)."""
+        means = []
+        for run in self.runs:
+            source = run.results if mask is None else (run.results.get("masks") or {}).get(mask)
+            scores = (source or {}).get("primary_paper" if paper else "primary") or {}
+            values = [scores.get(t) for t in tasks]
+            means.append(None if any(v is None for v in values) else statistics.fmean(values))
+        return Stat.of(means)
+
     def label(self, keys: Sequence[str]) -> dict[str, str]:
         """The values of ``keys`` for this group (``-`` where a setting is absent)."""
         return {key: self.settings.get(key, "-") for key in keys}
@@ -141,11 +151,12 @@ class Scan:
 
 # ---------------------------------------------------------------------------------------------- reading
 def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
-    """``["method=ssum", "+x.y=1", "seed=2"]`` -> ``{"method": "ssum", "x.y": "1"}`` (seed, hydra.* dropped)."""
+    """``["method=ssum", "+x.y=1", "seed=2", "logger=csv"]`` -> ``{"method": "ssum", "x.y": "1"}``: the
+    overrides of the run's group (:func:`compt.identity.group_overrides`) as key -> value."""
     out: dict[str, str] = {}
-    for item in overrides:
-        key, sep, value = str(item).lstrip("+~").partition("=")
-        if not sep or key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES):
+    for item in group_overrides(overrides):
+        key, sep, value = item.lstrip("+~").partition("=")
+        if not sep:
             continue
         out[key] = value
     return out
@@ -192,25 +203,6 @@ def with_paper_reading(results: dict[str, Any]) -> dict[str, Any]:
     return {**results, "primary_paper": paper, "avg_paper": avg}
 
 
-def expected_jobs(root: Path) -> list[list[str]]:
-    """The override lists of every job Hydra's basic sweeper would launch for ``root/multirun.yaml``
-    (empty when there is none, or another sweeper made the sweep)."""
-    path = root / "multirun.yaml"
-    if not path.is_file():
-        return []
-    try:
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        hydra = yaml.safe_load(path.read_text())["hydra"]
-        if "BasicSweeper" not in str(hydra.get("sweeper", {}).get("_target_", "")):
-            return []
-        parsed = OverridesParser.create().parse_overrides(hydra["overrides"]["task"])
-        return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-    except Exception:  # an unusual sweep file: the job folders still tell what is missing
-        return []
-
-
 def job_overrides(job: Path) -> list[str] | None:
     """A job folder's overrides (``.hydra/overrides.yaml``), or None."""
     try:
@@ -220,11 +212,14 @@ def job_overrides(job: Path) -> list[str] | None:
 
 
 def never_started(root: Path, runs: Sequence[Run], jobs: Sequence[Path]) -> list[MissingJob]:
-    """Jobs of ``root``'s sweep that have no folder at all (the sweep stopped before launching them)."""
+    """Jobs of ``root``'s sweep that have no folder at all (the sweep stopped before launching them), from
+    the records of every launch into it (:func:`compt.sweeps.records.expected_jobs`)."""
+    from compt.sweeps.records import expected_jobs
+
     seen = {frozenset(r.results.get("overrides", [])) for r in runs}
     seen |= {frozenset(o) for o in map(job_overrides, jobs) if o is not None}
     return [
-        MissingJob(root, f"never started (in multirun.yaml): {','.join(job)}")
+        MissingJob(root, f"never started (launched into this sweep folder): {','.join(job)}")
         for job in expected_jobs(root)
         if frozenset(job) not in seen
     ]
@@ -274,7 +269,26 @@ def scan(roots: Sequence[str | Path], progress: bool | None = None) -> Scan:
                 + "). Is it a sweep folder (hydra.sweep.dir) whose jobs have finished?"
             )
         runs.extend(found)
+    runs, repeats = unique_jobs(runs)
+    missing.extend(repeats)
     return Scan(paths, runs, sorted(missing, key=_path_text), sorted(diverged, key=_path_text))
+
+
+def unique_jobs(runs: Sequence[Run]) -> tuple[list[Run], list[MissingJob]]:
+    """One run per job: runs with the same settings, seed and tasks (one job launched again under another
+    folder name, by a compt that still named folders after the logger or a progress bar) are counted once,
+    the first by path; the others are listed, never averaged as further seeds."""
+    kept: dict[tuple[str, str, tuple[str, ...]], Run] = {}
+    repeats = []
+    for run in sorted(runs, key=lambda r: str(r.path)):
+        key = (group_key(run.settings), str(run.results.get("seed")), tuple(run.tasks))
+        if key in kept:
+            reason = f"left out: the same job (settings, seed, tasks) as {kept[key].path}"
+            repeats.append(MissingJob(run.path, reason))
+        else:
+            kept[key] = run
+    first = {id(run) for run in kept.values()}
+    return [run for run in runs if id(run) in first], repeats
 
 
 def _path_text(item: MissingJob | DivergedRun) -> str:

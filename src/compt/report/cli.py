@@ -34,5 +34,10 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(args.sweep_dirs, out, plots=not args.no_plots)
     if not args.quiet:
         print(report.markdown)
+    left_out = [*report.scan.missing, *report.scan.diverged]
+    if left_out:  # named even with --quiet: a mean over fewer runs than launched must never pass unnoticed
+        print(f"left out of the tables: {len(left_out)} job(s) or run(s):", file=sys.stderr)
+        for item in left_out:
+            print(f"  {item.path}: {item.reason}", file=sys.stderr)
     print(f"wrote {len(report.files)} files to {report.out} (open {report.html})", file=sys.stderr)
     return 0

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
+from compt.atomic import write_text_atomic
 from compt.report.aggregate import DivergedRun, MissingJob
 from compt.report.plots import PlotResult
-from compt.report.tables import Table, cell_text
+from compt.report.tables import ELSEWHERE, Table, cell_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -58,6 +59,7 @@ def write_html(
     plots: Sequence[PlotResult],
     missing: Sequence[MissingJob],
     diverged: Sequence[DivergedRun] = (),
+    analyses: Sequence[Table] = (),
 ) -> Path:
     """Write the page to ``path`` (images are read from their files and embedded)."""
     out_dir = path.parent
@@ -68,6 +70,8 @@ def write_html(
     parts += ["<h2>Results</h2>", *(table_html(t) for t in tables)]
     parts.append("<h2>Comparison with the paper</h2>")
     parts += [table_html(t) for t in comparisons] or [f"<p>{escape(comparison_note or '')}</p>"]
+    if analyses:
+        parts += ["<h2>Analyses (paper Tables 5, 6, A1; Fig. A1)</h2>", *(table_html(t) for t in analyses)]
     if missing:
         items = "".join(f"<li><code>{escape(str(m.path))}</code>: {escape(m.reason)}</li>" for m in missing)
         parts.append(f"<h2>Missing jobs ({len(missing)})</h2><ul>{items}</ul>")
@@ -88,5 +92,4 @@ def write_html(
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title>'
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
     )
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_text_atomic(path, page, elsewhere=ELSEWHERE)

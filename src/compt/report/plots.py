@@ -17,10 +17,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from compt.atomic import atomic_file
 from compt.prompts.masks import mask_names
 from compt.prompts.methods import has_source_prompts
-from compt.report.aggregate import AVG, Group, series_label, slug, varying_keys
-from compt.report.tables import config_value
+from compt.report.aggregate import AVG, Group, Run, series_label, slug, varying_keys
+from compt.report.tables import ELSEWHERE, config_value
 
 #: at most this many panels in one figure (router weights per group)
 MAX_PANELS = 12
@@ -61,17 +62,22 @@ def _num_or_text(text: str) -> tuple[int, float, str]:
 
 
 def _new_figure(
-    width: float = 6.4, height: float = 4.2, ncols: int = 1, nrows: int = 1
+    width: float = 6.4, height: float = 4.2, ncols: int = 1, nrows: int = 1, constrained: bool = False
 ) -> tuple[Figure, Any]:
-    figure = Figure(figsize=(width * ncols, height * nrows), dpi=DPI)
+    """A figure of ``nrows`` × ``ncols`` panels; ``constrained`` lays it out itself (a colour bar shared by
+    several panels), then save it with ``_save(..., tight=False)``."""
+    layout = "constrained" if constrained else None
+    figure = Figure(figsize=(width * ncols, height * nrows), dpi=DPI, layout=layout)
     FigureCanvasAgg(figure)
     axes = figure.subplots(nrows, ncols, squeeze=False)
     return figure, axes
 
 
-def _save(figure: Figure, path: Path) -> Path:
-    figure.tight_layout()
-    figure.savefig(path, format="png")
+def _save(figure: Figure, path: Path, tight: bool = True) -> Path:
+    if tight:  # (a figure made with constrained=True lays itself out)
+        figure.tight_layout()
+    with atomic_file(path, "wb", elsewhere=ELSEWHERE) as handle:
+        figure.savefig(handle, format="png")
     return path
 
 
@@ -122,14 +128,22 @@ def line_plot(
 
 
 def heatmap(
-    ax: Any, matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], fmt: str = "{:.1f}"
-) -> None:
-    """An annotated heatmap on ``ax`` (NaN cells left blank)."""
-    image = ax.imshow(np.ma.masked_invalid(matrix), aspect="auto", cmap="viridis")
+    ax: Any,
+    matrix: np.ndarray,
+    rows: Sequence[str],
+    cols: Sequence[str],
+    fmt: str = "{:.1f}",
+    scale: tuple[float, float] | None = None,
+) -> Any:
+    """An annotated heatmap on ``ax`` (NaN cells left blank); returns the image. ``scale`` = (vmin, vmax)
+    shared by several panels (then the caller draws one colour bar), else the matrix's own range and a bar."""
+    vmin, vmax = scale if scale is not None else (None, None)
+    image = ax.imshow(np.ma.masked_invalid(matrix), aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax)
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     finite = matrix[np.isfinite(matrix)]
-    middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    low, high = scale if scale is not None else (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+    middle = (low + high) / 2
     for (i, j), v in np.ndenumerate(matrix):
         if math.isfinite(v):
             ax.text(
@@ -141,7 +155,9 @@ def heatmap(
                 fontsize=7,
                 color="black" if v > middle else "white",
             )
-    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if scale is None:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return image
 
 
 # ---------------------------------------------------------------------------------------------- plots
@@ -197,6 +213,14 @@ def _mask_order(groups: Sequence[Group]) -> list[str]:
     return order + sorted(found - set(order))
 
 
+def mask_matrix(group: Group) -> tuple[list[str], list[str], np.ndarray]:
+    """``(rows, masks, matrix)``: the group's tasks plus Avg. × its masks, each cell the primary metric's mean
+    over seeds."""
+    masks = _mask_order([group])
+    rows = [*group.tasks, AVG]
+    return rows, masks, np.array([[group.stat(t, m).mean for m in masks] for t in rows])
+
+
 def plot_masks(groups: Sequence[Group], out: Path) -> list[Path]:
     """Figs. 3/4/6: task × mask heatmap (mean over seeds; last row Avg.), one per group with several masks."""
     members = [g for g in groups if any(len(r.results.get("masks") or {}) > 1 for r in g.runs)]
@@ -207,9 +231,7 @@ def plot_masks(groups: Sequence[Group], out: Path) -> list[Path]:
     keys = varying_keys(groups)
     files = []
     for g in members:
-        masks = _mask_order([g])
-        rows = [*g.tasks, AVG]
-        matrix = np.array([[g.stat(t, m).mean for m in masks] for t in rows])
+        rows, masks, matrix = mask_matrix(g)
         label = series_label(g.settings, [k for k in keys if k in g.settings])
         figure, axes = _new_figure(width=max(5.0, 1.5 + 0.8 * len(masks)), height=1.2 + 0.45 * len(rows))
         heatmap(axes[0, 0], matrix, rows, masks)
@@ -218,35 +240,84 @@ def plot_masks(groups: Sequence[Group], out: Path) -> list[Path]:
     return files
 
 
-def _mean_router(group: Group) -> np.ndarray | None:
-    matrices = [
-        np.array([r.results["router_weights"][t] for t in group.tasks], dtype=float)
-        for r in group.runs
-        if r.results.get("router_weights")
-    ]
-    shapes = {m.shape for m in matrices}
-    return np.mean(matrices, 0) if matrices and len(shapes) == 1 else None
+def router_matrix(run: Run, tasks: Sequence[str]) -> np.ndarray | None:
+    """One run's evaluation-mode router weights as a (tasks, sources) matrix, or None (no router, or a task
+    the run did not train)."""
+    weights = run.results.get("router_weights") or {}
+    if not weights or any(t not in weights for t in tasks):
+        return None
+    return np.array([weights[t] for t in tasks], dtype=float)
+
+
+@dataclass
+class RouterPanel:
+    """One heat-map of :func:`plot_router_weights`: one run (a group's seed)."""
+
+    group: Group
+    seed: Any
+    matrix: np.ndarray
+
+
+def router_panels(groups: Sequence[Group]) -> dict[str, list[list[RouterPanel]]]:
+    """Per method, one row of panels per group, one panel per seed (in seed order).
+
+    Seeds are never averaged: a seed's ``src0`` is not the prompt another seed's ``src0`` is (sources are
+    initialised at random and nothing ties their order across runs), so a mean over seeds would blur
+    which tasks share a source into ~1/S.
+    """
+    out: dict[str, list[list[RouterPanel]]] = {}
+    for g in groups:
+        runs = sorted(g.runs, key=lambda r: _num_or_text(str(r.results.get("seed"))))
+        row = [
+            RouterPanel(g, r.results.get("seed"), m)
+            for r in runs
+            if (m := router_matrix(r, g.tasks)) is not None
+        ]
+        if row:
+            out.setdefault(g.settings.get("method", "-"), []).append(row)
+    return out
+
+
+def shared_scale(matrices: Sequence[np.ndarray]) -> tuple[float, float]:
+    """(vmin, vmax) over every finite value of ``matrices``: one colour scale for the panels of a figure."""
+    values = np.concatenate([m[np.isfinite(m)] for m in matrices]) if matrices else np.array([])
+    return (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
 
 
 def plot_router_weights(groups: Sequence[Group], out: Path) -> list[Path]:
-    """Router weights (evaluation mode, mean over seeds) as task × source heatmaps, one figure per method."""
-    weighted = [(g, m) for g in groups if (m := _mean_router(g)) is not None]
-    if not weighted:
+    """Router weights (evaluation mode) as task × source heat-maps: per method, a row per group (k, ...) and
+    a panel per seed (:func:`router_panels`), every panel of a figure on one colour scale. A method with more
+    than :data:`MAX_PANELS` panels continues in ``router_<method>_2.png``, ..."""
+    by_method = router_panels(groups)
+    if not by_method:
         raise PlotSkipped("no run has router weights (method pt only)")
     keys = [k for k in varying_keys(groups) if k != "method"]
     files = []
-    for method in dict.fromkeys(g.settings.get("method", "-") for g, _ in weighted):
-        panels = [(g, m) for g, m in weighted if g.settings.get("method", "-") == method][:MAX_PANELS]
-        ncols = min(3, len(panels))
-        nrows = math.ceil(len(panels) / ncols)
-        figure, axes = _new_figure(width=4.2, height=3.2, ncols=ncols, nrows=nrows)
-        for ax in axes.flat[len(panels) :]:
-            ax.set_visible(False)
-        for ax, (g, matrix) in zip(axes.flat, panels):
-            heatmap(ax, matrix, g.tasks, [f"src{i}" for i in range(matrix.shape[1])], fmt="{:.2f}")
-            ax.set_title(series_label(g.settings, keys) if keys else method, fontsize=8)
-        figure.suptitle(f"router weights: {method} (mean over seeds)")
-        files.append(_save(figure, out / f"router_{slug(method)}.png"))
+    for method, rows in by_method.items():
+        ncols = min(MAX_PANELS, max(len(row) for row in rows))
+        per_page = max(1, MAX_PANELS // ncols)
+        pages = [rows[i : i + per_page] for i in range(0, len(rows), per_page)]
+        for number, page in enumerate(pages, 1):
+            figure, axes = _new_figure(width=4.2, height=3.2, ncols=ncols, nrows=len(page), constrained=True)
+            scale = shared_scale([p.matrix for row in page for p in row[:ncols]])
+            image = None
+            for r, row in enumerate(page):
+                for c in range(ncols):
+                    ax = axes[r, c]
+                    if c >= len(row):
+                        ax.set_visible(False)
+                        continue
+                    panel = row[c]
+                    sources = [f"src{i}" for i in range(panel.matrix.shape[1])]
+                    image = heatmap(ax, panel.matrix, panel.group.tasks, sources, fmt="{:.2f}", scale=scale)
+                    label = series_label(panel.group.settings, keys) if keys else method
+                    ax.set_title(f"{label}, seed {panel.seed}", fontsize=8)
+            figure.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
+            figure.suptitle(
+                f"router weights: {method}, one panel per seed (src<i> of one seed is not that of another)"
+            )
+            name = f"router_{slug(method)}" + (f"_{number}" if number > 1 else "")
+            files.append(_save(figure, out / f"{name}.png", tight=False))
     return files
 
 
@@ -260,8 +331,30 @@ def _mean_curve(group: Group, name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array(steps), np.array([np.mean(by_step[s]) for s in steps])
 
 
+def validates_on_test_set(group: Group) -> bool:
+    """Whether the group's validation curve was measured on the test set: no development split carved from
+    the training split (``data.validation_from_train=0``, the paper's setting)."""
+    for run in group.runs:
+        recorded = (run.results.get("validation") or {}).get("from_train")
+        rows = recorded if recorded is not None else config_value(run.results, "data.validation_from_train")
+        if rows:
+            return False
+    return True
+
+
+def validation_curve_label(groups: Sequence[Group]) -> tuple[str, str]:
+    """The y label and the title of the validation panel: which set the curve was measured on."""
+    on_test = {validates_on_test_set(g) for g in groups}
+    if on_test == {True}:
+        return "test Avg.", "the test set (no development split: data.validation_from_train=0)"
+    if on_test == {False}:
+        return "validation Avg.", "a development split carved from the training split"
+    return "validation Avg.", "[test]: no development split, the curve is the test set"
+
+
 def plot_curves(groups: Sequence[Group], out: Path) -> list[Path]:
-    """Training curves per method: train loss and validation Avg. against the step, mean over seeds."""
+    """Training curves per method: train loss and validation Avg. against the step, mean over seeds. The
+    validation panel says when it is the test set (:func:`validation_curve_label`)."""
     has_curve = [g for g in groups if _mean_curve(g, "train_loss")[0].size]
     if not has_curve:
         raise PlotSkipped("no run recorded a training curve")
@@ -270,13 +363,17 @@ def plot_curves(groups: Sequence[Group], out: Path) -> list[Path]:
     for method in dict.fromkeys(g.settings.get("method", "-") for g in has_curve):
         figure, axes = _new_figure(ncols=2)
         members = [g for g in has_curve if g.settings.get("method", "-") == method]
+        validation, measured_on = validation_curve_label(members)
+        axes[0, 1].set_title(measured_on, fontsize=8)
+        mixed = len({validates_on_test_set(g) for g in members}) > 1
         for index, g in enumerate(members):
             label = series_label(g.settings, keys) if keys else method
+            label += " [test]" if mixed and validates_on_test_set(g) else ""
             for ax, name in zip(axes[0], ("train_loss", "val_avg")):
                 x, y = _mean_curve(g, name)
                 if x.size:  # same colour for a group on both panels
                     ax.plot(x, y, marker="." if x.size < 20 else None, label=label, color=f"C{index % 10}")
-        for ax, name in zip(axes[0], ("train loss", "validation Avg.")):
+        for ax, name in zip(axes[0], ("train loss", validation)):
             ax.set_xlabel("step")
             ax.set_ylabel(name)
             ax.grid(alpha=0.3)
@@ -298,11 +395,16 @@ PLOTS: list[tuple[str, str, Callable[[Sequence[Group], Path], list[Path]]]] = [
 ]
 
 
-def make_plots(groups: Sequence[Group], out: Path) -> list[PlotResult]:
-    """Every plot kind the data supports, written under ``out``; the others with the reason they were skipped."""
+def make_plots(
+    groups: Sequence[Group],
+    out: Path,
+    kinds: Sequence[tuple[str, str, Callable[[Sequence[Group], Path], list[Path]]]] = PLOTS,
+) -> list[PlotResult]:
+    """Every plot kind (of ``kinds``) the data supports, written under ``out``; the others with the reason
+    they were skipped."""
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for name, title, function in PLOTS:
+    for name, title, function in kinds:
         try:
             results.append(PlotResult(name, title, function(groups, out)))
         except PlotSkipped as reason:

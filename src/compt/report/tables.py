@@ -14,8 +14,11 @@ from typing import Any
 
 import yaml
 
+from compt.atomic import atomic_file, write_text_atomic
 from compt.report.aggregate import AVG, PAPER_METRICS, Group, Stat, label_keys
 
+#: how a user writes a report elsewhere (for the message of a failed write)
+ELSEWHERE = "compt report ... --out DIR"
 #: a table cell: a statistic over seeds, a number, a published number as printed (text), or empty
 Cell = Stat | float | str | None
 
@@ -100,27 +103,36 @@ def config_value(results: dict[str, Any], dotted: str) -> Any:
 
 # ---------------------------------------------------------------------------------------------- paper
 @cache
-def paper_tables() -> list[dict[str, Any]]:
-    """The published tables (``paper_numbers.yaml``)."""
+def paper_numbers() -> dict[str, Any]:
+    """The published numbers (``paper_numbers.yaml``): ``tables`` and ``confusions``."""
     text = resources.files("compt.report").joinpath("paper_numbers.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)["tables"]
+    return yaml.safe_load(text)
+
+
+def paper_tables() -> list[dict[str, Any]]:
+    """The published tables (and the numbers printed in Fig. 4)."""
+    return paper_numbers()["tables"]
 
 
 #: compt methods that stand for a paper row of another name (the authors' PT baseline is the paper's PT)
 PAPER_METHOD_OF = {"pt_single": "pt"}
 PAPER_READING = (
     "in the paper's reading: accuracy for every classification task (cola, mrpc, qqp included) and Spearman "
-    "for stsb, whatever metrics.compat says; paper: T5-base, full evaluation sets, greedy decoding; "
-    "Δ = ours − paper"
+    "for stsb, whatever metrics.compat says; paper: T5-base, {evaluated}, greedy decoding; Δ = ours − paper"
 )
 
 
-def _row_matches(row: dict[str, Any], group: Group) -> bool:
+def _row_matches(row: dict[str, Any], group: Group, table_tasks: Sequence[str]) -> bool:
     s = group.settings
-    method = PAPER_METHOD_OF.get(s.get("method", ""), s.get("method"))
-    if row["method"] != method or str(row["k"]) != s.get("k"):
+    if set(group.tasks) != {*table_tasks, *row.get("extra_tasks", ())}:
         return False
-    if "n_sources" in row and str(row["n_sources"]) != s.get("n_sources"):
+    method = PAPER_METHOD_OF.get(s.get("method", ""), s.get("method"))
+    if row["method"] != method:
+        return False
+    for key in ("k", "n_sources"):
+        if key in row and str(row[key]) != s.get(key):
+            return False
+    if "mask" in row and not any(_masking_run(r.results, row["mask"]) for r in group.runs):
         return False
     if "router_learn" in row:
         learned = {config_value(r.results, "router.learn") for r in group.runs}
@@ -128,39 +140,50 @@ def _row_matches(row: dict[str, Any], group: Group) -> bool:
     return True
 
 
-def paper_comparisons(table: Table, groups: Sequence[Group]) -> list[Table]:
-    """Each published table whose task set equals ``table``'s, side by side with the matching groups:
-    rows ``ours`` (mean ± std (n)), ``paper`` and ``Δ`` (ours − paper) per matched group — ours always in the
-    paper's reading (accuracy; stsb Spearman), since that is what its tables report."""
-    tasks = [c for c in table.columns if c != AVG]
-    members = [g for g in groups if g.tasks == tasks]
+def _masking_run(results: dict[str, Any], mask: str) -> bool:
+    """Whether a run was evaluated under ``mask`` as part of a masking analysis (several masks): a run's plain
+    ``total`` is not a published masking figure's."""
+    masks = results.get("masks") or {}
+    return mask in masks and len(masks) > 1
+
+
+def paper_comparisons(groups: Sequence[Group]) -> list[Table]:
+    """Each published table some groups match (see ``paper_numbers.yaml``), side by side with them: rows
+    ``ours`` (mean ± std (n)), ``paper`` and ``Δ`` (ours − paper) per matched row — ours always in the paper's
+    reading (accuracy; stsb Spearman), since that is what its tables report, under the row's mask if it names
+    one, and averaged over the table's tasks only (a run's extra tasks left out)."""
     out = []
     for paper in paper_tables():
-        if set(paper["tasks"]) != set(tasks):
+        matched = [(g, r) for g in groups for r in paper["rows"] if _row_matches(r, g, paper["tasks"])]
+        if not matched or (
+            paper.get("only_with_extra_tasks") and not any(r.get("extra_tasks") for _, r in matched)
+        ):
             continue
+        members = list({id(g): g for g, _ in matched}.values())
+        keys = label_keys(members) + (["mask"] if any("mask" in r for _, r in matched) else [])
+        columns = [t for t in members[0].tasks if t in paper["tasks"]] + [AVG]
         compared = Table(
             f"paper_{paper['id']}",
             f"{paper['title']} vs these runs, in the paper's reading (accuracy; stsb Spearman)",
-            [*table.label_keys, "source"],
-            table.columns,
-            notes=[table.notes[0], PAPER_READING],
+            [*keys, "source"],
+            columns,
+            notes=[describe_setup(members), PAPER_READING.format(evaluated=paper.get("evaluated", "?"))],
         )
-        for group in members:
-            row = next((r for r in paper["rows"] if _row_matches(r, group)), None)
-            if row is None:
-                continue
-            label = group.label(table.label_keys)
-            ours = {c: group.stat(c, paper=True) for c in table.columns}
+        for group, row in matched:
+            label = {**group.label(keys), **({"mask": row["mask"]} if "mask" in row else {})}
+            mask = row.get("mask")
+            ours = {c: group.stat(c, mask=mask, paper=True) for c in columns}
+            if row.get("extra_tasks"):
+                ours[AVG] = group.mean_of(paper["tasks"], mask=mask, paper=True)
             numbers = {**row["tasks"], AVG: row["avg"]}
             published: dict[str, Cell] = {c: str(float(v)) for c, v in numbers.items()}
-            delta = {c: _delta(ours[c], numbers.get(c)) for c in table.columns}
+            delta = {c: _delta(ours[c], numbers.get(c)) for c in columns}
             compared.rows += [
                 ({**label, "source": "ours"}, ours),
                 ({**label, "source": "paper"}, published),
                 ({**label, "source": "Δ"}, delta),
             ]
-        if compared.rows:
-            out.append(compared)
+        out.append(compared)
     return out
 
 
@@ -197,7 +220,7 @@ def to_markdown(table: Table) -> str:
 
 def write_csv(table: Table, path: Path) -> Path:
     """One row per table row: the labels, then ``<column>_mean``, ``<column>_std``, ``<column>_n``."""
-    with path.open("w", newline="") as handle:
+    with atomic_file(path, newline="", elsewhere=ELSEWHERE) as handle:
         writer = csv.writer(handle)
         writer.writerow(
             [*table.label_keys, *(f"{c}_{part}" for c in table.columns for part in ("mean", "std", "n"))]
@@ -259,7 +282,7 @@ def _tex_cell(cell: Cell) -> str:
 def write_table(table: Table, out_dir: Path) -> list[Path]:
     """``<name>.md``, ``<name>.csv`` and ``<name>.tex`` in ``out_dir``."""
     md = out_dir / f"{table.name}.md"
-    md.write_text(to_markdown(table) + "\n")
+    write_text_atomic(md, to_markdown(table) + "\n", elsewhere=ELSEWHERE)
     tex = out_dir / f"{table.name}.tex"
-    tex.write_text(to_latex(table))
+    write_text_atomic(tex, to_latex(table), elsewhere=ELSEWHERE)
     return [md, write_csv(table, out_dir / f"{table.name}.csv"), tex]

@@ -49,7 +49,7 @@ AUTHORS_PREFIX = "src-"
 """The authors' code started every input with ``src-<task>:`` (``add_prefix``; ``attempt/data/tasks.py`` c7a19a2
 L639, L659–666)."""
 AUTHORS_MAX_CHARS = 511
-"""The authors' code cuts an input to ``511 − len(target) − 50`` characters (METHOD.md §8, input truncation)."""
+"""The authors' code cuts an input to ``511 − len(target) − 50`` characters (docs/method.md §8, input truncation)."""
 AUTHORS_PROMPT_RESERVE = 50
 AUTHORS_INVALID_SCORE = -1.0
 """The authors' ``string_to_float``: an unparsable regression answer is scored as −1."""

@@ -16,13 +16,18 @@ import torch
 from lightning_fabric.utilities.data import _set_sampler_epoch
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_warn
+from torch.distributed import ReduceOp
 
+from compt.atomic import NO_ROOM
 from compt.errors import ComptError
 from compt.training.loggers import ResumableCSVLogger
+from compt.training.stopping import CLAIM_LOST, StopRequest
 from compt.training.targets import instantiate_target, target_entries
 
 #: checkpoint key: rows of ``metrics.csv`` when the checkpoint was written
 LOG_ROWS_KEY = "compt_log_rows"
+#: checkpoint key: training batches of the current epoch already done (a checkpoint written mid-epoch)
+EPOCH_BATCHES_KEY = "compt_epoch_batches"
 
 
 class CurveRecorder(pl.Callback):
@@ -44,14 +49,21 @@ class CurveRecorder(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if self.epoch_losses:
-            self.train_loss.append((trainer.global_step, torch.stack(self.epoch_losses).mean().item()))
+            device = self.epoch_losses[
+                -1
+            ].device  # losses restored from a mid-epoch checkpoint are on the CPU
+            losses = torch.stack([loss.to(device) for loss in self.epoch_losses])
+            self.train_loss.append((trainer.global_step, losses.mean().item()))
         self.epoch_losses = []
 
     def state_dict(self) -> dict[str, Any]:
-        return {"train_loss": [list(p) for p in self.train_loss]}
+        # the losses of the epoch so far: a checkpoint written mid-epoch (a stop signal) resumes the epoch
+        partial = torch.stack(self.epoch_losses).cpu() if self.epoch_losses else torch.zeros(0)
+        return {"train_loss": [list(p) for p in self.train_loss], "epoch_losses": partial}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.train_loss = [tuple(p) for p in state_dict.get("train_loss", [])]
+        self.epoch_losses = list(state_dict.get("epoch_losses", torch.zeros(0)).unbind())
 
 
 class ValidationRecord(pl.Callback):
@@ -123,10 +135,13 @@ class ResumeState(pl.Callback):
     generator states in each checkpoint (read when the checkpoint is written, at a training epoch end after
     the epoch's validation), and at ``on_train_start`` of a resumed run puts them back, sets the sampler's
     epoch and re-creates the training iterator (which draws its seed from torch's RNG, as at the start of every
-    epoch of an uninterrupted run). Checkpoints are written at epoch ends only (:class:`LastCheckpoint`), so
-    no mid-epoch position is needed. Under DDP every rank starts from the same seed and draws the same number
-    of values, so rank 0's state (the one saved) is every rank's. Everything is stored as tensors and plain
-    values: ``torch.load(weights_only=True)`` still reads the checkpoint.
+    epoch of an uninterrupted run). A checkpoint written mid-epoch (at a step boundary, when a stop signal
+    arrives: :class:`StopAtStepBoundary`) also records how many of the epoch's batches were done; the resumed
+    run re-creates the epoch's iterator, starts it after those batches (the stream is a function of the seed
+    and the epoch) and only then restores the generators, as they were after the last step. Under DDP every
+    rank starts from the same seed and draws the same number of values, so rank 0's state (the one saved) is
+    every rank's. Everything is stored as tensors and plain values: ``torch.load(weights_only=True)`` still
+    reads the checkpoint.
 
     The CSV log (:class:`~compt.training.loggers.ResumableCSVLogger`) continues too: the checkpoint records
     how many rows ``metrics.csv`` had, a resumed run drops the rows logged after it (it logs them again) and a
@@ -137,6 +152,7 @@ class ResumeState(pl.Callback):
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
         self._restored = False
+        self._epoch_batches = 0
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -154,9 +170,13 @@ class ResumeState(pl.Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         for logger in _resumable_loggers(trainer):
             checkpoint[LOG_ROWS_KEY] = logger.rows_written()
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        if 0 < done < trainer.num_training_batches:
+            checkpoint[EPOCH_BATCHES_KEY] = done
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         self._restored = True
+        self._epoch_batches = int(checkpoint.get(EPOCH_BATCHES_KEY, 0))
         rows = checkpoint.get(LOG_ROWS_KEY)
         for logger in _resumable_loggers(trainer) if rows is not None else []:
             logger.keep_rows(int(rows))
@@ -167,9 +187,13 @@ class ResumeState(pl.Callback):
                 logger.keep_rows(0)
         if self._pending is None:
             return
-        _set_rng_state(self._pending)
-        self._pending = None
-        _restart_train_iterator(trainer)
+        if self._epoch_batches:  # mid-epoch: the epoch's iterator was made before the saved state
+            _restart_train_iterator(trainer, self._epoch_batches)
+            _set_rng_state(self._pending)
+        else:  # an epoch end: the next epoch's iterator draws from the saved state
+            _set_rng_state(self._pending)
+            _restart_train_iterator(trainer)
+        self._pending, self._epoch_batches = None, 0
 
 
 def _resumable_loggers(trainer: pl.Trainer) -> list[ResumableCSVLogger]:
@@ -187,8 +211,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _restart_train_iterator(trainer: pl.Trainer) -> None:
-    """Set the restored epoch on the training samplers and re-create the iterator Lightning made before it."""
+def _restart_train_iterator(trainer: pl.Trainer, start: int = 0) -> None:
+    """Set the restored epoch on the training samplers and re-create the iterator Lightning made before it,
+    starting at batch ``start`` of the epoch (a checkpoint written mid-epoch)."""
     loop = trainer.fit_loop
     loader, fetcher = getattr(loop, "_combined_loader", None), getattr(loop, "_data_fetcher", None)
     if loader is None or fetcher is None:
@@ -198,6 +223,11 @@ def _restart_train_iterator(trainer: pl.Trainer) -> None:
         return
     for dataloader in loader.flattened:
         _set_sampler_epoch(dataloader, trainer.current_epoch)
+        if start:
+            batches = getattr(dataloader, "batch_sampler", None)
+            if not hasattr(batches, "resume_at"):
+                raise TypeError(f"cannot resume mid-epoch: {type(batches).__name__} cannot skip batches")
+            batches.resume_at(start)
     iter(fetcher)
 
 
@@ -230,43 +260,63 @@ class CheckpointWriteError(ComptError, OSError):
 
 class LastCheckpoint(pl.Callback):
     """Writes ``path`` (``last.ckpt``) at the end of every ``every_n_epochs``-th training epoch and when
-    training ends, for resuming an interrupted run.
+    training ends, for resuming an interrupted run (and, through :meth:`save`, at the step boundary where a
+    stop signal is acted on).
 
     (Lightning ≥ 2.6's ``ModelCheckpoint(save_top_k=0, save_last=True)`` only writes ``last.ckpt`` when a
     top-k checkpoint was written in the same step, i.e. never before the end.) Saved after the epoch's
-    validation and the other callbacks' epoch-end hooks (put this callback last), through
+    validation and the other callbacks' epoch-end hooks (put this callback after them), through
     ``trainer.save_checkpoint`` to a temporary file renamed into place by rank 0, so a kill mid-write never
-    leaves a truncated ``last.ckpt``. ``every_n_epochs <= 0``: only at the end.
+    leaves a truncated ``last.ckpt``. ``every_n_epochs <= 0``: only at the end. With ``stop`` (the job's
+    :class:`~compt.training.stopping.StopRequest`), nothing is written once the job's claim was taken over.
     """
 
-    def __init__(self, path: str | Path, every_n_epochs: int = 1) -> None:
+    def __init__(self, path: str | Path, every_n_epochs: int = 1, stop: StopRequest | None = None) -> None:
         self.path = Path(path)
         self.every_n_epochs = int(every_n_epochs)
+        self.stop = stop
         self._saved_step = -1
 
-    def _save(self, trainer: pl.Trainer) -> None:
-        """Write to ``<path>.tmp`` then rename: a run killed while writing keeps its previous ``last.ckpt``."""
-        if trainer.global_step != self._saved_step and not trainer.sanity_checking:
-            partial = self.path.with_name(self.path.name + ".tmp")
-            try:
-                trainer.save_checkpoint(partial, weights_only=False)  # every rank calls it; rank 0 writes
-            except OSError as err:
-                raise CheckpointWriteError(
-                    f"cannot write the resume checkpoint {self.path} ({err.strerror or err}): make "
-                    f"{self.path.parent} writable, or train into another folder (hydra.run.dir=... or "
-                    "paths.log_dir=...)"
-                ) from err
-            trainer.strategy.barrier("compt_last_checkpoint")
-            if trainer.is_global_zero:
-                os.replace(partial, self.path)
-            self._saved_step = trainer.global_step
+    def save(self, trainer: pl.Trainer) -> None:
+        """Write to ``<path>.tmp`` then rename: a run killed while writing keeps its previous ``last.ckpt``
+        (nothing when this step is saved already)."""
+        if trainer.global_step == self._saved_step or trainer.sanity_checking:
+            return
+        if self.stop is not None:
+            self.stop.verify_claim()
+            if agreed_stop(trainer, self.stop) == CLAIM_LOST:
+                raise self.stop.claim_lost_error()
+        partial = self.path.with_name(self.path.name + ".tmp")
+        try:
+            trainer.save_checkpoint(partial, weights_only=False)  # every rank calls it; rank 0 writes
+        except OSError as err:
+            partial.unlink(missing_ok=True)  # a partial file would only hold on to the space it took
+            way = "free some space" if err.errno in NO_ROOM else f"make {self.path.parent} writable"
+            raise CheckpointWriteError(
+                f"cannot write the resume checkpoint {self.path} ({err.strerror or err}): {way}, or "
+                "train into another folder (hydra.run.dir=... or paths.log_dir=...)"
+            ) from err
+        trainer.strategy.barrier("compt_last_checkpoint")
+        if trainer.is_global_zero:
+            os.replace(partial, self.path)
+        self._saved_step = trainer.global_step
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._save(trainer)
+            self.save(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        self._save(trainer)
+        self.save(trainer)
+
+
+def agreed_stop(trainer: pl.Trainer, stop: StopRequest) -> int:
+    """``stop.code()`` agreed by every DDP rank (the largest: only rank 0 may have been signalled, and only
+    it holds the claim), so that all of them stop at the same step; no collective on one device."""
+    code = stop.code()
+    if trainer.world_size > 1:
+        flag = torch.tensor(code, device=trainer.strategy.root_device)
+        code = int(trainer.strategy.reduce(flag, reduce_op=ReduceOp.MAX).item())
+    return code
 
 
 def extra_callbacks(section: DictConfig | None) -> list[pl.Callback]:

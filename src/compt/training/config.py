@@ -17,6 +17,7 @@ from compt.evaluation.config import EvalConfig
 from compt.prompts.config import PromptBankConfig
 from compt.prompts.router import RouterSchedule
 from compt.tasks import TaskSpec, resolve_tasks
+from compt.training.keys import built
 from compt.training.optim import OptimConfig, authors_step_count
 from compt.training.schema import TrainSchema
 
@@ -84,7 +85,8 @@ class RunConfig:
             "input_format": c.data.input_format,
         }
         tasks = [replace(task, **text_protocol) for task in resolve_tasks(c.tasks)]
-        data = DataConfig(
+        data = built(
+            DataConfig,
             source=c.data.source,
             dir=c.data.dir,
             k=c.k,
@@ -103,7 +105,8 @@ class RunConfig:
             group_by_length=c.data.group_by_length,
             epoch_size=c.data.epoch_size,
         )
-        bank = PromptBankConfig(
+        bank = built(
+            PromptBankConfig,
             method=m.bank_method or m.name,
             task_names=[task.name for task in tasks],
             n_sources=m.n_sources if m.n_sources is not None else c.n_sources,
@@ -127,7 +130,8 @@ class RunConfig:
         )
         o = c.optim
         epochs = o.epochs_for(m.epochs, c.k)
-        optim = OptimConfig(
+        optim = built(
+            OptimConfig,
             lr_router=o.lr.router,
             lr_sources=o.lr.sources,
             lr_private=o.lr.private,
@@ -140,13 +144,15 @@ class RunConfig:
             if o.schedule == "linear_compat" and c.k > 0
             else None,
         )
-        router = RouterSchedule(r.anneal, r.tau0, r.tau_min, r.decrement, k=c.k)
-        evaluation = EvalConfig(
+        router = built(RouterSchedule, r.anneal, r.tau0, r.tau_min, r.decrement, k=c.k)
+        evaluation = built(
+            EvalConfig,
             mode=c.eval.mode,
             max_new_tokens=c.eval.max_new_tokens,
             masks=tuple(c.eval.masks),
             metrics_compat=c.metrics.compat,
             repetition_penalty=c.eval.repetition_penalty,
+            cross_prompts=c.eval.cross_prompts,
         )
         run = RunSettings(
             method=m.name,

@@ -7,6 +7,7 @@ per task (``dataloader_idx`` = task id), examples sharded over ranks without pad
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,9 +26,11 @@ from compt.data.sampling import (
     select_train,
 )
 from compt.data.sources import load_split
-from compt.data.validate import check_split
+from compt.data.validate import check_split, development_copies
 from compt.errors import DataError
 from compt.tasks import TaskSpec, resolve_tasks
+
+log = logging.getLogger(__name__)
 
 EVAL_FIELDS = ("example_id", "row", "input_text", "target_text", "gold")
 """Keys of ``eval_rows`` entries (plus ``answers`` / ``choices`` for the tasks that have them)."""
@@ -128,6 +131,10 @@ class ComptDataModule(pl.LightningDataModule):
                 if c.validation_from_train
                 else self._eval["test"][-1]
             )
+            if c.validation_from_train:
+                copies = development_copies(task, self._train[-1], self._eval["validate"][-1])
+                if copies:
+                    log.warning("[compt] warning: %s", copies)
         self._ready = True
 
     # ------------------------------------------------------------------ sizes

@@ -24,19 +24,33 @@ from compt.training.preflight import OTHER_FOLDER, check_run_config, require_wri
 from compt.training.recovery import repair, start_forced_run
 from compt.training.run import FINISHED, train
 from compt.training.schema import TrainSchema
+from compt.training.stopping import StopRequest, stop_request
 
 log = logging.getLogger(__name__)
 
 
 def run_job(cfg: TrainSchema, output_dir: str | Path, overrides: list[str]) -> dict[str, Any] | None:
     """Train the job in ``output_dir`` unless it is finished or another process trains it; its results.json
-    (None when skipped).
+    (None when skipped). SIGTERM, SIGUSR1 and SIGINT stop it cleanly (:mod:`compt.training.stopping`).
 
     Raises:
         ComptError: a config value or folder that cannot work (before anything is loaded).
         RunDiverged: the run diverged (its results.json, status ``diverged``, is written).
+        RunInterrupted: a stop signal ended the job (the message says what was saved); a signal that came
+            while the job wrote its outputs ends it once they are written.
+        ClaimLost: another process took the job's claim over; nothing more was written.
     """
-    run = RunDir(output_dir)
+    stop = stop_request()
+    stop.begin(output_dir)
+    with stop.handling():
+        results = _run_job(cfg, RunDir(output_dir), overrides, stop)
+        stop.outside = "after it finished (its results.json is written)"
+        if stop.signalled:
+            raise stop.interrupted(stop.outside)
+    return results
+
+
+def _run_job(cfg: TrainSchema, run: RunDir, overrides: list[str], stop: StopRequest) -> dict[str, Any] | None:
     heartbeat_s, stale_after_s = cfg.claim.heartbeat_s, cfg.claim.stale_after_s
     if launch_rank() > 0:  # a DDP rank > 0: rank 0 claimed and repaired the folder they share
         holder = foreign_claim(run, stale_after_s)
@@ -51,11 +65,12 @@ def run_job(cfg: TrainSchema, output_dir: str | Path, overrides: list[str]) -> d
     require_writable(run.last_checkpoint.parent, OTHER_FOLDER)
     if not cfg.force and run.check().status in FINISHED:
         return train(cfg, run.path, overrides)  # says why it skips; no claim needed
-    with claim_job(run.path, heartbeat_s, stale_after_s) as claim:
+    with claim_job(run.path, heartbeat_s, stale_after_s, on_lost=stop.claim_lost) as claim:
         if not claim.held:
             who = claim.holder.describe() if claim.holder else "another process"
             log.info("[compt] %s is being trained by another process (%s); skipping it.", run.path, who)
             return None
+        stop.watch(claim)
         results = _train_claimed(cfg, run, overrides)
     if results and results.get("status") == DIVERGED:
         diverged = results.get("diverged") or {}

@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from compt.errors import ConfigError, LaunchError
+from compt.identity import job_dirname
 from compt.training.schema import TrainSchema
 
 RUN_DIR_ENV = "COMPT_RUN_DIR"
@@ -32,7 +33,8 @@ SCHEMA_NAME = "compt_schema"
 """The name ``conf/train.yaml`` lists first in its defaults: :class:`TrainSchema` in Hydra's ConfigStore."""
 
 JOB_FOLDER_RESOLVER = "compt_job_folder"
-"""OmegaConf resolver naming a sweep job's folder (``conf/hydra/default.yaml``: ``hydra.sweep.subdir``)."""
+"""OmegaConf resolver naming a sweep job's folder from its overrides (``conf/hydra/default.yaml``:
+``hydra.sweep.subdir``, :func:`job_folder`)."""
 
 SQLITE_RESOLVER = "compt_sqlite"
 """OmegaConf resolver giving an sqlite URL for a file path (``conf/hparams_search/optuna.yaml``: the study)."""
@@ -57,6 +59,15 @@ def job_folder_name(override_dirname: str) -> str:
     return f"{encoded[:200].decode(errors='ignore')}~{digest}"
 
 
+def job_folder(overrides: Any) -> str:
+    """A sweep job's folder name from its overrides (``hydra.overrides.task``): the ones that can change its
+    result (:func:`compt.identity.job_dirname`), escaped by :func:`job_folder_name`. A string is taken as an
+    ``override_dirname`` already joined (a config written for the earlier ``${compt_job_folder:${hydra.job.override_dirname}}``)."""
+    if isinstance(overrides, list | tuple | ListConfig):
+        return job_folder_name(job_dirname(str(o) for o in overrides))
+    return job_folder_name(str(overrides))
+
+
 def sqlite_url(path: str) -> str:
     """``sqlite:///<path>`` for an SQLAlchemy engine, creating the file's folder (sqlite does not).
 
@@ -71,7 +82,7 @@ def register_job_folder_resolver() -> None:
     """Make ``${compt_job_folder:...}`` and ``${compt_sqlite:...}`` (:func:`sqlite_url`) known to OmegaConf
     (idempotent)."""
     if not OmegaConf.has_resolver(JOB_FOLDER_RESOLVER):
-        OmegaConf.register_new_resolver(JOB_FOLDER_RESOLVER, lambda name: job_folder_name(str(name)))
+        OmegaConf.register_new_resolver(JOB_FOLDER_RESOLVER, job_folder)
     if not OmegaConf.has_resolver(SQLITE_RESOLVER):
         OmegaConf.register_new_resolver(SQLITE_RESOLVER, lambda path: sqlite_url(str(path)))
 

@@ -14,16 +14,24 @@ from typing import Any
 
 from lightning_fabric.utilities.cloud_io import get_filesystem
 from omegaconf import DictConfig
-from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.core.saving import save_hparams_to_yaml
+from pytorch_lightning.loggers import CSVLogger, Logger, MLFlowLogger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_info
 
+from compt.atomic import atomic_path, write_text_atomic
+from compt.identity import group_overrides
 from compt.training.launch import launch_rank as process_rank
+from compt.training.preflight import RUN_ELSEWHERE
 from compt.training.targets import instantiate_target, target_class, target_entries, unset
 
 #: the file in ``<run>/wandb/`` that keeps the W&B run id of the folder's current training (:func:`wandb_run_id`)
 WANDB_RUN_ID_FILE = "compt-run-id"
+#: the sqlite database of ``logger=mlflow`` in its ``save_dir`` when no tracking server is named
+MLFLOW_DB_FILE = "mlflow.db"
+#: the folder of ``logger=mlflow``'s artifacts in its ``save_dir`` (with :data:`MLFLOW_DB_FILE`)
+MLFLOW_ARTIFACTS_DIR = "artifacts"
 
 
 def wandb_logged_in() -> bool:
@@ -40,10 +48,9 @@ def wandb_logged_in() -> bool:
 
 
 def run_group(overrides: list[str]) -> str:
-    """The W&B group of a run: its overrides minus the seed, so a dashboard averages over seeds."""
-    skipped = ("seed=", "hydra.", "force=", "jobs_per_gpu=")
-    kept = sorted(o for o in overrides if not o.lstrip("+~").startswith(skipped))
-    return ",".join(kept) or "default"
+    """The W&B group of a run: its overrides that can change the result, minus the seed
+    (:func:`compt.identity.group_overrides`), so a dashboard averages over seeds, whatever logged them."""
+    return ",".join(group_overrides(overrides)) or "default"
 
 
 def wandb_run_id(run_dir: Path, resuming: bool) -> str:
@@ -65,8 +72,7 @@ def wandb_run_id(run_dir: Path, resuming: bool) -> str:
         restarts = previous.rpartition("-")[2] if "-" in previous else "0"
         run_id = f"{base}-{int(restarts) + 1 if restarts.isdigit() else 1}"
     if run_id != previous and process_rank() == 0:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(run_id + "\n")
+        write_text_atomic(record, run_id + "\n")
     return run_id
 
 
@@ -94,8 +100,9 @@ def build_loggers(
 
     compt fills in what the config leaves null: ``save_dir`` = the run folder (a relative one is taken inside
     it). For W&B also the group (overrides minus the seed), the name (group + seed), the run id
-    (:func:`wandb_run_id`), ``resume="allow"``, the mode (:func:`wandb_mode`) and the resolved config; the other
-    loggers get the resolved config as hyperparameters.
+    (:func:`wandb_run_id`), ``resume="allow"``, the mode (:func:`wandb_mode`) and the resolved config; for
+    MLflow the run name (``name``) and, without a tracking server, a sqlite store (:func:`mlflow_settings`);
+    the loggers other than W&B get the resolved config as hyperparameters.
 
     Raises:
         ConfigError: an entry without ``_target_``, or a logger that cannot be created (e.g. its package is not
@@ -111,6 +118,8 @@ def build_loggers(
         is_wandb = issubclass(cls, WandbLogger)
         if is_wandb:
             kwargs.update(_wandb_settings(conf, run_dir, group, name, config, resuming))
+        if issubclass(cls, MLFlowLogger):
+            kwargs.update(mlflow_settings(conf, Path(kwargs["save_dir"]), name))
         logger = instantiate_target(conf, where, **kwargs)
         if not is_wandb and process_rank() == 0:  # before the Trainer tells Lightning the rank
             logger.log_hyperparams(config)
@@ -140,6 +149,26 @@ def _wandb_settings(
     return settings
 
 
+def mlflow_settings(conf: DictConfig, save_dir: Path, name: str) -> dict[str, Any]:
+    """What compt fills in for ``logger=mlflow``: the run name (``name``, the job's: group + seed) unless the
+    config sets ``run_name``, and, unless ``tracking_uri`` (or ``MLFLOW_TRACKING_URI``) names a server, a
+    sqlite store ``<save_dir>/mlflow.db`` with the artifacts in ``<save_dir>/artifacts``.
+
+    MLflow's plain-folder store (``./mlruns``, Lightning's default) is in maintenance mode since MLflow 3.x
+    and refuses to open unless ``MLFLOW_ALLOW_FILE_STORE=true``; a database store works with every MLflow
+    release compt supports. Browse it with ``mlflow ui --backend-store-uri sqlite:///<save_dir>/mlflow.db``.
+    """
+    settings: dict[str, Any] = {}
+    if unset(conf, "run_name"):
+        settings["run_name"] = name
+    if unset(conf, "tracking_uri"):
+        save_dir.mkdir(parents=True, exist_ok=True)  # sqlite creates the file, not its folder
+        settings["tracking_uri"] = f"sqlite:///{save_dir.absolute() / MLFLOW_DB_FILE}"
+        if unset(conf, "artifact_location"):
+            settings["artifact_location"] = (save_dir.absolute() / MLFLOW_ARTIFACTS_DIR).as_uri()
+    return settings
+
+
 def finish_wandb() -> None:
     """Close any open W&B run, so the next job of a sweep never inherits it."""
     try:
@@ -163,6 +192,13 @@ class _AppendingWriter(ExperimentWriter):
         self._fs = get_filesystem(log_dir)
         self._fs.makedirs(log_dir, exist_ok=True)
         self.metrics_keys: list[str] = list(self._read()[0])
+
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        """Record the hyperparameters and rewrite ``hparams.yaml`` whole or not at all (Lightning truncates it
+        first, so a full disk left a 0-byte file)."""
+        self.hparams.update(params)
+        with atomic_path(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), elsewhere=RUN_ELSEWHERE) as tmp:
+            save_hparams_to_yaml(tmp, self.hparams)
 
     def _read(self) -> tuple[list[str], list[dict[str, str]]]:
         """The file's header and rows (empty when there is no file)."""
@@ -209,6 +245,9 @@ class ResumableCSVLogger(CSVLogger):
     process out of the folder, so the file is never shared.
     """
 
+    #: set once the job's claim was taken over (:meth:`stop_writing`)
+    _frozen = False
+
     @property
     @rank_zero_experiment
     def experiment(self) -> _AppendingWriter:  # type: ignore[override]
@@ -223,3 +262,14 @@ class ResumableCSVLogger(CSVLogger):
     def keep_rows(self, count: int) -> None:
         """Keep only the first ``count`` rows of ``metrics.csv`` (the rows logged before a checkpoint)."""
         self.experiment.keep_rows(count)
+
+    def stop_writing(self) -> None:
+        """Drop the buffered rows and write nothing more (the job's claim was taken over: the folder is
+        another process's now)."""
+        self._frozen = True
+        if self._experiment is not None:
+            self._experiment.metrics = []
+
+    def save(self) -> None:
+        if not self._frozen:
+            super().save()

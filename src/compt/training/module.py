@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch.nn.modules.module import _IncompatibleKeys
 
 from compt.backbone import checkpoint_activations, load_backbone, weights_dtype
 from compt.errors import ConfigError
@@ -39,7 +40,8 @@ class ComptModule(pl.LightningModule):
         tasks: the tasks, in task-id order (= ``bank.task_names``).
         optim: the optimizer's settings.
         router: the router's temperature schedule.
-        evaluation: prediction mode, generation length, masks (first = main) and metric reading.
+        evaluation: prediction mode, generation length, masks (first = main), metric reading and the
+            cross-task prompt matrix (``cross_prompts``).
         backbone_dropout: keep the backbone's dropout active in training (the authors' code did).
         seed: seed of the bank's initialisation.
         backbone_dtype: the frozen backbone's weight dtype, ``fp32`` or ``bf16`` (the bank stays fp32).
@@ -110,6 +112,13 @@ class ComptModule(pl.LightningModule):
         self.eval_metrics = torch.nn.ModuleDict(
             {mask: TaskMetrics(self.tasks, evaluation.metrics_compat) for mask in self.eval_masks}
         )
+        #: with ``eval.cross_prompts``: the predictor and, per prompt task, the metrics of every task under it
+        self.cross_predictor = self._cross_predictor(evaluation)
+        self.cross_metrics = torch.nn.ModuleDict(
+            {t.name: TaskMetrics(self.tasks, evaluation.metrics_compat) for t in self.tasks}
+            if self.cross_predictor is not None
+            else {}
+        )
         self.predictions: list[dict[str, Any]] = []
         self.train()  # from_pretrained returns eval mode, and Lightning ≥ 2.2 keeps the modes it finds
         self.last_eval: dict[str, Any] = {}
@@ -122,7 +131,7 @@ class ComptModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ training
     def current_temperature(self) -> float:
-        """τ for the current optimizer step (METHOD.md §3)."""
+        """τ for the current optimizer step (docs/method.md §3)."""
         total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
         return self.schedule.temperature(self.global_step, total)
 
@@ -158,30 +167,73 @@ class ComptModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.val_curve = list(checkpoint.get("compt_val_curve", []))
 
-    # ------------------------------------------------------------------ evaluation
-    def _evaluate(self, batch: dict[str, Tensor], keep_predictions: bool) -> None:
-        for index, mask in enumerate(self.eval_masks):
-            predictions = self.predictor(self.model, batch, mask)
-            self.eval_metrics[mask].update_batch(
-                batch["task_ids"],
-                predictions.values,
-                batch["gold"],
-                valid=predictions.valid,
-                texts=predictions.texts,
-                answers=batch.get("answers"),
-                choices=batch.get("choices"),
-                groups=batch.get("groups"),
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """``nn.Module.load_state_dict``, except that the frozen backbone's weights, which checkpoints leave out
+        by design (:meth:`on_save_checkpoint`; they come from ``model_name``), never count as missing: Lightning's
+        ``load_from_checkpoint`` then warns only about keys that are really missing or unexpected."""
+        keys = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [key for key in keys.missing_keys if not key.startswith(BACKBONE_PREFIX)]
+        if strict and (missing or keys.unexpected_keys):
+            raise RuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}: missing keys {missing}, "
+                f"unexpected keys {keys.unexpected_keys}"
             )
-            if keep_predictions and index == 0:
-                self._keep(batch, predictions)
+        return _IncompatibleKeys(missing, keys.unexpected_keys)
 
-    def _keep(self, batch: dict[str, Any], predictions: Predictions) -> None:
+    # ------------------------------------------------------------------ evaluation
+    def _cross_predictor(self, evaluation: EvalConfig) -> Predictor | None:
+        if evaluation.cross_prompts is None:
+            return None
+        if evaluation.cross_prompts == evaluation.mode:
+            return self.predictor
+        return Predictor(
+            self.tasks,
+            self.tokenizer,
+            evaluation.cross_prompts,
+            evaluation.max_new_tokens,
+            evaluation.repetition_penalty,
+        )
+
+    def _evaluate(self, batch: dict[str, Tensor], keep_predictions: bool) -> None:
+        for mask in self.eval_masks:
+            predictions = self.predictor(self.model, batch, mask)
+            self._update(self.eval_metrics[mask], batch, predictions)
+            if keep_predictions:  # every mask's: the per-mask confusion tables (paper Tables 5, 6, A1)
+                self._keep(batch, mask, predictions)
+
+    def _evaluate_cross(self, batch: dict[str, Tensor]) -> None:
+        """Every row answered under every task's prompt (main mask): the task × prompt matrix."""
+        if self.cross_predictor is None:
+            return
+        for index, task in enumerate(self.tasks):
+            prompt_ids = torch.full_like(batch["task_ids"], index)
+            predictions = self.cross_predictor(self.model, batch, self.eval_masks[0], prompt_ids)
+            self._update(self.cross_metrics[task.name], batch, predictions)
+
+    @staticmethod
+    def _update(metrics: TaskMetrics, batch: dict[str, Any], predictions: Predictions) -> None:
+        """Score one batch's predictions, with what the rows carry of their answers (texts, choices, groups)."""
+        metrics.update_batch(
+            batch["task_ids"],
+            predictions.values,
+            batch["gold"],
+            valid=predictions.valid,
+            texts=predictions.texts,
+            answers=batch.get("answers"),
+            choices=batch.get("choices"),
+            groups=batch.get("groups"),
+        )
+
+    def _keep(self, batch: dict[str, Any], mask: str, predictions: Predictions) -> None:
         for row, (task, example, gold) in enumerate(
             zip(batch["task_ids"].tolist(), batch["example_ids"].tolist(), batch["gold"].tolist())
         ):
             self.predictions.append(
                 {
                     "task": self.tasks[task].name,
+                    "mask": mask,
                     "example_id": example,
                     "prediction": predictions.texts[row],
                     "value": finite_or_none(predictions.values[row].item()),
@@ -197,6 +249,7 @@ class ComptModule(pl.LightningModule):
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(batch, keep_predictions=True)
+        self._evaluate_cross(batch)
 
     def on_test_epoch_start(self) -> None:
         self.predictions = []
@@ -206,7 +259,18 @@ class ComptModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._finish_evaluation("test")
+        self.last_eval["cross_prompts"] = self._finish_cross()
         self.predictions = gather_objects(self.predictions)
+
+    def _finish_cross(self) -> dict[str, Any] | None:
+        """``{prompt task: metrics of every task under its prompt}`` (None without ``eval.cross_prompts``)."""
+        if self.cross_predictor is None:
+            return None
+        out = {}
+        for name, metrics in self.cross_metrics.items():
+            out[name] = metrics.compute()
+            metrics.reset()
+        return out
 
     def _finish_evaluation(self, stage: str) -> None:
         results: dict[str, Any] = {}
@@ -240,6 +304,14 @@ class ComptModule(pl.LightningModule):
         with evaluating(self.bank), torch.no_grad():
             weights = self.bank.router_weights().cpu().tolist()
         return dict(zip(self.bank.task_names, weights))
+
+    def router_logits(self) -> dict[str, list[float]] | None:
+        """The router's learned logits W per task, ``{task: [W_s ...]}`` (the paper's Fig. 6 shows them), or None
+        without a learned router (``pt``, ``router.learn=false``)."""
+        router = self.bank.router
+        if router is None or router.logits is None:
+            return None
+        return dict(zip(self.bank.task_names, router.logits.detach().cpu().tolist()))
 
 
 def gather_objects(items: list[Any]) -> list[Any]:

@@ -25,6 +25,12 @@ KNOWN_NOISE = (
     r"The variance of predictions or target is close to zero",
     # Lightning 2.6 calling a torch.utils._pytree API that torch 2.13 deprecates
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # Lightning on resuming from a mid-epoch checkpoint (a stop signal's): compt's ResumeState re-positions the
+    # training stream exactly (the stream is a function of seed and epoch), which Lightning cannot see
+    r"You're resuming from a checkpoint that ended before the epoch ended",
+    # Lightning, when an epoch has fewer batches than trainer.log_every_n_steps (few-shot: k=8 x 8 tasks / 32 =
+    # 2 batches): it logs every log_every_n_steps *global* steps all the same, across epochs
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
 )
 
 

@@ -1,4 +1,4 @@
-"""AdamW with the three named parameter groups and a linear warm-up/decay schedule (METHOD.md §4)."""
+"""AdamW with the three named parameter groups and a linear warm-up/decay schedule (docs/method.md §4)."""
 
 from __future__ import annotations
 

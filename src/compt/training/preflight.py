@@ -4,28 +4,30 @@ minutes into the job (or a run saved as complete after 0 steps)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from compt.errors import ComptError, ConfigError
-from compt.evaluation.config import EVAL_MODES
+from compt.atomic import require_writable, writable_problem  # noqa: F401 (preflight's checks, used from here)
+from compt.claims import timing_problem
+from compt.errors import ConfigError, OutputWriteError
+from compt.evaluation.config import EvalConfig
 from compt.training.schema import WEIGHT_DTYPES, TrainSchema
 
 #: seeds numpy accepts (``pl.seed_everything`` seeds numpy too)
 MAX_SEED = 2**32 - 1
 
 
-class OutputFolderError(ComptError, OSError):
-    """A folder a run must write cannot be written (a file in the way, no permission)."""
+#: the error of a folder a run cannot write (a file or a dangling link in the way, a read-only file system, no
+#: permission)
+OutputFolderError = OutputWriteError
 
 
 def check_run_config(cfg: TrainSchema) -> None:
-    """Refuse the config values that cannot make a run: no task, an unknown backbone dtype or evaluation mode,
-    a seed numpy rejects, zero epochs or steps.
+    """Refuse the config values that cannot make a run: no task, an unknown backbone dtype or evaluation mode
+    (``eval.mode``, ``eval.cross_prompts``), a seed numpy rejects, zero epochs or steps, claim timings that would
+    let two processes train the job.
 
     Raises:
         ConfigError: naming the key, its value and what is accepted.
@@ -39,9 +41,7 @@ def check_run_config(cfg: TrainSchema) -> None:
             f"model.dtype={cfg.model.dtype!r}; choose one of {', '.join(WEIGHT_DTYPES)} (fp16 is not offered: T5 "
             "overflows in it)"
         )
-    mode = cfg.eval.mode
-    if mode not in EVAL_MODES:
-        raise ConfigError(f"eval.mode={mode!r}; choose one of {', '.join(EVAL_MODES)}")
+    EvalConfig(mode=cfg.eval.mode, cross_prompts=cfg.eval.cross_prompts)  # refuses an unknown mode
     seed = cfg.seed
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed={seed!r}: a seed is an integer in 0..{MAX_SEED}")
@@ -57,33 +57,70 @@ def check_run_config(cfg: TrainSchema) -> None:
         )
     if cfg.trainer.get("max_steps", -1) == 0:
         raise ConfigError("trainer.max_steps=0 trains nothing; use -1 (no limit) or a positive number")
+    claim_problem = timing_problem(cfg.claim.heartbeat_s, cfg.claim.stale_after_s)
+    if claim_problem is not None:
+        raise ConfigError(claim_problem)
+    check_trainer_arguments(cfg.trainer)
+    check_data_files(cfg)
 
 
-def writable_problem(folder: str | Path) -> str | None:
-    """Why ``folder`` (existing or not) cannot be written, without creating anything; None when it can.
-
-    The folder itself when it exists, else its nearest existing parent, must be a folder this user may
-    write into."""
-    path = Path(folder).absolute()
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is a file, not a folder"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return f"no permission to write in {probe}"
-    return None
+#: ``Trainer`` arguments compt sets itself (from ``optim.epochs``, ``logger``, ``callbacks``, the run folder)
+COMPT_TRAINER_ARGUMENTS = (
+    "max_epochs",
+    "logger",
+    "callbacks",
+    "enable_checkpointing",
+    "default_root_dir",
+    "use_distributed_sampler",
+    "plugins",
+)
 
 
-def require_writable(folder: str | Path, how_to_change: str) -> None:
-    """Raise :class:`OutputFolderError` when ``folder`` cannot be written (see :func:`writable_problem`)."""
-    problem = writable_problem(folder)
-    if problem is not None:
-        raise OutputFolderError(f"cannot write to {folder}: {problem}; {how_to_change}")
+def check_trainer_arguments(trainer: dict[str, Any]) -> None:
+    """Refuse a ``trainer.X`` that Lightning's ``Trainer`` does not take (``+trainer.X=`` adds any key), or that
+    compt sets itself, before anything is loaded.
+
+    Raises:
+        ConfigError: naming the key and the closest argument.
+    """
+    import difflib
+    import inspect
+
+    from pytorch_lightning import Trainer
+
+    known = [name for name in inspect.signature(Trainer.__init__).parameters if name != "self"]
+    for key in trainer:
+        if key in COMPT_TRAINER_ARGUMENTS:
+            raise ConfigError(
+                f"trainer.{key} is set by compt (epochs: optim.epochs; loggers: logger=; callbacks: "
+                "+callbacks=; the run folder: hydra.run.dir); remove it"
+            )
+        if key not in known:
+            closest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"; did you mean trainer.{closest[0]}?" if closest else ""
+            raise ConfigError(
+                f"unknown key trainer.{key}{hint} (trainer.* are the arguments of Lightning's Trainer)"
+            )
+
+
+def check_data_files(cfg: TrainSchema) -> None:
+    """Refuse a run whose local data lacks a split it reads, before the backbone loads (:func:`compt.data.sources.require_local_files`).
+
+    Raises:
+        DataError: naming every missing file.
+    """
+    from compt.data.sources import require_local_files
+    from compt.tasks import resolve_tasks
+
+    tasks = resolve_tasks(cfg.tasks)
+    if cfg.method.source_tasks:
+        tasks += resolve_tasks(cfg.method.source_tasks)
+    require_local_files(tasks, cfg.data.source, cfg.data.dir)
 
 
 #: how a user points a run elsewhere
-OTHER_FOLDER = "train into another folder (hydra.run.dir=DIR, or paths.log_dir=DIR for sweeps)"
+RUN_ELSEWHERE = "hydra.run.dir=DIR, or paths.log_dir=DIR for sweeps"
+OTHER_FOLDER = f"train into another folder ({RUN_ELSEWHERE})"
 
 
 class OutputFolderCheck(Callback):

@@ -25,8 +25,17 @@ import time
 import zipfile
 from pathlib import Path
 
+from compt.atomic import write_text_atomic
 from compt.prompts.bank import CONFIG_FILE as BANK_CONFIG_FILE
-from compt.runs import BANK_DIR, LAST_CHECKPOINT, LOGGER_DIRS, PREDICTIONS_FILE, RESULTS_FILE, RunDir
+from compt.runs import (
+    BANK_DIR,
+    LAST_CHECKPOINT,
+    LOGGER_DIRS,
+    MASK_PREDICTIONS_FILE,
+    PREDICTIONS_FILE,
+    RESULTS_FILE,
+    RunDir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +125,13 @@ def start_forced_run(run: RunDir) -> None:
     anyway.)"""
     for path in [*run_folders(run, RESULTS_FILE), *run_folders(run, LAST_CHECKPOINT)]:
         path.unlink(missing_ok=True)
-    for path in run_folders(run, PREDICTIONS_FILE):
+    for path in [*run_folders(run, PREDICTIONS_FILE), *run_folders(run, MASK_PREDICTIONS_FILE)]:
         path.unlink(missing_ok=True)
     for path in run_folders(run, BANK_CONFIG_FILE):
         if path.parent.name == BANK_DIR:
             shutil.rmtree(path.parent, ignore_errors=True)
     record = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
-    run.forced_marker.write_text(json.dumps(record) + "\n")
+    write_text_atomic(run.forced_marker, json.dumps(record) + "\n")
     log.info(
         "[compt] force=true: removed the finished run's results, checkpoints and bank; training starts from scratch"
     )

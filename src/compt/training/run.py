@@ -34,6 +34,7 @@ from compt.training.launch import device_count
 from compt.training.loggers import build_loggers, finish_wandb, run_group
 from compt.training.module import ComptModule
 from compt.training.noise import quiet_known_noise
+from compt.training.numerics import use_portable_cpu
 from compt.training.results import summary_table
 from compt.training.runlog import report_summary
 from compt.training.schema import TrainSchema
@@ -47,6 +48,8 @@ from compt.training.single_task import (
     single_task_configs,
 )
 from compt.training.spot import STAGE1_DIR, is_spot_run, spot_stages
+from compt.training.stop_boundary import StopAtStepBoundary
+from compt.training.stopping import stop_request
 
 #: the per-task and average figures results.json keeps for every mask: configured and paper reading
 READINGS = ("primary", "avg", "primary_paper", "avg_paper")
@@ -184,9 +187,15 @@ def _spawn_ranks(cfg: TrainSchema, output_dir: Path, overrides: list[str], world
     it does not re-run the script, so it works inside a ``-m`` sweep. Returns rank 0's results.json.
     """
     port = _free_port()
-    torch.multiprocessing.spawn(
-        _spawned_rank, args=(world, port, cfg, str(output_dir), overrides), nprocs=world, join=True
-    )
+    stop = stop_request()
+    # a stop signal here ends the job at once; the ranks (in this process group) stop without a new checkpoint
+    stop.outside = "while its ddp_spawn ranks trained; the relaunch resumes from their last checkpoint"
+    try:
+        torch.multiprocessing.spawn(
+            _spawned_rank, args=(world, port, cfg, str(output_dir), overrides), nprocs=world, join=True
+        )
+    finally:
+        stop.outside = None
     run = RunDir(output_dir)
     return run.read_results() if run.is_complete() or run.is_diverged() else {}
 
@@ -218,6 +227,8 @@ def _free_port() -> int:
 def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
     quiet_known_noise()
+    if cfg.portable_cpu:
+        use_portable_cpu()
     config = RunConfig.from_schema(cfg)
     pl.seed_everything(config.run.seed, workers=True, verbose=False)
     if config.run.deterministic:
@@ -226,37 +237,75 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
     datamodule = ComptDataModule(config.tasks, module.tokenizer, config.data)
 
     group = run_group(overrides)
-    resolved = cfg.to_dict()
     run = RunDir(output_dir)
     last = run.last_checkpoint
     extras = extra_callbacks(cfg.callbacks)
     loggers = build_loggers(
-        cfg.logger, output_dir, group, f"{group},seed={config.run.seed}", resolved, resuming=last.is_file()
+        cfg.logger,
+        output_dir,
+        group,
+        f"{group},seed={config.run.seed}",
+        cfg.to_dict(),
+        resuming=last.is_file(),
     )
-    checkpoint = LastCheckpoint(last, cfg.callbacks["checkpoint_every_n_epochs"])
+    stop = stop_request()
+    checkpoint = LastCheckpoint(last, cfg.callbacks["checkpoint_every_n_epochs"], stop)
     curves = CurveRecorder()
     validation = ValidationRecord()
-    best = [BestBank()] if cfg.callbacks.get("restore_best") else []
+    best = BestBank() if cfg.callbacks.get("restore_best") else None
     trainer = pl.Trainer(
         **cfg.trainer,
         max_epochs=config.epochs,
         logger=loggers or False,
         # the user's callbacks first; the divergence guard before the checkpoint (a diverged state is never
-        # saved); the checkpoint last: it saves the others' epoch state
-        callbacks=[*extras, curves, validation, *best, ResumeState(), DivergenceGuard(), checkpoint],
+        # saved); the checkpoint after them: it saves the others' epoch state; a stop signal is acted on last
+        callbacks=[
+            *extras,
+            curves,
+            validation,
+            *([best] if best is not None else []),
+            ResumeState(),
+            DivergenceGuard(),
+            checkpoint,
+            StopAtStepBoundary(stop, checkpoint),
+        ],
         enable_checkpointing=False,  # LastCheckpoint instead of Lightning's default ModelCheckpoint
         default_root_dir=str(output_dir),
         use_distributed_sampler=False,
         plugins=cluster_plugins(),
     )
-    resume = str(last) if last.is_file() else None
-    if resume:
+    if last.is_file():
         log.info("[compt] resuming from %s", last)
+    with stop.deferred():  # a stop signal is acted on at the next step boundary (StopAtStepBoundary)
+        return _fit_and_test(
+            cfg, config, run, module, datamodule, trainer, overrides, started, curves, validation, best
+        )
+
+
+def _fit_and_test(
+    cfg: TrainSchema,
+    config: RunConfig,
+    run: RunDir,
+    module: ComptModule,
+    datamodule: ComptDataModule,
+    trainer: pl.Trainer,
+    overrides: list[str],
+    started: float,
+    curves: CurveRecorder,
+    validation: ValidationRecord,
+    best: BestBank | None = None,
+) -> dict[str, Any]:
+    """Train (resuming from ``last.ckpt`` when there is one), test (the best validation's bank with
+    ``callbacks.restore_best``: ``best``), and write the run's outputs (unless the job's claim was taken over
+    meanwhile)."""
+    group, resolved, last = run_group(overrides), cfg.to_dict(), run.last_checkpoint
+    stop = stop_request()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.is_file() else None)
     except RunDiverged as diverged:  # every rank stops at the same check
         if not trainer.is_global_zero:
             return {}
+        stop.check_claim()
         identity = run_identity(config, module, overrides, group, resolved) | {"global_step": diverged.step}
         results = diverged_results(diverged, identity, recorded_curves(module, curves))
         run.write_results(results)
@@ -265,7 +314,7 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
     if config.data.validation_from_train and not validation.is_current(trainer):
         # a development split: its metrics (a search's objective) must describe the final model
         trainer.validate(module, datamodule=datamodule, verbose=False)
-    restored = best[0].restore(module) if best else None
+    restored = best.restore(module) if best is not None else None
     if restored:
         log.info(
             "[compt] callbacks.restore_best: testing the model of step %s (val/avg %.2f)", *restored.values()
@@ -280,7 +329,7 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
         "global_step": validation.global_step,
         "metrics": validation.metrics,
     }
-    if best:
+    if best is not None:
         results["validation"]["restored_best"] = restored  # the tested model: step and val/avg (None: last)
     results["provenance"] = provenance(
         trainer.strategy.root_device, trainer.num_devices * trainer.num_nodes, trainer.precision
@@ -290,9 +339,10 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
         "eval_s": eval_seconds,
         "total_s": time.perf_counter() - started,
     }
+    stop.check_claim()
     module.bank.save(run.bank_dir)
     inputs = {task.name: datamodule.eval_rows(task.name) for task in config.tasks}
-    run.write_predictions(module.predictions, inputs)
+    run.write_predictions(module.predictions, inputs, main_mask=module.eval_masks[0])
     run.write_results(results)
     if not cfg.callbacks["keep_last_checkpoint"]:
         last.unlink(missing_ok=True)  # the run is complete: resuming is no longer needed
@@ -325,11 +375,22 @@ def collect_results(
         "invalid": main["invalid"],
         "masks": {mask: {key: r[key] for key in READINGS} for mask, r in by_mask.items()},
         "router_weights": module.router_weights(),
+        "router_logits": module.router_logits(),
+        "cross_prompts": cross_prompt_results(module),
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
         "trainable_parameters": sum(p.numel() for p in module.bank.parameters()),
         "curves": recorded_curves(module, curves),
     }
+
+
+def cross_prompt_results(module: ComptModule) -> dict[str, Any] | None:
+    """``{prompt task: {primary, avg, primary_paper, avg_paper}}`` of every task answered under that task's
+    prompt (``eval.cross_prompts``; None when off)."""
+    cross = module.last_eval.get("cross_prompts")
+    if cross is None:
+        return None
+    return {prompt: {key: r[key] for key in READINGS} for prompt, r in cross.items()}
 
 
 def run_identity(

@@ -216,6 +216,8 @@ class EvalSection:
     """→ EvalConfig.repetition_penalty"""
     masks: list[str] = field(default_factory=lambda: list(EvalConfig.masks))
     """→ EvalConfig.masks"""
+    cross_prompts: str | None = EvalConfig.cross_prompts
+    """→ EvalConfig.cross_prompts"""
     answer_parsing: str = TaskSpec.answer_parsing
     """→ TaskSpec.answer_parsing, for every task of the run"""
 
@@ -283,6 +285,9 @@ class TrainSchema:
     """re-run a complete or diverged job from scratch (marked once: a requeue of that re-run resumes it)"""
     deterministic: bool = False
     """torch deterministic algorithms (bit-reproducible resumes on CPU)"""
+    portable_cpu: bool = False
+    """CPU arithmetic that gives the same numbers on any x86-64 machine: one thread, unvectorised torch kernels,
+    MKL's compatible path, no oneDNN (:mod:`compt.training.numerics`; slower; the demos set it)"""
     protocol: str = "paper"
     """paper (the paper's text) | authors (the authors' code, ``conf/protocol/authors.yaml``); recorded in
     results.json"""

@@ -51,9 +51,10 @@ def check_search(cfg: DictConfig) -> None:
 
 
 class SearchGuard(Callback):
-    """Hydra callback of ``hparams_search=optuna``: :func:`check_search` before the sweeper opens its study, so
-    a search that would tune on the test set stops with one ``compt:`` line and leaves no study behind (each
-    job checks again, for values the sweeper sets)."""
+    """Hydra callback of every ``-m`` launch (``conf/hydra/default.yaml``; a no-op without ``optimized_metric``):
+    :func:`check_search` before the sweeper opens its study, so a search that would tune on the test set stops
+    with one ``compt:`` line and leaves no study (nor folder) behind (each job checks again, for values the
+    sweeper sets)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:

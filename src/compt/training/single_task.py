@@ -1,7 +1,7 @@
 """The authors' PT baseline (``method=pt_single``): vanilla prompt tuning, one task per run.
 
 The authors' code trained its PT baseline on one task at a time (``attempt/configs/crosspt/PT.json``: L = 50,
-prompt before the input, learning rate 0.05, batch 12, 20 epochs doubled when k ≤ 10; METHOD.md §8). ``method=pt_single`` runs that
+prompt before the input, learning rate 0.05, batch 12, 20 epochs doubled when k ≤ 10; docs/method.md §8). ``method=pt_single`` runs that
 as one command: an ordinary ``pt`` run per task in ``<run>/tasks/<task>/`` (each skipped when complete and
 resumed when interrupted, like any run), then the run folder itself gets what every run has — one
 ``results.json`` over all the tasks, ``predictions.jsonl`` and a ``bank/`` (the single-task prompts stacked into
@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from compt.atomic import atomic_file
 from compt.prompts import PromptBank, PromptBankConfig
 from compt.training.schema import TrainSchema
 
@@ -84,5 +85,7 @@ def combine_results(parts: Mapping[str, dict[str, Any]], common: dict[str, Any])
 
 def concatenate_lines(sources: list[Path], target: Path) -> Path:
     """Write the lines of every file in ``sources`` (in order) to ``target``."""
-    target.write_text("".join(path.read_text() for path in sources))
+    with atomic_file(target) as handle:  # whole or not at all
+        for path in sources:
+            handle.write(path.read_text())
     return target

@@ -1,0 +1,1 @@
+"""compt's Optuna sweeper, registered with Hydra (its plugins live in the ``hydra_plugins`` namespace)."""
