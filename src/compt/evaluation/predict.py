@@ -98,15 +98,15 @@ class Predictor(nn.Module):
         prompt answering this task's row (the task × prompt matrix of the paper's Fig. A1).
         """
         tasks = batch["task_ids"].tolist()
-        prompts = batch["task_ids"] if prompt_ids is None else prompt_ids
+        batch = {**batch, "prompt_ids": batch["task_ids"] if prompt_ids is None else prompt_ids}
         ranked = [i for i, t in enumerate(tasks) if self.mode == "rank" and self.tasks[t].has_candidates]
         texts = [""] * len(tasks)
         if ranked:
-            for row, text in zip(ranked, self._rank(model, batch, ranked, mask, prompts)):
+            for row, text in zip(ranked, self._rank(model, batch, ranked, mask)):
                 texts[row] = text
         generated = sorted(set(range(len(tasks))) - set(ranked))
         if generated:
-            for row, text in zip(generated, self._generate(model, batch, generated, mask, prompts)):
+            for row, text in zip(generated, self._generate(model, batch, generated, mask)):
                 texts[row] = text
         choices = batch.get("choices") or [[] for _ in tasks]
         values = [self.tasks[t].parse(text, choices[i]) for i, (t, text) in enumerate(zip(tasks, texts))]
@@ -116,7 +116,7 @@ class Predictor(nn.Module):
         missed = [i for i in generated if self.tasks[tasks[i]].choices and values[i] is None]
         generated_texts: list[str | None] = [None] * len(tasks)
         if missed:
-            for row, text in zip(missed, self._rank(model, batch, missed, mask, prompts)):
+            for row, text in zip(missed, self._rank(model, batch, missed, mask)):
                 generated_texts[row], texts[row] = texts[row], text
                 values[row] = self.tasks[tasks[row]].parse(text, choices[row])
         device = batch["input_ids"].device
@@ -124,15 +124,10 @@ class Predictor(nn.Module):
         return Predictions(tensor, texts, torch.tensor(valid, device=device), generated_texts)
 
     def _rank(
-        self,
-        model: ComptModel,
-        batch: dict[str, Any],
-        rows: list[int],
-        mask: PromptMask | str | None,
-        prompts: Tensor,
+        self, model: ComptModel, batch: dict[str, Any], rows: list[int], mask: PromptMask | str | None
     ) -> list[str]:
         """The most likely candidate's text for each of ``rows``: a fixed candidate of its task, or one of the
-        row's own choices (``prompts (B,)``: the task whose prompt each row gets)."""
+        row's own choices (``batch["prompt_ids"] (B,)``: the task whose prompt each row gets)."""
         index = torch.tensor(rows, device=batch["input_ids"].device)
         task_ids = batch["task_ids"][index]
         tasks = task_ids.tolist()
@@ -146,7 +141,11 @@ class Predictor(nn.Module):
         else:
             candidates = self.candidates[task_ids]
         scores = model.score_candidates(
-            batch["input_ids"][index], batch["attention_mask"][index], prompts[index], candidates, mask
+            batch["input_ids"][index],
+            batch["attention_mask"][index],
+            batch["prompt_ids"][index],
+            candidates,
+            mask,
         )  # (b, C)
         best = scores.argmax(-1).tolist()
         texts = []
@@ -156,21 +155,16 @@ class Predictor(nn.Module):
         return texts
 
     def _generate(
-        self,
-        model: ComptModel,
-        batch: dict[str, Any],
-        rows: list[int],
-        mask: PromptMask | str | None,
-        prompts: Tensor,
+        self, model: ComptModel, batch: dict[str, Any], rows: list[int], mask: PromptMask | str | None
     ) -> list[str]:
         """Greedy answers of ``rows`` (as many new tokens as the longest-answering task among them allows;
-        ``prompts (B,)``: the task whose prompt each row gets)."""
+        ``batch["prompt_ids"] (B,)``: the task whose prompt each row gets)."""
         index = torch.tensor(rows, device=batch["input_ids"].device)
         task_ids = batch["task_ids"][index]
         generated = model.generate(
             batch["input_ids"][index],
             batch["attention_mask"][index],
-            prompts[index],
+            batch["prompt_ids"][index],
             max(self.new_tokens[t] for t in task_ids.tolist()),
             mask,
             repetition_penalty=self.repetition_penalty,
