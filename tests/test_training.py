@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ from compt.evaluation import Predictor
 from compt.tasks import get_task
 from compt.training.optim import OptimConfig, build_optimizer
 from tests.helpers import FAST, REPO_ROOT, read_results, run_script
+from tests.test_predict_export import eval_rows
 
 pytestmark = pytest.mark.slow
 
@@ -63,12 +66,14 @@ def test_the_demo_prints_the_readme_figures_and_learns_its_tasks_through_the_pro
     committed tiny backbone answers a task only behind a hidden instruction (scripts/make_tiny_model.py):
     untrained prompts make it copy words (every generation invalid), trained ones recover the tasks."""
     from compt.evaluation.rerun import evaluate_run
+    from compt.inference import load_for_inference
 
     run_dir = tmp_path / "run"
     proc = run_script(
         "train.py", "experiment=demo", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"
     )
-    printed = read_results(run_dir)["primary"]
+    results = read_results(run_dir)
+    printed = results["primary"]
     if platform.machine() in ("x86_64", "AMD64"):
         readme = " ".join((REPO_ROOT / "README.md").read_text().split())
         figures = "sst2 {sst2:.1f}, rte {rte:.1f}, mnli {mnli:.1f} and stsb {stsb:.1f}".format(**printed)
@@ -76,19 +81,16 @@ def test_the_demo_prints_the_readme_figures_and_learns_its_tasks_through_the_pro
     generated = evaluate_run(run_dir, mode="generate")["total"]
     assert generated["primary"]["mnli"] >= 90 and generated["primary"]["sst2"] >= 80, generated
     assert generated["invalid"]["mnli"] == 0 and generated["invalid"]["sst2"] == 0
-    untrained_dir = tmp_path / "untrained"
-    run_script(
-        "train.py",
-        *FAST,
-        "optim.epochs=1",
-        "optim.lr.router=1e-12",
-        "optim.lr.sources=1e-12",
-        "optim.lr.private=1e-12",
-        "eval.mode=generate",
-        f"hydra.run.dir={untrained_dir}",
+    # the same bank, untrained, on the same backbone: greedy generation copies words, no mnli answer is valid
+    predictor = load_for_inference(run_dir, device="cpu")
+    trained = predictor.model.bank
+    predictor.model.bank = PromptBank(
+        trained.config,
+        predictor.model.backbone.get_input_embeddings().weight,
+        torch.Generator().manual_seed(1),
     )
-    untrained = read_results(untrained_dir)
-    assert untrained["primary"]["mnli"] == 0 and untrained["invalid"]["mnli"] == 8
+    answers = predictor.predict(eval_rows("mnli", results), "mnli", mode="generate")
+    assert len(answers) == 32 and not any(a["valid"] for a in answers), [a["prediction"] for a in answers[:5]]
 
 
 def test_epochs_shorter_than_the_logging_interval_log_across_epochs_without_a_warning(demo_run):
@@ -129,58 +131,71 @@ def test_lightning_load_from_checkpoint_rebuilds_the_trained_module(demo_run):
     assert all(torch.equal(p, bank.state_dict()[k]) for k, p in module.bank.state_dict().items())
 
 
-def test_resume_from_last_checkpoint_continues_the_step_count(tmp_path):
-    run_dir = tmp_path / "run"
-    run_script("train.py", *FAST, f"hydra.run.dir={run_dir}")
-    assert read_results(run_dir)["global_step"] == 8
-    (run_dir / "results.json").unlink()  # as if the run had died after its last checkpoint
-    proc = run_script("train.py", *FAST, "optim.epochs=3", f"hydra.run.dir={run_dir}")
-    assert "resuming from" in proc.stdout
-    results = read_results(run_dir)
-    assert results["global_step"] == 12
-    assert [step for step, _ in results["curves"]["train_loss"]] == [4, 8, 12]
+@pytest.fixture(scope="module")
+def relaunched(demo_run, tmp_path_factory):
+    """A copy of the complete demo run relaunched three times: as it is (skipped), with ``force=true`` and one
+    epoch (trained again from scratch), then, its results.json lost as if it had died after its last
+    checkpoint, with two epochs (resumed)."""
+    run_dir = tmp_path_factory.mktemp("relaunched") / "run"
+    shutil.copytree(demo_run[0], run_dir)
+    assert read_results(run_dir)["global_step"] == 32
+    skipped = run_script("train.py", *FAST, "optim.epochs=8", f"hydra.run.dir={run_dir}")
+    forced = run_script("train.py", *FAST, "optim.epochs=1", "force=true", f"hydra.run.dir={run_dir}")
+    forced_results = read_results(run_dir)
+    (run_dir / "results.json").unlink()
+    resumed = run_script("train.py", *FAST, f"hydra.run.dir={run_dir}")
+    return SimpleNamespace(
+        skipped=skipped, forced=forced, forced_results=forced_results, resumed=resumed, dir=run_dir
+    )
 
 
-def test_a_complete_run_is_skipped_unless_forced(demo_run):
-    run_dir, _ = demo_run
-    proc = run_script("train.py", *FAST, "optim.epochs=8", f"hydra.run.dir={run_dir}")
-    assert "skipping" in proc.stdout
+def test_a_complete_run_is_skipped_unless_forced(relaunched):
+    assert "skipping" in relaunched.skipped.stdout
+    assert "skipping" not in relaunched.forced.stdout  # force=true trains it again
 
 
-def test_force_retrains_a_complete_run_from_scratch(tmp_path):
-    run_dir = tmp_path / "run"
-    run_script("train.py", *FAST, f"hydra.run.dir={run_dir}")
-    assert read_results(run_dir)["global_step"] == 8
-    proc = run_script("train.py", *FAST, "optim.epochs=1", "force=true", f"hydra.run.dir={run_dir}")
+def test_force_retrains_a_complete_run_from_scratch(relaunched):
+    proc, results = relaunched.forced, relaunched.forced_results
     assert "resuming from" not in proc.stdout and "training starts from scratch" in proc.stdout
-    results = read_results(run_dir)
-    assert results["global_step"] == 4  # one fresh epoch, not the 8 finished steps "resumed"
+    assert results["global_step"] == 4  # one fresh epoch, not the 32 finished steps "resumed"
     assert [step for step, _ in results["curves"]["train_loss"]] == [4]
 
 
-def test_a_complete_run_can_drop_its_resume_checkpoint(tmp_path):
-    run_dir = tmp_path / "run"
-    run_script("train.py", *FAST, "callbacks.keep_last_checkpoint=false", f"hydra.run.dir={run_dir}")
-    assert read_results(run_dir)["status"] == "complete"
-    assert not (run_dir / "checkpoints" / "last.ckpt").exists()
-    assert (run_dir / "bank" / "prompt_bank.safetensors").is_file()
+def test_resume_from_last_checkpoint_continues_the_step_count(relaunched):
+    assert "resuming from" in relaunched.resumed.stdout
+    results = read_results(relaunched.dir)
+    assert results["global_step"] == 8  # the forced run's epoch, then a second one
+    assert [step for step, _ in results["curves"]["train_loss"]] == [4, 8]
 
 
-def test_bf16_mixed_precision_trains_and_evaluates_on_cpu_too(tmp_path):
-    """The GPU trainer's precision (trainer=gpu) through CPU autocast: the same module code under bf16."""
-    run_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def mcat_bf16_run(tmp_path_factory):
+    """A FAST mcat run in bf16-mixed, evaluated by generation, that keeps no resume checkpoint once complete."""
+    run_dir = tmp_path_factory.mktemp("bf16") / "run"
     run_script(
         "train.py",
         *FAST,
         "method=mcat",
         "trainer.precision=bf16-mixed",
         "eval.mode=generate",
+        "callbacks.keep_last_checkpoint=false",
         f"hydra.run.dir={run_dir}",
     )
-    results = read_results(run_dir)
+    return run_dir
+
+
+def test_a_complete_run_can_drop_its_resume_checkpoint(mcat_bf16_run):
+    assert read_results(mcat_bf16_run)["status"] == "complete"
+    assert not (mcat_bf16_run / "checkpoints" / "last.ckpt").exists()
+    assert (mcat_bf16_run / "bank" / "prompt_bank.safetensors").is_file()
+
+
+def test_bf16_mixed_precision_trains_and_evaluates_on_cpu_too(mcat_bf16_run):
+    """The GPU trainer's precision (trainer=gpu) through CPU autocast: the same module code under bf16."""
+    results = read_results(mcat_bf16_run)
     assert results["config"]["trainer"]["precision"] == "bf16-mixed"
     assert all(loss == loss for _, loss in results["curves"]["train_loss"])  # no NaN
-    bank = PromptBank.load(run_dir / "bank")
+    bank = PromptBank.load(mcat_bf16_run / "bank")
     assert all(p.dtype == torch.float32 for p in bank.parameters())  # the bank stays fp32 under autocast
 
 
