@@ -13,10 +13,23 @@ pytestmark = pytest.mark.slow
 SHORT = [*FAST, "trainer.max_steps=3"]
 
 
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """mpt, attempt and ssum at demo scale, one job each of one sweep (ssum's: the donor of
+    test_sources_init_from_and_freeze)."""
+    folder = tmp_path_factory.mktemp("baselines")
+    run_script("train.py", "-m", *SHORT, "method=mpt,attempt,ssum", f"hydra.sweep.dir={folder}")
+    return folder
+
+
+def _job(sweep, method: str):
+    [job] = [p.parent for p in sweep.glob(f"*method={method},*/results.json")]
+    return job
+
+
 @pytest.mark.parametrize("method", ["mpt", "attempt"])
-def test_baseline_trains_at_demo_scale(tmp_path, method):
-    run_dir = tmp_path / method
-    run_script("train.py", *SHORT, f"method={method}", f"hydra.run.dir={run_dir}")
+def test_baseline_trains_at_demo_scale(sweep, method):
+    run_dir = _job(sweep, method)
     results = read_results(run_dir)
     assert results["method"] == method and results["global_step"] == 3
     assert results["counts"] == {"sst2": 8, "rte": 8, "mnli": 8, "stsb": 8}
@@ -49,16 +62,15 @@ def test_spot_runs_both_stages_and_transfers_the_shared_prompt(tmp_path):
     assert PromptBank.load(run_dir / "bank").config.method == "pt"
 
 
-def test_sources_init_from_and_freeze(tmp_path):
-    donor = tmp_path / "donor"
-    run_script("train.py", *SHORT, "method=ssum", f"hydra.run.dir={donor}")
+def test_sources_init_from_and_freeze(sweep, tmp_path):
+    donor = _job(sweep, "ssum")
     run_dir = tmp_path / "attempt"
     run_script(
         "train.py",
         *SHORT,
         "method=attempt",
         "method.encoder=mlp",
-        f"sources.init_from={donor}",
+        f"sources.init_from='{donor}'",  # quoted: a sweep job's folder name holds = and ,
         "sources.freeze=true",
         f"hydra.run.dir={run_dir}",
     )
