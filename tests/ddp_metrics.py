@@ -1,4 +1,4 @@
-"""A 2-rank gloo worker for tests/test_qa_tasks.py (a small module: each spawned rank imports only this)."""
+"""A 2-rank gloo worker for tests/test_qa_tasks.py (forked from the test process)."""
 
 from __future__ import annotations
 

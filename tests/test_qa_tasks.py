@@ -501,7 +501,11 @@ def test_text_and_question_metrics_gather_every_ranks_rows(tmp_path):
     out = tmp_path / "rank0.json"
     from tests.ddp_metrics import metrics_on_rank
 
-    torch.multiprocessing.spawn(metrics_on_rank, args=(port, str(out)), nprocs=2, join=True)
+    # forked from this process (torch and the metrics already imported), not spawned: two fresh interpreters
+    # would spend seconds each importing them again
+    torch.multiprocessing.start_processes(
+        metrics_on_rank, args=(port, str(out)), nprocs=2, join=True, start_method="fork"
+    )
     result = json.loads(out.read_text())
     assert result["counts"] == {"squad": 3, "multirc": 3}
     assert result["tasks"]["squad"] == pytest.approx({"em": 200 / 3, "f1": 200 / 3}, abs=1e-4)
