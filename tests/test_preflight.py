@@ -21,7 +21,15 @@ from compt.inference.predictor import check_rows, read_rows
 from compt.tasks import get_task
 from compt.training.command_line import check_overrides, refuse_unknown_schema_keys
 from compt.training.launch import check_launch, device_count
-from compt.training.preflight import OutputFolderError, check_run_config, require_writable, writable_problem
+from compt.training.preflight import (
+    COMPT_TRAINER_ARGUMENTS,
+    TRAINER_ARGUMENTS,
+    OutputFolderError,
+    check_run_config,
+    require_writable,
+    trainer_argument_names,
+    writable_problem,
+)
 from compt.training.schema import TrainSchema
 from tests.test_configs import composed
 
@@ -50,6 +58,10 @@ from tests.test_configs import composed
         ),
         ("+trainer.max_epoch=3", "unknown key trainer.max_epoch; did you mean trainer.max_epochs?"),
         ("+trainer.max_epochs=3", "trainer.max_epochs is set by compt (epochs: optim.epochs"),
+        # refused by the run's settings (RunConfig) and the bank's masks, before Lightning or the backbone load
+        ("optim.lr.router=0", "optim.lr.router must be > 0, got 0"),
+        ("eval.masks=[total,src7]", "mask 'src7': the bank has 3 sources (src0..src2)"),
+        ("method.mpt_rank=4", "method.mpt_rank applies to method=mpt only (method='ssum')"),
     ],
 )
 def test_config_values_that_cannot_make_a_run_are_refused(override, message):
@@ -136,6 +148,17 @@ def test_a_key_a_config_file_adds_is_refused_too():
     refuse_unknown_schema_keys(composed("experiment=demo", "+callbacks.x._target_=a.B"), TrainSchema)
     with pytest.raises(ConfigError, match=r"config: unknown key model.nme; did you mean model.name\?"):
         refuse_unknown_schema_keys(composed("experiment=demo", "+model.nme=x"), TrainSchema)
+
+
+@pytest.mark.parametrize(
+    "trainer", [f"trainer={name}" for name in ("default", "cpu", "gpu", "ddp", "ddp_spawn")]
+)
+def test_the_trainer_arguments_checked_without_lightning_are_trainers_own(trainer):
+    """``TRAINER_ARGUMENTS`` (accepted without importing Lightning) are arguments of Lightning's ``Trainer``
+    that compt leaves to the user, and hold every key of ``conf/trainer/``."""
+    lightnings = set(trainer_argument_names()) - set(COMPT_TRAINER_ARGUMENTS)
+    assert TRAINER_ARGUMENTS - lightnings == set()
+    assert set(composed(trainer).trainer) <= TRAINER_ARGUMENTS
 
 
 def _multirun(**trainer):

@@ -30,9 +30,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    from compt.runs import RunDir
+
+    RunDir(args.run_dir).config()  # a folder that is no run fails now, not after Lightning has loaded
     from compt.evaluation.mask_table import write_tables
     from compt.evaluation.rerun import evaluate_run
-    from compt.runs import RunDir
 
     masks = [m.strip() for m in args.masks.split(",")] if args.masks else None
     by_mask = evaluate_run(

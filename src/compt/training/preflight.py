@@ -60,8 +60,32 @@ def check_run_config(cfg: TrainSchema) -> None:
     claim_problem = timing_problem(cfg.claim.heartbeat_s, cfg.claim.stale_after_s)
     if claim_problem is not None:
         raise ConfigError(claim_problem)
-    check_trainer_arguments(cfg.trainer)
+    check_run_settings(cfg)
     check_data_files(cfg)
+    check_trainer_arguments(
+        cfg.trainer
+    )  # last: a key outside TRAINER_ARGUMENTS imports Lightning to check it
+
+
+def check_run_settings(cfg: TrainSchema) -> None:
+    """Build the run's settings as the run builds them (:meth:`RunConfig.from_schema`: data, bank, optimizer,
+    router, evaluation) and its evaluation masks for that bank, so a value they refuse (``optim.lr.router=0``,
+    ``eval.masks=[src7]`` on three sources, an option of another method) is one line at once, not after Lightning
+    and the backbone have loaded. ``method=spot`` and ``pt_single`` build their stages' settings as each starts.
+
+    Raises:
+        ConfigError: naming the key and its value.
+    """
+    from compt.prompts.masks import parse_mask
+    from compt.training.config import RunConfig
+    from compt.training.single_task import is_single_task_run
+    from compt.training.spot import is_spot_run
+
+    if is_spot_run(cfg) or is_single_task_run(cfg):
+        return
+    run = RunConfig.from_schema(cfg)
+    for mask in run.evaluation.expanded_masks(run.bank.n_sources):
+        parse_mask(mask, run.bank.method, run.bank.n_sources)
 
 
 #: ``Trainer`` arguments compt sets itself (from ``optim.epochs``, ``logger``, ``callbacks``, the run folder)
@@ -76,6 +100,32 @@ COMPT_TRAINER_ARGUMENTS = (
 )
 
 
+#: ``Trainer`` arguments the configs of ``conf/trainer/`` and the docs set: known without importing Lightning
+#: (seconds), so a run that fails on another value, or a finished job that is skipped, never loads it
+#: (tests/test_preflight.py checks them against ``Trainer``'s signature)
+TRAINER_ARGUMENTS = frozenset(
+    {
+        "accelerator",
+        "accumulate_grad_batches",
+        "check_val_every_n_epoch",
+        "deterministic",
+        "devices",
+        "enable_model_summary",
+        "enable_progress_bar",
+        "gradient_clip_val",
+        "limit_train_batches",
+        "limit_val_batches",
+        "log_every_n_steps",
+        "max_steps",
+        "num_nodes",
+        "num_sanity_val_steps",
+        "precision",
+        "strategy",
+        "val_check_interval",
+    }
+)
+
+
 def check_trainer_arguments(trainer: dict[str, Any]) -> None:
     """Refuse a ``trainer.X`` that Lightning's ``Trainer`` does not take (``+trainer.X=`` adds any key), or that
     compt sets itself, before anything is loaded.
@@ -84,23 +134,32 @@ def check_trainer_arguments(trainer: dict[str, Any]) -> None:
         ConfigError: naming the key and the closest argument.
     """
     import difflib
-    import inspect
 
-    from pytorch_lightning import Trainer
-
-    known = [name for name in inspect.signature(Trainer.__init__).parameters if name != "self"]
     for key in trainer:
         if key in COMPT_TRAINER_ARGUMENTS:
             raise ConfigError(
                 f"trainer.{key} is set by compt (epochs: optim.epochs; loggers: logger=; callbacks: "
                 "+callbacks=; the run folder: hydra.run.dir); remove it"
             )
+    if set(trainer) <= TRAINER_ARGUMENTS:
+        return
+    known = trainer_argument_names()
+    for key in trainer:
         if key not in known:
             closest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = f"; did you mean trainer.{closest[0]}?" if closest else ""
             raise ConfigError(
                 f"unknown key trainer.{key}{hint} (trainer.* are the arguments of Lightning's Trainer)"
             )
+
+
+def trainer_argument_names() -> list[str]:
+    """The arguments of Lightning's ``Trainer`` (imports Lightning)."""
+    import inspect
+
+    from pytorch_lightning import Trainer
+
+    return [name for name in inspect.signature(Trainer.__init__).parameters if name != "self"]
 
 
 def check_data_files(cfg: TrainSchema) -> None:
