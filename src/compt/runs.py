@@ -67,6 +67,8 @@ COMPLETE = "complete"
 DIVERGED = "diverged"
 
 JobStatus = Literal["done", "diverged", "resume", "new"]
+#: what a relaunch finds finished (:meth:`RunDir.check`): skipped unless force=true
+FINISHED = ("done", DIVERGED)
 
 _NUMBER = (int, float)
 _NONE = type(None)
@@ -325,6 +327,14 @@ class RunCheck:
     status: JobStatus
     #: a damaged results.json or bank/ that the launch replaces (None: nothing damaged)
     problem: str | None = None
+
+
+def skip_notice(path: Path, status: str) -> str:
+    """What a relaunch says about a finished job (``status`` in :data:`FINISHED`) it skips."""
+    if status == DIVERGED:
+        step = (RunDir(path).read_results().get("diverged") or {}).get("step")
+        return f"[compt] {path} diverged (at step {step}, see its {RESULTS_FILE}); skipping (force=true re-runs it)."
+    return f"[compt] {path} already has a complete {RESULTS_FILE}; skipping (force=true re-runs it)."
 
 
 def results_problems(results: Any) -> list[str]:

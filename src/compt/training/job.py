@@ -18,11 +18,10 @@ from typing import Any
 
 from compt.claims import Holder, claim_job, read_holder, stale_reason
 from compt.errors import RunDiverged
-from compt.runs import DIVERGED, RunDir
+from compt.runs import DIVERGED, FINISHED, RunDir, skip_notice
 from compt.training.launch import launch_rank
 from compt.training.preflight import OTHER_FOLDER, check_run_config, require_writable
 from compt.training.recovery import repair, start_forced_run
-from compt.training.run import FINISHED, train
 from compt.training.schema import TrainSchema
 from compt.training.stopping import StopRequest, stop_request
 
@@ -59,12 +58,14 @@ def _run_job(cfg: TrainSchema, run: RunDir, overrides: list[str], stop: StopRequ
                 "[compt] %s is being trained by another job (%s); skipping it.", run.path, holder.describe()
             )
             return None
-        return train(cfg, run.path, overrides)
+        return _train(cfg, run.path, overrides)
     check_run_config(cfg)
     require_writable(run.path, OTHER_FOLDER)
     require_writable(run.last_checkpoint.parent, OTHER_FOLDER)
-    if not cfg.force and run.check().status in FINISHED:
-        return train(cfg, run.path, overrides)  # says why it skips; no claim needed
+    status = run.check().status
+    if not cfg.force and status in FINISHED:  # no claim needed, nor the run driver (seconds to import)
+        log.info(skip_notice(run.path, status))
+        return None
     with claim_job(run.path, heartbeat_s, stale_after_s, on_lost=stop.claim_lost) as claim:
         if not claim.held:
             who = claim.holder.describe() if claim.holder else "another process"
@@ -84,10 +85,17 @@ def _train_claimed(cfg: TrainSchema, run: RunDir, overrides: list[str]) -> dict[
     repair(run)
     if cfg.force and not run.forced_marker.exists() and run.check().status in FINISHED:
         start_forced_run(run)
-    results = train(without_force(cfg), run.path, overrides)
+    results = _train(without_force(cfg), run.path, overrides)
     if run.check().status in FINISHED:
         run.forced_marker.unlink(missing_ok=True)
     return results
+
+
+def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str, Any] | None:
+    """:func:`compt.training.run.train`, imported once a job trains (Lightning, transformers: seconds)."""
+    from compt.training.run import train
+
+    return train(cfg, output_dir, overrides)
 
 
 def without_force(cfg: TrainSchema) -> TrainSchema:

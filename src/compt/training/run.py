@@ -17,7 +17,7 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 from compt.errors import RunDiverged
 from compt.prompts.bank import PromptBank
 from compt.provenance import provenance
-from compt.runs import COMPLETE, DIVERGED, FORMAT_VERSION, RESULTS_FILE, RunDir
+from compt.runs import COMPLETE, DIVERGED, FINISHED, FORMAT_VERSION, RunDir, skip_notice
 from compt.training.build import build_module
 from compt.training.callbacks import (
     BestBank,
@@ -53,8 +53,6 @@ from compt.training.stopping import stop_request
 
 #: the per-task and average figures results.json keeps for every mask: configured and paper reading
 READINGS = ("primary", "avg", "primary_paper", "avg_paper")
-#: what a relaunch finds finished: skipped unless force=true
-FINISHED = ("done", DIVERGED)
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +82,7 @@ def train(
     check = RunDir(output_dir).check()
     if check.status in FINISHED:
         if not cfg.force:
-            log.info(
-                "[compt] %s; skipping (force=true re-runs it).", finished_notice(output_dir, check.status)
-            )
+            log.info(skip_notice(output_dir, check.status))
             return None
         discard_finished_checkpoint(output_dir)
     if is_spot_run(cfg):
@@ -150,14 +146,6 @@ def _inherit_divergence(
     results = inherited_divergence(part, identity, where)
     RunDir(output_dir).write_results(results)
     return results
-
-
-def finished_notice(output_dir: Path, status: str) -> str:
-    """What a relaunch says about a finished job it skips."""
-    if status == DIVERGED:
-        step = (RunDir(output_dir).read_results().get("diverged") or {}).get("step")
-        return f"{output_dir} diverged (at step {step}, see its {RESULTS_FILE})"
-    return f"{output_dir} already has a complete {RESULTS_FILE}"
 
 
 def discard_finished_checkpoint(output_dir: Path) -> None:
