@@ -83,17 +83,23 @@ def test_ddp_inside_a_sweep_is_refused_with_the_reason(tmp_path):
     assert "re-launches this script once per rank" in proc.stderr + proc.stdout
 
 
-def test_wandb_offline_run_records_resolved_config_and_group(tmp_path):
-    run_dir = tmp_path / "run"
-    run_script(
-        "train.py",
-        *FAST,
-        "logger=wandb",
-        "trainer.max_steps=1",
-        "method=msum",
-        f"hydra.run.dir={run_dir}",
-        env={"WANDB_MODE": "offline"},
+#: one optimizer step of the FAST demo, logged to W&B offline: the W&B test's run, and the command the config
+#: checks below add one bad value to
+ONE_STEP = [*FAST, "logger=wandb", "trainer.max_steps=1", "method=msum"]
+WANDB_OFFLINE = {"WANDB_MODE": "offline"}
+
+
+@pytest.fixture(scope="module")
+def wandb_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("wandb") / "run"
+    return run_dir, run_script(
+        "train.py", *ONE_STEP, f"hydra.run.dir={run_dir}", env=WANDB_OFFLINE, check=False
     )
+
+
+def test_wandb_offline_run_records_resolved_config_and_group(wandb_run):
+    run_dir, proc = wandb_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
     runs = list((run_dir / "wandb").glob("offline-run-*"))  # the W&B files live in the run's folder
     assert len(runs) == 1
     record = next(runs[0].glob("*.wandb")).read_bytes()  # the offline run's record (config, summary, ...)
@@ -129,16 +135,16 @@ def test_a_missing_model_fails_with_one_message_and_no_traceback(tmp_path):
             "compt: +metod=msum: unknown key metod; did you mean method? (every key: README's "
             "key table, src/compt/training/schema.py)",
         ),
-        ("logger=none", None),  # the control: the same command runs
+        (None, None),  # the control: the same command without a bad value runs (the W&B test's run)
     ],
 )
-def test_a_config_value_that_cannot_work_fails_with_one_message(tmp_path, override, message):
-    proc = run_script(
-        "train.py", *FAST, "trainer.max_steps=1", override, f"hydra.run.dir={tmp_path / 'run'}", check=False
-    )
-    if message is None:
+def test_a_config_value_that_cannot_work_fails_with_one_message(tmp_path, request, override, message):
+    if override is None:
+        _, proc = request.getfixturevalue("wandb_run")
         assert proc.returncode == 0, proc.stderr[-2000:]
         return
+    run_dir = f"hydra.run.dir={tmp_path / 'run'}"
+    proc = run_script("train.py", *ONE_STEP, override, run_dir, env=WANDB_OFFLINE, check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == message, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "Trainer.fit" not in proc.stderr  # fails before training
