@@ -25,14 +25,14 @@ from compt.training.launch import RUN_DIR_ENV, gpu_lease, shared_output_dir
 from compt.training.stopping import StopRequest
 from tests.helpers import REPO_ROOT, read_results, run_script
 
-#: 5 epochs of 20 steps, a checkpoint at every epoch end, bit-reproducible on CPU
+#: 3 epochs of 10 steps, a checkpoint at every epoch end, bit-reproducible on CPU
 RESUMABLE = [
     "experiment=demo",
-    "optim.epochs=5",
-    "data.epoch_size=320",
+    "optim.epochs=3",
+    "data.epoch_size=160",
     "eval.max_samples=8",
     "callbacks.checkpoint_every_n_epochs=1",
-    "trainer.check_val_every_n_epoch=5",
+    "trainer.check_val_every_n_epoch=3",
     "trainer.enable_progress_bar=false",
     "deterministic=true",
 ]
@@ -148,7 +148,7 @@ def uninterrupted(tmp_path_factory) -> Path:
 def assert_same_run(a: Path, b: Path) -> None:
     """Same steps, losses, metrics, router weights, bank and CSV log (every logged step once)."""
     ra, rb = read_results(a), read_results(b)
-    assert ra["global_step"] == rb["global_step"] == 100
+    assert ra["global_step"] == rb["global_step"] == 30
     assert rb["curves"]["train_loss"] == ra["curves"]["train_loss"]  # every epoch once, same losses
     assert rb["metrics"] == ra["metrics"] and rb["avg"] == ra["avg"]
     assert rb["router_weights"] == ra["router_weights"]
@@ -158,7 +158,7 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert all(torch.equal(bank_a[k], bank_b[k]) for k in bank_a)
     log_a = (a / "csv" / "metrics.csv").read_text().splitlines()
     log_b = (b / "csv" / "metrics.csv").read_text().splitlines()
-    assert len(log_a) > 20 and log_b == log_a
+    assert len(log_a) >= 10 and log_b == log_a  # header, training every 4 steps (7 rows), validation, test
 
 
 @pytest.mark.slow
@@ -176,9 +176,7 @@ def test_a_job_killed_mid_training_and_relaunched_ends_like_an_uninterrupted_one
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     step_at_kill = torch.load(checkpoint, weights_only=True)["global_step"]
-    assert step_at_kill < 100 and not (killed / "results.json").exists(), (
-        "the job was not killed mid-training"
-    )
+    assert step_at_kill < 30 and not (killed / "results.json").exists(), "the job was not killed mid-training"
 
     resumed = _run(killed)
     assert "resuming from" in resumed.stdout
@@ -190,16 +188,16 @@ def test_sigterm_mid_epoch_saves_at_the_step_boundary_says_so_and_the_relaunch_e
     tmp_path, uninterrupted
 ):
     stopped = tmp_path / "stopped"
-    signal_at = ["+callbacks.signal._target_=tests.interrupt.SignalFreshRun", "+callbacks.signal.step=27"]
-    proc = _run(stopped, *signal_at)  # the signal arrives during step 28 (epoch 2, batch 8 of 20)
+    signal_at = ["+callbacks.signal._target_=tests.interrupt.SignalFreshRun", "+callbacks.signal.step=17"]
+    proc = _run(stopped, *signal_at)  # the signal arrives during step 18 (epoch 2, batch 8 of 10)
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]  # non-zero: SLURM requeues, if asked
     line = proc.stderr.strip().splitlines()[-1]
     assert line == (
-        f"compt: SIGTERM: stopped {stopped} after step 28 (epoch 2, batch 8 of 20); saved "
+        f"compt: SIGTERM: stopped {stopped} after step 18 (epoch 2, batch 8 of 10); saved "
         f"{stopped}/checkpoints/last.ckpt; resume it with: python train.py resume={stopped}"
     ), proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
-    assert torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 28
+    assert torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 18
     assert not (stopped / "results.json").exists() and not (stopped / ".compt-claim").exists()
 
     resumed = run_script("train.py", f"resume={stopped}")
