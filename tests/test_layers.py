@@ -10,6 +10,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from compt import errors
 from tests.helpers import REPO_ROOT
 
@@ -27,14 +29,43 @@ CORE_PACKAGES = (
 SUBCOMMANDS = ("data", "evaluate", "report", "predict", "export", "sweep")
 
 
-def loaded_after(code: str) -> list[str]:
-    """``sys.modules`` after running ``code`` in a fresh interpreter."""
-    script = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+def loaded_in_stages(stages: dict[str, str]) -> dict[str, list[str]]:
+    """``sys.modules`` after each stage's code, run in turn in one fresh interpreter. ``sys.modules`` only
+    grows, so a module a stage loads is in its list whatever the stages before it loaded: a check that a module
+    is absent is as strict as in an interpreter of its own."""
+    script = "import json, sys\nstages = {}\n"
+    script += "".join(f"{code}\nstages[{name!r}] = sorted(sys.modules)\n" for name, code in stages.items())
     proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", script + "print(json.dumps(stages))"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.splitlines()[-1])
+
+
+def loaded_after(code: str) -> list[str]:
+    """``sys.modules`` after running ``code`` in a fresh interpreter."""
+    return loaded_in_stages({"code": code})["code"]
+
+
+#: what ``compt predict``, ``compt evaluate`` / ``export`` and ``load_from_checkpoint`` users import, in this order
+#: in one interpreter (each stage loads what the one before it does and more: Lightning only from ``evaluate``)
+USES = {
+    "training package": "import compt.training\n"
+    "assert not {'torch', 'pytorch_lightning'} & {m.split('.')[0] for m in sys.modules}, 'eager import'",
+    "predict": "import compt.inference.predictor, compt.inference.rows",
+    "evaluate": "import compt.evaluation.rerun, compt.inference.predictor, compt.inference.export, compt.runs",
+    "training module": "from compt.training import ComptModule, RunConfig\n"
+    "assert ComptModule.__module__ == 'compt.training.module'",
+}
+
+
+@pytest.fixture(scope="module")
+def loaded_by_use() -> dict[str, list[str]]:
+    return loaded_in_stages(USES)
 
 
 def top_level(modules: list[str]) -> set[str]:
@@ -58,11 +89,9 @@ def test_the_core_imports_neither_lightning_nor_hydra():
     assert not [m for m in compt if m.endswith(".cli")]
 
 
-def test_evaluate_and_predict_leave_the_run_driver_out():
+def test_evaluate_and_predict_leave_the_run_driver_out(loaded_by_use):
     """``compt evaluate`` / ``predict`` / ``export`` need a built module, not SLURM, spawning, W&B or Hydra."""
-    modules = loaded_after(
-        "import compt.evaluation.rerun, compt.inference.predictor, compt.inference.export, compt.runs"
-    )
+    modules = loaded_by_use["evaluate"]
     driver = ("compt.training.run", "compt.training.loggers", "compt.training.launch", "compt.training.spot")
     assert not set(driver) & set(modules)
     assert not top_level(modules) & {"wandb", "hydra"}
@@ -114,19 +143,15 @@ def test_a_users_mistake_is_one_line_and_a_non_zero_exit():
     assert line.startswith("compt: ") and "/no/such/" in line
 
 
-def test_predict_loads_only_what_prediction_needs():
+def test_predict_loads_only_what_prediction_needs(loaded_by_use):
     """``compt predict`` starts in seconds: no Lightning, datasets, pandas or metrics (issue 20)."""
-    modules = top_level(loaded_after("import compt.inference.predictor, compt.inference.rows"))
+    modules = top_level(loaded_by_use["predict"])
     assert not modules & {"pytorch_lightning", "datasets", "pandas", "torchmetrics", "hydra", "wandb"}
 
 
-def test_the_training_package_exports_its_module_on_first_use():
+def test_the_training_package_exports_its_module_on_first_use(loaded_by_use):
     """``from compt.training import ComptModule`` (for ``load_from_checkpoint``) works, and importing the
-    package alone (``train.py`` does, before the config is checked) loads no Lightning."""
-    modules = loaded_after(
-        "import compt.training\n"
-        "assert not {'torch', 'pytorch_lightning'} & {m.split('.')[0] for m in sys.modules}, 'eager import'\n"
-        "from compt.training import ComptModule, RunConfig\n"
-        "assert ComptModule.__module__ == 'compt.training.module'"
-    )
-    assert "compt.training.module" in modules
+    package alone (``train.py`` does, before the config is checked) loads no Lightning (the first stage of
+    :data:`USES` asserts both in the interpreter)."""
+    assert not top_level(loaded_by_use["training package"]) & {"torch", "pytorch_lightning"}
+    assert "compt.training.module" in loaded_by_use["training module"]
