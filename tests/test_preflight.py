@@ -144,6 +144,20 @@ def test_a_missing_split_is_found_before_the_backbone_loads(tmp_path):
     )
 
 
+def test_an_empty_split_is_found_before_the_backbone_loads(tmp_path):
+    for task in ("rte", "sst2"):
+        shutil.copytree(bundled_demo_dir() / task, tmp_path / task)
+    (tmp_path / "rte" / "validation.jsonl").write_text("")
+    (tmp_path / "sst2" / "train.jsonl").write_text("\n\n")  # blank lines: no rows either
+    cfg = composed("experiment=demo", "tasks=[rte,sst2]", f"data.dir={tmp_path}")
+    with pytest.raises(DataError) as raised:
+        check_run_config(TrainSchema.from_hydra(cfg))
+    assert str(raised.value).splitlines() == [
+        f"rte/validation ({tmp_path}/rte/validation.jsonl): the split is empty (the file holds no rows)",
+        f"sst2/train ({tmp_path}/sst2/train.jsonl): the split is empty (the file holds no rows)",
+    ]
+
+
 def test_a_key_a_config_file_adds_is_refused_too():
     refuse_unknown_schema_keys(composed("experiment=demo", "+callbacks.x._target_=a.B"), TrainSchema)
     with pytest.raises(ConfigError, match=r"config: unknown key model.nme; did you mean model.name\?"):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compt.atomic import write_problem
-from compt.data.validate import check_split
+from compt.data.validate import check_split, empty_split
 from compt.errors import DataError, DataSourceError
 from compt.tasks import TaskSpec
 
@@ -196,21 +196,27 @@ def require_local_files(
     tasks: Sequence[TaskSpec], source: str = "hub", root: str | Path | None = None
 ) -> None:
     """Check, before anything is loaded, that every local split a run reads (each task's ``train_split`` and
-    ``eval_split``) has a file; hub tasks are not checked (only loading them tells).
+    ``eval_split``) has a file, and one with rows (:func:`holds_no_rows`); hub tasks are not checked (only
+    loading them tells).
 
     Raises:
-        DataError: naming every missing file at once.
+        DataError: naming every missing file at once, else every empty one (one line each).
     """
-    missing = []
+    missing, empty = [], []
     for task in tasks:
         folder = task_folder(task, source, root)
         if folder is None:
             continue
         for split in dict.fromkeys((task.train_split, task.eval_split)):
-            if local_file(folder, split) is None:
+            path = local_file(folder, split)
+            if path is None:
                 missing.append(_no_file(task, split, folder))
+            elif holds_no_rows(path):
+                empty.append(empty_split(f"{task.name}/{split} ({path})"))
     if missing:
         raise DataError(f"{'; '.join(missing)}. {LOCAL_HELP}")
+    if empty:
+        raise DataError("\n".join(empty))
 
 
 def load_split(

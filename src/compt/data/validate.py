@@ -31,7 +31,7 @@ def find_problems(task: TaskSpec, split: str, dataset: datasets.Dataset, origin:
     """Every problem of ``task``/``split`` (one message each); empty list = the split is usable."""
     where = f"{task.name}/{split}" + (f" ({origin})" if origin else "")
     if len(dataset) == 0:
-        return [f"{where}: the split is empty (the file holds no rows)"]
+        return [empty_split(where)]
     missing = [c for c in task.required_columns if c not in dataset.column_names]
     problems = []
     if missing:
@@ -44,6 +44,11 @@ def find_problems(task: TaskSpec, split: str, dataset: datasets.Dataset, origin:
     if task.kind in ("choice", "text") or task.group_columns:
         problems += [f"{where}: {p}" for p in answer_report(task, dataset, missing)[0]]
     return problems
+
+
+def empty_split(where: str) -> str:
+    """The problem of a split without rows; ``where`` is ``task/split (origin)``."""
+    return f"{where}: the split is empty (the file holds no rows)"
 
 
 def _label_problems(task: TaskSpec, dataset: datasets.Dataset) -> list[str]:

@@ -163,7 +163,8 @@ def trainer_argument_names() -> list[str]:
 
 
 def check_data_files(cfg: TrainSchema) -> None:
-    """Refuse a run whose local data lacks a split it reads, before the backbone loads (:func:`compt.data.sources.require_local_files`).
+    """Refuse a run whose local data lacks a split it reads, or holds it in a file without rows, before the
+    backbone loads (:func:`compt.data.sources.require_local_files`).
 
     Raises:
         DataError: naming every missing file.
