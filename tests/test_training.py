@@ -23,12 +23,15 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """One short demo run shared by several tests (4 batches an epoch, logged every 10 steps)."""
+    """``make demo``'s run, shared by several tests: 30 epochs of 4 batches, logged every 10 steps (the demo
+    logs every 4; the logging interval changes no result, and the logging test needs it longer than an epoch)."""
     run_dir = tmp_path_factory.mktemp("demo") / "run"
-    proc = run_script(
-        "train.py", *FAST, "optim.epochs=8", "trainer.log_every_n_steps=10", f"hydra.run.dir={run_dir}"
-    )
+    proc = run_script("train.py", *DEMO, f"hydra.run.dir={run_dir}")
     return run_dir, proc
+
+
+#: ``make demo``'s command (the progress bar off), logged every 10 steps
+DEMO = ["experiment=demo", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=10"]
 
 
 def test_demo_run_writes_its_outputs_and_loss_falls(demo_run):
@@ -37,9 +40,9 @@ def test_demo_run_writes_its_outputs_and_loss_falls(demo_run):
     assert results["status"] == "complete"
     assert results["tasks"] == ["sst2", "rte", "mnli", "stsb"]
     losses = [loss for _, loss in results["curves"]["train_loss"]]
-    assert len(losses) == 8 and losses[-1] < losses[0] * 0.8
-    assert results["global_step"] == 8 * 4  # 8 epochs × (4 tasks × 16 examples / batch 16)
-    assert results["counts"] == {"sst2": 8, "rte": 8, "mnli": 8, "stsb": 8}
+    assert len(losses) == 30 and losses[-1] < losses[0] * 0.8
+    assert results["global_step"] == 30 * 4  # 30 epochs × (4 tasks × 16 examples / batch 16)
+    assert results["counts"] == {"sst2": 32, "rte": 32, "mnli": 32, "stsb": 32}
     assert set(results["router_weights"]) == {"sst2", "rte", "mnli", "stsb"}
     assert all(abs(sum(w) - 1) < 1e-5 for w in results["router_weights"].values())
     assert results["avg"] == pytest.approx(sum(results["primary"].values()) / 4)
@@ -52,26 +55,23 @@ def test_demo_run_writes_its_outputs_and_loss_falls(demo_run):
         and "total" in results["masks"]
         and "avg_paper" in results["masks"]["total"]
     )
-    assert len(results["curves"]["val_avg"]) == 8
+    assert len(results["curves"]["val_avg"]) == 3  # validated every 10 epochs
     assert results["config"]["method"]["name"] == "ssum" and results["config"]["k"] == 16
     predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
-    assert len(predictions) == 32
+    assert len(predictions) == 4 * 32
     assert {"task", "example_id", "prediction", "gold", "valid", "input", "target"} <= set(predictions[0])
     assert "| **avg** |" in proc.stdout
     assert (run_dir / "bank" / "prompt_bank.safetensors").is_file()
 
 
-def test_the_demo_prints_the_readme_figures_and_learns_its_tasks_through_the_prompts_alone(tmp_path):
+def test_the_demo_prints_the_readme_figures_and_learns_its_tasks_through_the_prompts_alone(demo_run):
     """``make demo``'s run prints what README.md says (portable_cpu: the same bits on any x86-64 CPU). The
     committed tiny backbone answers a task only behind a hidden instruction (scripts/make_tiny_model.py):
     untrained prompts make it copy words (every generation invalid), trained ones recover the tasks."""
     from compt.evaluation.rerun import evaluate_run
     from compt.inference import load_for_inference
 
-    run_dir = tmp_path / "run"
-    proc = run_script(
-        "train.py", "experiment=demo", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"
-    )
+    run_dir, proc = demo_run
     results = read_results(run_dir)
     printed = results["primary"]
     if platform.machine() in ("x86_64", "AMD64"):
@@ -99,7 +99,9 @@ def test_epochs_shorter_than_the_logging_interval_log_across_epochs_without_a_wa
     assert "smaller than the logging interval" not in proc.stderr + proc.stdout
     rows = (run_dir / "csv" / "metrics.csv").read_text().splitlines()
     step, loss = rows[0].split(",").index("step"), rows[0].split(",").index("train/loss")
-    assert [row.split(",")[step] for row in rows[1:] if row.split(",")[loss]] == ["9", "19", "29"]
+    assert [row.split(",")[step] for row in rows[1:] if row.split(",")[loss]] == [
+        str(s) for s in range(9, 120, 10)
+    ]
 
 
 def test_checkpoint_holds_only_trainable_state_and_loads_weights_only(demo_run):
@@ -131,19 +133,27 @@ def test_lightning_load_from_checkpoint_rebuilds_the_trained_module(demo_run):
     assert all(torch.equal(p, bank.state_dict()[k]) for k, p in module.bank.state_dict().items())
 
 
+#: the relaunches after ``force=true``: mcat in bf16-mixed (the GPU trainer's precision, here through CPU
+#: autocast: the same module code under bf16), evaluated by generation
+RETRAINED = [*FAST, "method=mcat", "trainer.precision=bf16-mixed", "eval.mode=generate"]
+
+
 @pytest.fixture(scope="module")
 def relaunched(demo_run, tmp_path_factory):
-    """A copy of the complete demo run relaunched three times: as it is (skipped), with ``force=true`` and one
-    epoch (trained again from scratch), then, its results.json lost as if it had died after its last
-    checkpoint, with two epochs (resumed)."""
+    """A copy of the complete demo run relaunched three times: as it is (skipped); with ``force=true``, one
+    epoch and another method (trained again from scratch, :data:`RETRAINED`); then, its results.json lost as if
+    it had died after its last checkpoint, with two epochs and no resume checkpoint kept once complete
+    (resumed)."""
     run_dir = tmp_path_factory.mktemp("relaunched") / "run"
     shutil.copytree(demo_run[0], run_dir)
-    assert read_results(run_dir)["global_step"] == 32
-    skipped = run_script("train.py", *FAST, "optim.epochs=8", f"hydra.run.dir={run_dir}")
-    forced = run_script("train.py", *FAST, "optim.epochs=1", "force=true", f"hydra.run.dir={run_dir}")
+    assert read_results(run_dir)["global_step"] == 120
+    skipped = run_script("train.py", *DEMO, f"hydra.run.dir={run_dir}")
+    forced = run_script("train.py", *RETRAINED, "optim.epochs=1", "force=true", f"hydra.run.dir={run_dir}")
     forced_results = read_results(run_dir)
     (run_dir / "results.json").unlink()
-    resumed = run_script("train.py", *FAST, f"hydra.run.dir={run_dir}")
+    resumed = run_script(
+        "train.py", *RETRAINED, "callbacks.keep_last_checkpoint=false", f"hydra.run.dir={run_dir}"
+    )
     return SimpleNamespace(
         skipped=skipped, forced=forced, forced_results=forced_results, resumed=resumed, dir=run_dir
     )
@@ -157,7 +167,7 @@ def test_a_complete_run_is_skipped_unless_forced(relaunched):
 def test_force_retrains_a_complete_run_from_scratch(relaunched):
     proc, results = relaunched.forced, relaunched.forced_results
     assert "resuming from" not in proc.stdout and "training starts from scratch" in proc.stdout
-    assert results["global_step"] == 4  # one fresh epoch, not the 32 finished steps "resumed"
+    assert results["global_step"] == 4  # one fresh epoch, not the 120 finished steps "resumed"
     assert [step for step, _ in results["curves"]["train_loss"]] == [4]
 
 
@@ -168,34 +178,20 @@ def test_resume_from_last_checkpoint_continues_the_step_count(relaunched):
     assert [step for step, _ in results["curves"]["train_loss"]] == [4, 8]
 
 
-@pytest.fixture(scope="module")
-def mcat_bf16_run(tmp_path_factory):
-    """A FAST mcat run in bf16-mixed, evaluated by generation, that keeps no resume checkpoint once complete."""
-    run_dir = tmp_path_factory.mktemp("bf16") / "run"
-    run_script(
-        "train.py",
-        *FAST,
-        "method=mcat",
-        "trainer.precision=bf16-mixed",
-        "eval.mode=generate",
-        "callbacks.keep_last_checkpoint=false",
-        f"hydra.run.dir={run_dir}",
-    )
-    return run_dir
+def test_a_complete_run_can_drop_its_resume_checkpoint(relaunched):
+    assert read_results(relaunched.dir)["status"] == "complete"
+    assert not (relaunched.dir / "checkpoints" / "last.ckpt").exists()
+    assert (relaunched.dir / "bank" / "prompt_bank.safetensors").is_file()
 
 
-def test_a_complete_run_can_drop_its_resume_checkpoint(mcat_bf16_run):
-    assert read_results(mcat_bf16_run)["status"] == "complete"
-    assert not (mcat_bf16_run / "checkpoints" / "last.ckpt").exists()
-    assert (mcat_bf16_run / "bank" / "prompt_bank.safetensors").is_file()
-
-
-def test_bf16_mixed_precision_trains_and_evaluates_on_cpu_too(mcat_bf16_run):
+def test_bf16_mixed_precision_trains_and_evaluates_on_cpu_too(relaunched):
     """The GPU trainer's precision (trainer=gpu) through CPU autocast: the same module code under bf16."""
-    results = read_results(mcat_bf16_run)
-    assert results["config"]["trainer"]["precision"] == "bf16-mixed"
-    assert all(loss == loss for _, loss in results["curves"]["train_loss"])  # no NaN
-    bank = PromptBank.load(mcat_bf16_run / "bank")
+    for results in (relaunched.forced_results, read_results(relaunched.dir)):
+        assert results["config"]["trainer"]["precision"] == "bf16-mixed"
+        assert results["config"]["eval"]["mode"] == "generate"
+        assert all(loss == loss for _, loss in results["curves"]["train_loss"])  # no NaN
+    bank = PromptBank.load(relaunched.dir / "bank")
+    assert bank.config.method == "mcat"
     assert all(p.dtype == torch.float32 for p in bank.parameters())  # the bank stays fp32 under autocast
 
 
