@@ -134,7 +134,7 @@ def test_stop_signals_wait_for_a_step_boundary_while_training_and_stop_at_once_o
 
 
 def _run(folder: Path, *extra: str):
-    return run_script("train.py", *RESUMABLE, *extra, f"hydra.run.dir={folder}", check=False)
+    return run_script("train.py", *RESUMABLE, *extra, f"hydra.run.dir={folder}", check=False, fresh=True)
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +200,6 @@ def test_sigterm_mid_epoch_saves_at_the_step_boundary_says_so_and_the_relaunch_e
     assert torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 18
     assert not (stopped / "results.json").exists() and not (stopped / ".compt-claim").exists()
 
-    resumed = run_script("train.py", f"resume={stopped}")
+    resumed = run_script("train.py", f"resume={stopped}", fresh=True)
     assert "resuming from" in resumed.stdout and "not resumable" not in resumed.stderr
     assert_same_run(uninterrupted, stopped)

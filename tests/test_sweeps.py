@@ -152,7 +152,7 @@ def test_cli_lists_one_line_per_job(capsys):
 
 
 def _sweep(tmp_path, launcher: list[str]):
-    return run_script("train.py", "-m", *TOY, *launcher, f"hydra.sweep.dir={tmp_path}")
+    return run_script("train.py", "-m", *TOY, *launcher, f"hydra.sweep.dir={tmp_path}", fresh=True)
 
 
 def _check_jobs_and_relaunch(tmp_path, launcher: list[str]) -> str:

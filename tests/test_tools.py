@@ -47,20 +47,20 @@ def resumed(tmp_path_factory):
     root = tmp_path_factory.mktemp("single")
     wandb = {"WANDB_MODE": "offline"}
     extra = ["logger=[csv,tensorboard,wandb]", "+callbacks=early_stopping", KILL, f"paths.log_dir={root}"]
-    killed = run_script("train.py", *RUN, *extra, env=wandb, check=False)
+    killed = run_script("train.py", *RUN, *extra, env=wandb, check=False, fresh=True)
     assert killed.returncode == -9, killed.stderr[-3000:]
     (run_dir,) = (root / "outputs").glob("*/*")  # outputs/<date>/<time>
     killed_at = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
     assert killed_at == 4 and not (run_dir / "results.json").exists()
     runs_before = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
-    proc = run_script("train.py", f"resume={run_dir}", env=wandb)
+    proc = run_script("train.py", f"resume={run_dir}", env=wandb, fresh=True)
     return SimpleNamespace(dir=run_dir, stdout=proc.stdout, wandb_runs_before=runs_before)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("clean") / "run"
-    run_script("train.py", *RUN, "logger=none", f"hydra.run.dir={run_dir}")
+    run_script("train.py", *RUN, "logger=none", f"hydra.run.dir={run_dir}", fresh=True)
     return run_dir
 
 
