@@ -61,9 +61,9 @@ def test_the_core_imports_neither_lightning_nor_hydra():
 def test_evaluate_and_predict_leave_the_run_driver_out():
     """``compt evaluate`` / ``predict`` / ``export`` need a built module, not SLURM, spawning, W&B or Hydra."""
     modules = loaded_after(
-        "import compt.evaluation.rerun, compt.inference.predictor, compt.inference.export, compt.runs"
+        "import compt.inference.rerun, compt.inference.predictor, compt.inference.export, compt.runs"
     )
-    driver = ("compt.training.run", "compt.training.loggers", "compt.training.launch", "compt.training.spot")
+    driver = ("compt.training.fit", "compt.training.loggers", "compt.jobs.launch", "compt.recipes.spot")
     assert not set(driver) & set(modules)
     assert not top_level(modules) & {"wandb", "hydra"}
 
@@ -93,7 +93,8 @@ def test_every_error_is_a_compt_error():
 
 
 def test_the_cli_modes_are_the_predictors():
-    from compt.evaluation.cli import MODES
+    from compt.inference.cli import MODES
+
     from compt.evaluation.predict import EVAL_MODES
 
     assert MODES == EVAL_MODES

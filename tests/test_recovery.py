@@ -1,4 +1,4 @@
-"""What a relaunch trusts and repairs in a run folder (:meth:`RunDir.check`, :mod:`compt.training.recovery`),
+"""What a relaunch trusts and repairs in a run folder (:meth:`RunDir.check`, :mod:`compt.jobs.recovery`),
 the CSV log that continues on resume, the divergence guard, and diverged runs in ``compt report``."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import torch
 
 from compt import PromptBank, PromptBankConfig
 from compt.errors import RunDiverged
+from compt.jobs.recovery import checkpoint_problem, repair, start_forced_run
 from compt.report import build_report, scan
 from compt.runs import RunDir, bank_problem, results_problems
 from compt.training.divergence import DivergenceGuard
 from compt.training.loggers import ResumableCSVLogger
-from compt.training.recovery import checkpoint_problem, repair, start_forced_run
 from compt.utils import current_umask
 from tests.test_report import fake_results, write_run
 

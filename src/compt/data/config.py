@@ -1,5 +1,5 @@
 """``DataConfig``: the data settings of a run (its config's ``data.*``, ``k``, ``seed``, ``kshot.*`` and ``eval.*``:
-:class:`compt.training.config.RunConfig`), validated on construction."""
+:class:`compt.config.run_config.RunConfig`), validated on construction."""
 
 from __future__ import annotations
 

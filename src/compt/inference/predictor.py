@@ -25,6 +25,7 @@ from transformers import PreTrainedTokenizerBase
 
 from compt.atomic import atomic_file, output_error, require_writable, write_problem
 from compt.backbone import load_backbone, weights_dtype
+from compt.config.run_config import RunConfig
 from compt.data.config import DataConfig
 from compt.data.encode import Collator
 from compt.errors import InferenceError, RunNotFoundError, TaskError
@@ -37,7 +38,6 @@ from compt.prompts.bank import CONFIG_FILE, PromptBank
 from compt.runs import BankLocation, RunDir, locate_bank
 from compt.tasks import TaskSpec, get_task
 from compt.tokenization import encode_inputs
-from compt.training.config import RunConfig
 from compt.utils import finite_or_none
 
 BANK_ONLY = EvalConfig(mode="rank")

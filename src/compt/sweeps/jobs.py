@@ -20,8 +20,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from compt.config_dir import default_config_dir
 from compt.errors import ConfigError
+from compt.jobs.launch import register_job_folder_resolver, register_schema
 from compt.runs import JobStatus, RunDir
-from compt.training.launch import register_job_folder_resolver, register_schema
 
 
 @dataclass(frozen=True)

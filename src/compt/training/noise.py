@@ -1,6 +1,6 @@
 """Library noise kept out of run logs: warnings and log lines that say nothing about the run.
 
-Used by training (:mod:`compt.training.run`) and by ``compt evaluate`` (:mod:`compt.evaluation.rerun`); it imports
+Used by training (:mod:`compt.training.fit`) and by ``compt evaluate`` (:mod:`compt.inference.rerun`); it imports
 nothing of the run driver.
 """
 

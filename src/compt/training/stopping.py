@@ -1,7 +1,7 @@
 """Stopping a job cleanly: on a stop signal, and when another process took its claim over.
 
 SLURM (a time limit, pre-emption, ``scancel``), Kubernetes and ``timeout`` send SIGTERM; ``#SBATCH
---signal=USR1@120`` sends SIGUSR1 ahead of a time limit; Ctrl-C sends SIGINT. :func:`compt.training.job.run_job`
+--signal=USR1@120`` sends SIGUSR1 ahead of a time limit; Ctrl-C sends SIGINT. :func:`compt.jobs.job.run_job`
 handles all three for the whole job (:meth:`StopRequest.handling`):
 
 - while a trainer runs (:meth:`StopRequest.deferred`), a first signal is only recorded: the run stops at the
@@ -12,7 +12,7 @@ handles all three for the whole job (:meth:`StopRequest.handling`):
 
 Either way the job ends with :class:`~compt.errors.RunInterrupted` (its message names the job and what was
 saved; ``train.py`` prints it as one ``compt:`` line, adds how to resume, and exits with 128 + the signal's
-number), after its claim is released. When the claim is found taken over (:class:`compt.claims.JobClaim`'s
+number), after its claim is released. When the claim is found taken over (:class:`compt.runs.claims.JobClaim`'s
 ``on_lost``), the run stops at the next step boundary, or before its next write, without writing anything
 more (:class:`~compt.errors.ClaimLost`).
 
@@ -30,8 +30,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from compt.claims import Holder, JobClaim
 from compt.errors import ClaimLost, RunInterrupted
+from compt.runs.claims import Holder, JobClaim
 
 log = logging.getLogger(__name__)
 

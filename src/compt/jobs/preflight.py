@@ -10,10 +10,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from compt.atomic import require_writable, writable_problem  # noqa: F401 (preflight's checks, used from here)
-from compt.claims import timing_problem
+from compt.config.schema import WEIGHT_DTYPES, TrainSchema
 from compt.errors import ConfigError, OutputWriteError
 from compt.evaluation.config import EvalConfig
-from compt.training.schema import WEIGHT_DTYPES, TrainSchema
+from compt.runs.claims import timing_problem
 
 #: seeds numpy accepts (``pl.seed_everything`` seeds numpy too)
 MAX_SEED = 2**32 - 1

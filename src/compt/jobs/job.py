@@ -1,9 +1,9 @@
 """One job of ``train.py`` (a single run or one job of a sweep), from launch to result.
 
 :func:`run_job` is what ``train.py`` calls: it refuses a config or folder that cannot work (one line), skips a
-finished job, claims the folder (:mod:`compt.claims`; a job another live process trains is skipped with one
-notice), repairs what an interrupted or damaged run left (:mod:`compt.training.recovery`), applies
-``force=true`` once, trains (:func:`compt.training.run.train`), and turns a diverged run into
+finished job, claims the folder (:mod:`compt.runs.claims`; a job another live process trains is skipped with one
+notice), repairs what an interrupted or damaged run left (:mod:`compt.jobs.recovery`), applies
+``force=true`` once, trains (:func:`compt.training.fit.train`), and turns a diverged run into
 :class:`~compt.training.divergence.RunDiverged` once its results.json is written.
 """
 
@@ -16,14 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from compt.claims import Holder, claim_job, read_holder, stale_reason
+from compt.config.schema import TrainSchema
 from compt.errors import RunDiverged
+from compt.jobs.launch import launch_rank
+from compt.jobs.preflight import OTHER_FOLDER, check_run_config, require_writable
+from compt.jobs.recovery import repair, start_forced_run
 from compt.runs import DIVERGED, RunDir
-from compt.training.launch import launch_rank
-from compt.training.preflight import OTHER_FOLDER, check_run_config, require_writable
-from compt.training.recovery import repair, start_forced_run
-from compt.training.run import FINISHED, train
-from compt.training.schema import TrainSchema
+from compt.runs.claims import Holder, claim_job, read_holder, stale_reason
+from compt.training.fit import FINISHED, train
 from compt.training.stopping import StopRequest, stop_request
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@
       .hydra/                the composed config and the command-line overrides (Hydra)
       eval/                  ``compt evaluate``'s task × mask tables
       .compt-claim           while a process trains the job: who (host, pid, SLURM job), refreshed as a
-                             heartbeat (:mod:`compt.claims`)
+                             heartbeat (:mod:`compt.runs.claims`)
       .compt-forced          while a ``force=true`` re-run is in progress (a requeue resumes it)
 
 :class:`RunDir` names these paths and reads and writes them; training, inference, evaluation, the report and
@@ -37,11 +37,11 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 
 from compt.atomic import TEMP_SUFFIX, atomic_file, write_text_atomic
-from compt.claims import CLAIM_FILE
 from compt.errors import IncompleteRunError, RunNotFoundError
 from compt.prompts.bank import CONFIG_FILE as BANK_CONFIG_FILE
 from compt.prompts.bank import WEIGHTS_FILE as BANK_WEIGHTS_FILE
 from compt.prompts.bank import PromptBank
+from compt.runs.claims import CLAIM_FILE
 from compt.utils import json_safe
 
 RESULTS_FILE = "results.json"

@@ -1,5 +1,5 @@
 """``train.py``'s overrides checked before Hydra composes them: every key must be one of the schema's
-(:class:`~compt.training.schema.TrainSchema`) and every option of a config group must be a file of ``conf/``.
+(:class:`~compt.config.schema.TrainSchema`) and every option of a config group must be a file of ``conf/``.
 
 Hydra answers a typo'd key with "use +metod=msum", and following that hint adds a key nothing reads: the
 default method trains, silently. Here an unknown key is refused with or without ``+`` (``++``), naming the

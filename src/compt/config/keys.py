@@ -1,9 +1,9 @@
 """The config key a user types for each library field, so that an error names ``optim.lr.router`` or
 ``eval.max_samples`` rather than ``OptimConfig.lr_router`` or ``DataConfig.eval_max_samples``.
 
-The mapping is read from the schema itself: a field of :mod:`compt.training.schema` whose docstring says
+The mapping is read from the schema itself: a field of :mod:`compt.config.schema` whose docstring says
 ``→ Class.field`` passes its value to that library field (see the schema's module docstring), and its key is
-the path of section names from :class:`~compt.training.schema.TrainSchema` down to it.
+the path of section names from :class:`~compt.config.schema.TrainSchema` down to it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def typed_keys() -> dict[str, str]:
     """``{"DataConfig.eval_max_samples": "eval.max_samples", "OptimConfig.lr_router": "optim.lr.router", ...}``:
     every library field the schema feeds, and the key a user types for it (the first schema field that feeds
     it, in the schema's order)."""
-    from compt.training import schema
+    from compt.config import schema
 
     tree = ast.parse(inspect.getsource(schema))
     classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}

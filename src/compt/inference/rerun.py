@@ -1,7 +1,7 @@
 """Re-evaluate a trained run (its bank or a checkpoint), optionally under the ablation masks of the
 source-masking analysis (paper Figs. 3/4/6): the library behind ``compt evaluate``.
 
-The run's recorded config rebuilds its objects (:class:`compt.training.config.RunConfig`), LightningModule and
+The run's recorded config rebuilds its objects (:class:`compt.config.run_config.RunConfig`), LightningModule and
 data; its trained weights are loaded into the bank and Lightning's ``Trainer.test`` evaluates every mask, as at
 the end of training.
 """
@@ -15,11 +15,11 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from compt.config.run_config import RunConfig
 from compt.errors import InferenceError
 from compt.prompts import PromptBank, masks_for
 from compt.runs import RunDir, load_bank
 from compt.training.build import build_module
-from compt.training.config import RunConfig
 from compt.training.datamodule import ComptDataModule
 from compt.training.noise import quiet_known_noise
 

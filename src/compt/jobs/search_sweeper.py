@@ -4,7 +4,7 @@ searches are interrupted, relaunched, or run twice at once.
 The study (``<sweep dir>/optuna.db``) holds one row per trial; ``hydra.sweeper.n_trials`` is the number of
 trials the search has in all, so relaunching the same command continues it instead of adding rows:
 
-- **Who runs a trial** is a claim (:mod:`compt.claims`) on ``<sweep dir>/.compt-trials/<number>/``, taken when
+- **Who runs a trial** is a claim (:mod:`compt.runs.claims`) on ``<sweep dir>/.compt-trials/<number>/``, taken when
   the trial is asked for and released when its result is told. Asking happens under a claim on
   ``.compt-trials/ask`` (one process at a time), so two searches started at once share the trials out instead
   of both running the same ones.
@@ -42,8 +42,8 @@ from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_p
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from compt.claims import HEARTBEAT_S, STALE_AFTER_S, JobClaim, timing_problem
 from compt.runs import RunDir
+from compt.runs.claims import HEARTBEAT_S, STALE_AFTER_S, JobClaim, timing_problem
 from compt.training.stopping import JobStopped
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ class TrialBook:
 
     def wait_for_held(self) -> None:
         """Tell the trials whose job folder another process held, once that process is done with them."""
-        from compt.training.search import objective
+        from compt.jobs.search import objective
 
         for trial, folder, cfg in self.held:
             while _foreign_claim(folder, self.timings):
@@ -321,7 +321,7 @@ def _values(value: Any) -> list[float]:
 
 def _foreign_claim(folder: Path, timings: tuple[float, float]) -> bool:
     """Whether another live process holds the claim on a job folder."""
-    from compt.claims import CLAIM_FILE, Holder, read_holder, stale_reason
+    from compt.runs.claims import CLAIM_FILE, Holder, read_holder, stale_reason
 
     path = folder / CLAIM_FILE
     holder = read_holder(path)

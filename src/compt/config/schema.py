@@ -1,9 +1,9 @@
 """The schema of ``conf/train.yaml``: every key a user types, its type, its default and its doc, in one place.
 
 Hydra composes ``conf/train.yaml`` on top of :class:`TrainSchema` (registered in Hydra's ConfigStore as
-``compt_schema`` by :mod:`compt.training.launch`), so the YAML files hold only group choices and the values that
+``compt_schema`` by :mod:`compt.jobs.launch`), so the YAML files hold only group choices and the values that
 differ from these defaults (method presets, experiments, protocols, sweeps), and a typo'd key or a value of the
-wrong type fails at composition. :meth:`compt.training.config.RunConfig.from_hydra` turns the composed config
+wrong type fails at composition. :meth:`compt.config.run_config.RunConfig.from_hydra` turns the composed config
 into the library's objects.
 
 A field whose docstring is ``→ Class.field`` passes straight to that library field, which holds its default and
@@ -20,14 +20,14 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from compt.claims import HEARTBEAT_S, STALE_AFTER_S
 from compt.data.config import DataConfig
 from compt.errors import ConfigError
 from compt.evaluation.config import EvalConfig
+from compt.optim import OptimConfig
 from compt.prompts.config import PromptBankConfig
 from compt.prompts.router import RouterSchedule
+from compt.runs.claims import HEARTBEAT_S, STALE_AFTER_S
 from compt.tasks import TaskSpec
-from compt.training.optim import OptimConfig
 
 #: compt's own callback settings (the ``callbacks`` node also takes extra Lightning callbacks)
 COMPT_CALLBACK_SETTINGS = {"checkpoint_every_n_epochs": 5, "keep_last_checkpoint": True}
@@ -35,7 +35,7 @@ COMPT_CALLBACK_SETTINGS = {"checkpoint_every_n_epochs": 5, "keep_last_checkpoint
 
 @dataclass
 class ClaimSection:
-    """``claim.*``: the claim each job puts on its folder (``.compt-claim``, :mod:`compt.claims`), so that a
+    """``claim.*``: the claim each job puts on its folder (``.compt-claim``, :mod:`compt.runs.claims`), so that a
     second process (a double submission, an early requeue) skips a job a live process trains."""
 
     heartbeat_s: float = HEARTBEAT_S

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from compt.training.schema import TrainSchema
+from compt.config.schema import TrainSchema
 
 SPOT_METHOD = "spot"
 STAGE1_DIR = "stage1"

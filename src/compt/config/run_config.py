@@ -2,7 +2,7 @@
 
 Training, ``compt evaluate`` and ``compt predict`` all start here: :meth:`RunConfig.from_hydra` takes a composed
 Hydra config (``train.py``) or a run folder's recorded one (``RunDir(path).config()``), types it with
-:class:`~compt.training.schema.TrainSchema` and builds the objects below; nothing reads the config again.
+:class:`~compt.config.schema.TrainSchema` and builds the objects below; nothing reads the config again.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from compt.config.keys import built
+from compt.config.schema import TrainSchema
 from compt.data.config import DataConfig
 from compt.evaluation.config import EvalConfig
+from compt.optim import OptimConfig, authors_step_count
 from compt.prompts.config import PromptBankConfig
 from compt.prompts.router import RouterSchedule
 from compt.tasks import TaskSpec, resolve_tasks
-from compt.training.keys import built
-from compt.training.optim import OptimConfig, authors_step_count
-from compt.training.schema import TrainSchema
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from hydra.core.config_store import ConfigStore
 from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from compt.config.schema import TrainSchema
 from compt.errors import ConfigError, LaunchError
-from compt.identity import job_dirname
-from compt.training.schema import TrainSchema
+from compt.runs.identity import job_dirname
 
 RUN_DIR_ENV = "COMPT_RUN_DIR"
 """Set by rank 0 to its output folder; processes it starts (DDP ranks) write into the same folder."""
@@ -61,7 +61,7 @@ def job_folder_name(override_dirname: str) -> str:
 
 def job_folder(overrides: Any) -> str:
     """A sweep job's folder name from its overrides (``hydra.overrides.task``): the ones that can change its
-    result (:func:`compt.identity.job_dirname`), escaped by :func:`job_folder_name`. A string is taken as an
+    result (:func:`compt.runs.identity.job_dirname`), escaped by :func:`job_folder_name`. A string is taken as an
     ``override_dirname`` already joined (a config written for the earlier ``${compt_job_folder:${hydra.job.override_dirname}}``)."""
     if isinstance(overrides, list | tuple | ListConfig):
         return job_folder_name(job_dirname(str(o) for o in overrides))

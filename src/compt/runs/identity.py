@@ -106,7 +106,7 @@ def result_overrides(overrides: Iterable[str]) -> list[str]:
 
 
 def job_dirname(overrides: Iterable[str]) -> str:
-    """A sweep job's folder name before escaping (``compt.training.launch.job_folder_name``): its
+    """A sweep job's folder name before escaping (``compt.jobs.launch.job_folder_name``): its
     :func:`result_overrides`, sorted and joined by ``,`` as Hydra's ``override_dirname`` joins them."""
     return ",".join(sorted(result_overrides(overrides)))
 

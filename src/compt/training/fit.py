@@ -14,30 +14,12 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
+from compt.config.run_config import RunConfig
+from compt.config.schema import TrainSchema
 from compt.errors import RunDiverged
+from compt.jobs.launch import device_count
 from compt.prompts.bank import PromptBank
-from compt.provenance import provenance
-from compt.runs import COMPLETE, DIVERGED, FORMAT_VERSION, RESULTS_FILE, RunDir
-from compt.training.build import build_module
-from compt.training.callbacks import (
-    CurveRecorder,
-    LastCheckpoint,
-    ResumeState,
-    ValidationRecord,
-    extra_callbacks,
-)
-from compt.training.config import RunConfig
-from compt.training.datamodule import ComptDataModule
-from compt.training.divergence import DivergenceGuard, diverged_results, inherited_divergence
-from compt.training.launch import device_count
-from compt.training.loggers import build_loggers, finish_wandb, run_group
-from compt.training.module import ComptModule
-from compt.training.noise import quiet_known_noise
-from compt.training.numerics import use_portable_cpu
-from compt.training.results import summary_table
-from compt.training.runlog import report_summary
-from compt.training.schema import TrainSchema
-from compt.training.single_task import (
+from compt.recipes.single_task import (
     SUBRUNS_DIR,
     combine_banks,
     combine_results,
@@ -46,7 +28,25 @@ from compt.training.single_task import (
     is_single_task_run,
     single_task_configs,
 )
-from compt.training.spot import STAGE1_DIR, is_spot_run, spot_stages
+from compt.recipes.spot import STAGE1_DIR, is_spot_run, spot_stages
+from compt.runs import COMPLETE, DIVERGED, FORMAT_VERSION, RESULTS_FILE, RunDir
+from compt.runs.provenance import provenance
+from compt.training.build import build_module
+from compt.training.callbacks import (
+    CurveRecorder,
+    LastCheckpoint,
+    ResumeState,
+    ValidationRecord,
+    extra_callbacks,
+)
+from compt.training.datamodule import ComptDataModule
+from compt.training.divergence import DivergenceGuard, diverged_results, inherited_divergence
+from compt.training.loggers import build_loggers, finish_wandb, run_group
+from compt.training.module import ComptModule
+from compt.training.noise import quiet_known_noise
+from compt.training.numerics import use_portable_cpu
+from compt.training.results import summary_table
+from compt.training.runlog import report_summary
 from compt.training.stop_boundary import StopAtStepBoundary
 from compt.training.stopping import stop_request
 
@@ -76,7 +76,7 @@ def train(
     A finished run (:meth:`RunDir.check`: done, or diverged) is skipped unless ``force=true``; an interrupted
     one resumes from ``checkpoints/last.ckpt``. A run that diverges writes a ``diverged`` results.json and
     returns it. W&B is always finished, even when the run fails. (``train.py`` calls this through
-    :func:`compt.training.job.run_job`, which claims and repairs the folder and applies ``force`` first.)
+    :func:`compt.jobs.job.run_job`, which claims and repairs the folder and applies ``force`` first.)
     """
     output_dir = Path(output_dir)
     overrides = list(overrides or [])
@@ -108,7 +108,7 @@ def train(
 
 def _train_single_tasks(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
     """``method=pt_single``: one ``pt`` run per task in ``<run>/tasks/<task>/``, then the run's own results,
-    predictions and bank combined from theirs (:mod:`compt.training.single_task`)."""
+    predictions and bank combined from theirs (:mod:`compt.recipes.single_task`)."""
     singles: dict[str, RunDir] = {}
     parts: dict[str, dict[str, Any]] = {}
     for task, single in single_task_configs(cfg).items():

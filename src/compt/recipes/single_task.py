@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from compt.atomic import atomic_file
+from compt.config.schema import TrainSchema
 from compt.prompts import PromptBank, PromptBankConfig
-from compt.training.schema import TrainSchema
 
 SINGLE_TASK_METHOD = "pt_single"
 SUBRUNS_DIR = "tasks"
