@@ -9,10 +9,10 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from compt.config.hydra import register_schema
 from compt.config.run_config import RunConfig
 from compt.config.schema import TrainSchema
 from compt.errors import ConfigError
-from compt.jobs.launch import register_schema
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

@@ -93,9 +93,8 @@ def test_every_error_is_a_compt_error():
 
 
 def test_the_cli_modes_are_the_predictors():
-    from compt.inference.cli import MODES
-
     from compt.evaluation.predict import EVAL_MODES
+    from compt.inference.cli import MODES
 
     assert MODES == EVAL_MODES
 

@@ -20,9 +20,10 @@ from compt.data import bundled_demo_dir
 from compt.data.sources import load_local_file, load_split
 from compt.errors import ConfigError, DataError, InferenceError, LaunchError
 from compt.inference.predictor import check_rows, read_rows
-from compt.jobs.launch import check_launch, device_count
+from compt.jobs.launch import check_launch
 from compt.jobs.preflight import OutputFolderError, check_run_config, require_writable, writable_problem
 from compt.tasks import get_task
+from compt.training.spawn import device_count
 from tests.test_configs import composed
 
 

@@ -12,7 +12,7 @@ import time
 import pytest
 from hydra import compose, initialize_config_dir
 
-from compt.jobs.launch import job_folder_name
+from compt.config.hydra import job_folder_name
 from compt.report.aggregate import parse_overrides
 from compt.runs.identity import result_overrides
 from compt.sweeps.cli import main

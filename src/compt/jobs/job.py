@@ -3,8 +3,9 @@
 :func:`run_job` is what ``train.py`` calls: it refuses a config or folder that cannot work (one line), skips a
 finished job, claims the folder (:mod:`compt.runs.claims`; a job another live process trains is skipped with one
 notice), repairs what an interrupted or damaged run left (:mod:`compt.jobs.recovery`), applies
-``force=true`` once, trains (:func:`compt.training.fit.train`), and turns a diverged run into
-:class:`~compt.training.divergence.RunDiverged` once its results.json is written.
+``force=true`` once, runs the recipe of the job's method (:func:`compt.recipes.recipe_for`: one fit, SPoT's
+stages, ``pt_single``'s tasks, ...), and turns a diverged run into :class:`~compt.errors.RunDiverged` once its
+results.json is written.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from typing import Any
 
 from compt.config.schema import TrainSchema
 from compt.errors import RunDiverged
-from compt.jobs.launch import launch_rank
 from compt.jobs.preflight import OTHER_FOLDER, check_run_config, require_writable
-from compt.jobs.recovery import repair, start_forced_run
+from compt.jobs.recovery import discard_finished_checkpoint, repair, start_forced_run
+from compt.recipes import recipe_for
+from compt.recipes.plain import finished
 from compt.runs import DIVERGED, RunDir
 from compt.runs.claims import Holder, claim_job, read_holder, stale_reason
-from compt.training.fit import FINISHED, train
+from compt.training.spawn import launch_rank
 from compt.training.stopping import StopRequest, stop_request
 
 log = logging.getLogger(__name__)
@@ -59,12 +61,12 @@ def _run_job(cfg: TrainSchema, run: RunDir, overrides: list[str], stop: StopRequ
                 "[compt] %s is being trained by another job (%s); skipping it.", run.path, holder.describe()
             )
             return None
-        return train(cfg, run.path, overrides)
+        return _train(cfg, run, overrides)
     check_run_config(cfg)
     require_writable(run.path, OTHER_FOLDER)
     require_writable(run.last_checkpoint.parent, OTHER_FOLDER)
-    if not cfg.force and run.check().status in FINISHED:
-        return train(cfg, run.path, overrides)  # says why it skips; no claim needed
+    if not cfg.force and finished(run):  # says why it skips; no claim needed
+        return None
     with claim_job(run.path, heartbeat_s, stale_after_s, on_lost=stop.claim_lost) as claim:
         if not claim.held:
             who = claim.holder.describe() if claim.holder else "another process"
@@ -82,12 +84,21 @@ def _train_claimed(cfg: TrainSchema, run: RunDir, overrides: list[str]) -> dict[
     """Repair, apply ``force`` once (a forced run in progress resumes), train, and clear the forced mark once
     the job is finished."""
     repair(run)
-    if cfg.force and not run.forced_marker.exists() and run.check().status in FINISHED:
+    if cfg.force and not run.forced_marker.exists() and run.check().finished:
         start_forced_run(run)
-    results = train(without_force(cfg), run.path, overrides)
-    if run.check().status in FINISHED:
+    results = _train(without_force(cfg), run, overrides)
+    if run.check().finished:
         run.forced_marker.unlink(missing_ok=True)
     return results
+
+
+def _train(cfg: TrainSchema, run: RunDir, overrides: list[str]) -> dict[str, Any] | None:
+    """The recipe of the job's method in its folder, unless the run is finished (skipped, said in the log)."""
+    if cfg.force and run.check().finished:  # a DDP rank > 0 under force=true (rank 0 removes the rest)
+        discard_finished_checkpoint(run)
+    elif finished(run):
+        return None
+    return recipe_for(cfg.method.name)(without_force(cfg), run.path, overrides)
 
 
 def without_force(cfg: TrainSchema) -> TrainSchema:

@@ -1,11 +1,10 @@
-"""How a job was launched, settled before any work starts: the config schema and the resolvers Hydra composes
-with, refusing launches that cannot work, the output folder shared by the ranks of a DDP run, and a GPU (or a
-share of one) per job under the joblib launcher."""
+"""How a job was launched, settled before any work starts: refusing launches that cannot work, the output folder
+shared by the ranks of a DDP run, a GPU (or a share of one) per job under the joblib launcher, and what a
+stopped job says about resuming it. (The schema and resolvers Hydra composes with: :mod:`compt.config.hydra`.)"""
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import tempfile
 import time
@@ -14,89 +13,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from hydra.types import RunMode
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
-from compt.config.schema import TrainSchema
 from compt.errors import ConfigError, LaunchError
-from compt.runs.identity import job_dirname
+from compt.training.spawn import device_count, launch_rank
 
 RUN_DIR_ENV = "COMPT_RUN_DIR"
 """Set by rank 0 to its output folder; processes it starts (DDP ranks) write into the same folder."""
 
 GPU_LOCK_DIR_ENV = "COMPT_GPU_LOCK_DIR"
 """Folder of the per-GPU lock files of joblib jobs (default: ``<tmp>/compt-gpu-locks-<uid>``)."""
-
-
-SCHEMA_NAME = "compt_schema"
-"""The name ``conf/train.yaml`` lists first in its defaults: :class:`TrainSchema` in Hydra's ConfigStore."""
-
-JOB_FOLDER_RESOLVER = "compt_job_folder"
-"""OmegaConf resolver naming a sweep job's folder from its overrides (``conf/hydra/default.yaml``:
-``hydra.sweep.subdir``, :func:`job_folder`)."""
-
-SQLITE_RESOLVER = "compt_sqlite"
-"""OmegaConf resolver giving an sqlite URL for a file path (``conf/hparams_search/optuna.yaml``: the study)."""
-
-MAX_FOLDER_NAME = 255
-"""Bytes in one folder name on common file systems (ext4, xfs, Lustre, GPFS)."""
-
-
-def job_folder_name(override_dirname: str) -> str:
-    """One folder name for a sweep job from its overrides (Hydra's ``override_dirname``), never a path.
-
-    ``/`` in a value (``model.name=google/t5-base-lm-adapt``, ``data.root=/scratch/glue``) would nest folders:
-    it becomes ``%2F``. A name over 255 bytes (a long override list) is cut to 200 bytes plus ``~`` and 12 hex
-    digits of its SHA-256, so it stays unique and stable across relaunches; the job's full overrides are in
-    its ``results.json`` and ``.hydra/overrides.yaml``.
-    """
-    name = override_dirname.replace("%", "%25").replace("/", "%2F")
-    encoded = name.encode()
-    if len(encoded) <= MAX_FOLDER_NAME:
-        return name
-    digest = hashlib.sha256(encoded).hexdigest()[:12]
-    return f"{encoded[:200].decode(errors='ignore')}~{digest}"
-
-
-def job_folder(overrides: Any) -> str:
-    """A sweep job's folder name from its overrides (``hydra.overrides.task``): the ones that can change its
-    result (:func:`compt.runs.identity.job_dirname`), escaped by :func:`job_folder_name`. A string is taken as an
-    ``override_dirname`` already joined (a config written for the earlier ``${compt_job_folder:${hydra.job.override_dirname}}``)."""
-    if isinstance(overrides, list | tuple | ListConfig):
-        return job_folder_name(job_dirname(str(o) for o in overrides))
-    return job_folder_name(str(overrides))
-
-
-def sqlite_url(path: str) -> str:
-    """``sqlite:///<path>`` for an SQLAlchemy engine, creating the file's folder (sqlite does not).
-
-    The Optuna study of ``hparams_search=optuna`` lives in ``<sweep dir>/optuna.db``, and the sweeper opens it
-    before any job has created the sweep folder.
-    """
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
-
-
-def register_job_folder_resolver() -> None:
-    """Make ``${compt_job_folder:...}`` and ``${compt_sqlite:...}`` (:func:`sqlite_url`) known to OmegaConf
-    (idempotent)."""
-    if not OmegaConf.has_resolver(JOB_FOLDER_RESOLVER):
-        OmegaConf.register_new_resolver(JOB_FOLDER_RESOLVER, job_folder)
-    if not OmegaConf.has_resolver(SQLITE_RESOLVER):
-        OmegaConf.register_new_resolver(SQLITE_RESOLVER, lambda path: sqlite_url(str(path)))
-
-
-def register_schema() -> None:
-    """Store :class:`TrainSchema` in Hydra's ConfigStore as ``compt_schema`` (idempotent); any code that composes
-    ``conf/train.yaml`` (``train.py``, ``compt sweep``, the tests) needs it."""
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainSchema)
-
-
-# on import: train.py, compt.sweeps.jobs and the launchers' pickled jobs (submitit, joblib) import this module
-# before Hydra composes the config, resolves a job's folder or instantiates the sweeper
-register_schema()
-register_job_folder_resolver()
 
 
 def check_launch(cfg: DictConfig, hydra_cfg: Any) -> None:
@@ -122,36 +49,9 @@ def check_launch(cfg: DictConfig, hydra_cfg: Any) -> None:
     )
 
 
-def device_count(devices: Any, accelerator: Any = None) -> int:
-    """How many devices (hence DDP ranks) ``trainer.devices`` asks for: an int, ``"2"``, a list or
-    ``"0,1"``, or -1/``"auto"`` = every GPU there is (1 on CPU)."""
-    if devices in (-1, "-1", "auto"):
-        if str(accelerator) == "cpu":
-            return 1
-        import torch
-
-        return max(torch.cuda.device_count(), 1)
-    if isinstance(devices, list | tuple | ListConfig):
-        return len(devices)
-    if isinstance(devices, str):
-        text = devices.strip()
-        if "," in text:
-            return len([part for part in text.split(",") if part.strip()])
-        return device_count(int(text), accelerator) if text.lstrip("-").isdigit() else 1
-    return int(devices)
-
-
 def _slurm_started_ranks() -> bool:
     """Whether SLURM started this job's ranks (``tasks_per_node`` > 1): Lightning then re-launches nothing."""
     return os.environ.get("SLURM_NTASKS", "1").isdigit() and int(os.environ.get("SLURM_NTASKS", "1")) > 1
-
-
-def launch_rank() -> int:
-    """This process's rank as set by the launcher of a DDP run (Lightning, torchrun, SLURM); 0 otherwise."""
-    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 0
 
 
 def shared_output_dir(hydra_output_dir: str) -> str:
@@ -263,3 +163,24 @@ def gpu_lease(
                 handle.close()
             return
         time.sleep(poll_s)
+
+
+def how_to_resume(output_dir: str | Path, sweep: Any | None = None) -> str:
+    """The end of a stopped job's line: how to resume it, and (a ``-m`` sweep of Hydra's basic sweeper) which
+    of the sweep's jobs never started.
+
+    Args:
+        output_dir: the job's folder.
+        sweep: for a job of a sweep, Hydra's config of the job (``HydraConfig.get()``), else None.
+    """
+    if sweep is None:
+        return f"resume it with: python train.py resume={output_dir}"
+    if "BasicSweeper" not in str(sweep.sweeper.get("_target_", "")):
+        return "relaunch the same command to continue: finished trials are kept, this one resumes"
+    text = "relaunch the same command to resume the sweep: finished jobs are skipped, this one resumes"
+    if "BasicLauncher" not in str(sweep.launcher.get("_target_", "")):
+        return text  # jobs run in parallel: which never started is not known here
+    from compt.sweeps.records import never_started
+
+    later = never_started(Path(sweep.sweep.dir), int(sweep.job.num))
+    return text + (f"; never started: {later}" if later else "; it was the sweep's last job")

@@ -13,6 +13,7 @@ from compt.atomic import require_writable, writable_problem  # noqa: F401 (prefl
 from compt.config.schema import WEIGHT_DTYPES, TrainSchema
 from compt.errors import ConfigError, OutputWriteError
 from compt.evaluation.config import EvalConfig
+from compt.runs import RUN_ELSEWHERE
 from compt.runs.claims import timing_problem
 
 #: seeds numpy accepts (``pl.seed_everything`` seeds numpy too)
@@ -113,8 +114,7 @@ def check_data_files(cfg: TrainSchema) -> None:
     require_local_files(tasks, cfg.data.source, cfg.data.dir)
 
 
-#: how a user points a run elsewhere
-RUN_ELSEWHERE = "hydra.run.dir=DIR, or paths.log_dir=DIR for sweeps"
+#: what a folder that cannot be written says to do
 OTHER_FOLDER = f"train into another folder ({RUN_ELSEWHERE})"
 
 

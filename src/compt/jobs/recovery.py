@@ -135,3 +135,12 @@ def start_forced_run(run: RunDir) -> None:
     log.info(
         "[compt] force=true: removed the finished run's results, checkpoints and bank; training starts from scratch"
     )
+
+
+def discard_finished_checkpoint(run: RunDir) -> None:
+    """``force=true`` on a finished run seen by a DDP rank > 0: remove its final ``last.ckpt`` so that training
+    starts from scratch (the re-run would otherwise "resume" at the last step and only re-test it)."""
+    last = run.last_checkpoint
+    if last.is_file():
+        last.unlink(missing_ok=True)
+        log.info("[compt] force=true: removed the finished run's %s; training starts from scratch", last)

@@ -22,6 +22,12 @@ import torch
 from compt.atomic import atomic_file
 from compt.config.schema import TrainSchema
 from compt.prompts import PromptBank, PromptBankConfig
+from compt.recipes.plain import fit_part, inherit_divergence
+from compt.recipes.registry import register_recipe
+from compt.runs import DIVERGED, RunDir
+from compt.training.loggers import run_group
+from compt.training.results import summary_table
+from compt.training.runlog import report_summary
 
 SINGLE_TASK_METHOD = "pt_single"
 SUBRUNS_DIR = "tasks"
@@ -29,9 +35,39 @@ SUBRUNS_DIR = "tasks"
 PER_TASK_KEYS = ("metrics", "primary", "primary_paper", "counts", "invalid")
 
 
-def is_single_task_run(cfg: TrainSchema) -> bool:
-    """Whether ``cfg`` asks for one run per task (and is not one of those runs itself)."""
-    return cfg.method.name == SINGLE_TASK_METHOD and not cfg.method.bank_method
+def train_single_tasks(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """``method=pt_single``: one ``pt`` run per task in ``<run>/tasks/<task>/`` (each skipped when an earlier
+    launch finished it), then the run's own results, predictions and bank combined from theirs; a task's run
+    that diverged makes the run diverged."""
+    singles: dict[str, RunDir] = {}
+    parts: dict[str, dict[str, Any]] = {}
+    for task, single in single_task_configs(cfg).items():
+        singles[task] = RunDir(Path(output_dir) / SUBRUNS_DIR / task)
+        parts[task] = fit_part(single, singles[task].path, overrides)
+        if parts[task].get("status") == DIVERGED:
+            return inherit_divergence(cfg, output_dir, overrides, parts[task], f"{SUBRUNS_DIR}/{task}")
+    run = RunDir(output_dir)
+    combine_banks([PromptBank.load(single.bank_dir) for single in singles.values()]).save(run.bank_dir)
+    concatenate_lines([single.predictions_file for single in singles.values()], run.predictions_file)
+    results = combine_results(parts, combined_fields(cfg, next(iter(parts.values())), overrides))
+    run.write_results(results)
+    report_summary(summary_table(results) + f"\n\nwrote {run.results_file}")
+    return results
+
+
+def combined_fields(cfg: TrainSchema, first: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """The run-level fields of the combined results.json: the first task run's shared ones, the run's own."""
+    shared = ("format_version", "status", "protocol", "k", "seed", "eval_mode", "n_sources")
+    common = {key: first[key] for key in shared}
+    common.update(
+        provenance=first.get("provenance"),
+        method=cfg.method.name,
+        metrics_compat=cfg.metrics.compat,
+        overrides=overrides,
+        group=run_group(overrides),
+        config=combined_config(cfg).to_dict(),
+    )
+    return common
 
 
 def single_task_configs(cfg: TrainSchema) -> dict[str, TrainSchema]:
@@ -89,3 +125,6 @@ def concatenate_lines(sources: list[Path], target: Path) -> Path:
         for path in sources:
             handle.write(path.read_text())
     return target
+
+
+register_recipe(SINGLE_TASK_METHOD, train_single_tasks)

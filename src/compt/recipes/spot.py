@@ -11,16 +11,26 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from compt.config.schema import TrainSchema
+from compt.recipes.plain import fit_part, inherit_divergence
+from compt.recipes.registry import register_recipe
+from compt.runs import DIVERGED
+from compt.training.fit import fit_run
 
 SPOT_METHOD = "spot"
 STAGE1_DIR = "stage1"
 
 
-def is_spot_run(cfg: TrainSchema) -> bool:
-    """Whether ``cfg`` asks for SPoT's two stages (and is not one of them itself)."""
-    return cfg.method.name == SPOT_METHOD and not cfg.method.bank_method
+def train_spot(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """``method=spot``: stage 1 in ``<run>/stage1/`` (skipped when an earlier launch finished it), then stage 2 in
+    the run's folder; a diverged stage 1 makes the run diverged (stage 2 would start from a diverged prompt)."""
+    stage1, stage2 = spot_stages(cfg, output_dir)
+    first = fit_part(stage1, Path(output_dir) / STAGE1_DIR, overrides)
+    if first.get("status") == DIVERGED:
+        return inherit_divergence(cfg, output_dir, overrides, first, STAGE1_DIR)
+    return fit_run(stage2, output_dir, overrides)
 
 
 def spot_stages(cfg: TrainSchema, output_dir: str | Path) -> tuple[TrainSchema, TrainSchema]:
@@ -40,3 +50,6 @@ def spot_stages(cfg: TrainSchema, output_dir: str | Path) -> tuple[TrainSchema, 
         prompt=replace(cfg.prompt, private_init_from=str(Path(output_dir) / STAGE1_DIR)),
     )
     return stage1, stage2
+
+
+register_recipe(SPOT_METHOD, train_spot)

@@ -16,6 +16,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "compt.runs.folder": [
             "BANK_DIR",
             "CHECKPOINT_DIR",
+            "CLAIM_FILE",
             "COMPLETE",
             "DIVERGED",
             "EVAL_DIR",
@@ -32,6 +33,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "RESULTS_FILE",
             "RESULTS_OPTIONAL",
             "RESULTS_SCHEMA",
+            "RUN_ELSEWHERE",
             "TEMP_PATTERNS",
             "BankLocation",
             "JobStatus",

@@ -37,11 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from compt.atomic import output_error, write_problem
+from compt.runs.folder import CLAIM_FILE
 
 log = logging.getLogger(__name__)
-
-#: the claim's file name in a job folder
-CLAIM_FILE = ".compt-claim"
 
 #: how often the holder refreshes its claim, and after how long without a refresh a claim is stale
 HEARTBEAT_S = 60.0

@@ -41,7 +41,6 @@ from compt.errors import IncompleteRunError, RunNotFoundError
 from compt.prompts.bank import CONFIG_FILE as BANK_CONFIG_FILE
 from compt.prompts.bank import WEIGHTS_FILE as BANK_WEIGHTS_FILE
 from compt.prompts.bank import PromptBank
-from compt.runs.claims import CLAIM_FILE
 from compt.utils import json_safe
 
 RESULTS_FILE = "results.json"
@@ -55,6 +54,9 @@ HYDRA_CONFIG = "config.yaml"
 HYDRA_OVERRIDES = "overrides.yaml"
 EVAL_DIR = "eval"
 FORCED_MARKER = ".compt-forced"
+CLAIM_FILE = ".compt-claim"
+#: how a user points a run elsewhere (named by an error about a folder that cannot be written)
+RUN_ELSEWHERE = "hydra.run.dir=DIR, or paths.log_dir=DIR for sweeps"
 #: the temporary files of compt's atomic writes (an interrupted write leaves them; removed at relaunch)
 TEMP_PATTERNS = (f".{RESULTS_FILE}.*", f"*{TEMP_SUFFIX}")
 #: logger folders: their own files, never compt's temporary files
@@ -323,6 +325,11 @@ class RunCheck:
     status: JobStatus
     #: a damaged results.json or bank/ that the launch replaces (None: nothing damaged)
     problem: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether a launch skips the run: complete (``done``) or ``diverged`` (unless ``force=true``)."""
+        return self.status in ("done", DIVERGED)
 
 
 def results_problems(results: Any) -> list[str]:

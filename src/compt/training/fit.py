@@ -1,12 +1,10 @@
-"""Train and test one ComPT run from a (Hydra) config; the body of ``python train.py``."""
+"""The fit of one run: train, test the last model, and write the run's outputs (results.json, predictions,
+bank), from its typed config; what every method's recipe runs (:mod:`compt.recipes`)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +15,7 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 from compt.config.run_config import RunConfig
 from compt.config.schema import TrainSchema
 from compt.errors import RunDiverged
-from compt.jobs.launch import device_count
-from compt.prompts.bank import PromptBank
-from compt.recipes.single_task import (
-    SUBRUNS_DIR,
-    combine_banks,
-    combine_results,
-    combined_config,
-    concatenate_lines,
-    is_single_task_run,
-    single_task_configs,
-)
-from compt.recipes.spot import STAGE1_DIR, is_spot_run, spot_stages
-from compt.runs import COMPLETE, DIVERGED, FORMAT_VERSION, RESULTS_FILE, RunDir
+from compt.runs import COMPLETE, FORMAT_VERSION, READINGS, RunDir
 from compt.runs.provenance import provenance
 from compt.training.build import build_module
 from compt.training.callbacks import (
@@ -40,20 +26,16 @@ from compt.training.callbacks import (
     extra_callbacks,
 )
 from compt.training.datamodule import ComptDataModule
-from compt.training.divergence import DivergenceGuard, diverged_results, inherited_divergence
+from compt.training.divergence import DivergenceGuard, diverged_results
 from compt.training.loggers import build_loggers, finish_wandb, run_group
 from compt.training.module import ComptModule
 from compt.training.noise import quiet_known_noise
 from compt.training.numerics import use_portable_cpu
 from compt.training.results import summary_table
 from compt.training.runlog import report_summary
+from compt.training.spawn import spawn_ranks, spawned_world_size
 from compt.training.stop_boundary import StopAtStepBoundary
 from compt.training.stopping import stop_request
-
-#: the per-task and average figures results.json keeps for every mask: configured and paper reading
-READINGS = ("primary", "avg", "primary_paper", "avg_paper")
-#: what a relaunch finds finished: skipped unless force=true
-FINISHED = ("done", DIVERGED)
 
 log = logging.getLogger(__name__)
 
@@ -68,162 +50,35 @@ def cluster_plugins() -> list[Any] | None:
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None
 
 
-def train(
-    cfg: TrainSchema, output_dir: str | Path, overrides: list[str] | None = None
-) -> dict[str, Any] | None:
-    """Train, test the last model, and write ``results.json``, ``predictions.jsonl`` and ``bank/``.
+def fit_run(cfg: TrainSchema, output_dir: str | Path, overrides: list[str]) -> dict[str, Any]:
+    """Train the run in ``output_dir`` (resuming from ``checkpoints/last.ckpt`` when there is one), test the last
+    model, and write ``results.json``, ``predictions.jsonl`` and ``bank/``; returns its results.json (``{}`` on
+    a DDP rank other than 0). In this process, or in the ranks of ``trainer.strategy=ddp_spawn``
+    (:func:`compt.training.spawn.spawn_ranks`). A run that diverges writes a ``diverged`` results.json and
+    returns it.
 
-    A finished run (:meth:`RunDir.check`: done, or diverged) is skipped unless ``force=true``; an interrupted
-    one resumes from ``checkpoints/last.ckpt``. A run that diverges writes a ``diverged`` results.json and
-    returns it. W&B is always finished, even when the run fails. (``train.py`` calls this through
-    :func:`compt.jobs.job.run_job`, which claims and repairs the folder and applies ``force`` first.)
+    Whether the run trains at all (finished, claimed by another process, forced) is its job's to decide
+    (:mod:`compt.jobs.job`); what a method's run is made of, its recipe's (:mod:`compt.recipes`).
     """
     output_dir = Path(output_dir)
-    overrides = list(overrides or [])
-    check = RunDir(output_dir).check()
-    if check.status in FINISHED:
-        if not cfg.force:
-            log.info(
-                "[compt] %s; skipping (force=true re-runs it).", finished_notice(output_dir, check.status)
-            )
-            return None
-        discard_finished_checkpoint(output_dir)
-    if is_spot_run(cfg):
-        stage1, stage2 = spot_stages(cfg, output_dir)
-        train(stage1, output_dir / STAGE1_DIR, overrides)
-        first = RunDir(output_dir / STAGE1_DIR)
-        if first.is_diverged():  # stage 2 would start from a diverged prompt
-            return _inherit_divergence(cfg, output_dir, overrides, first.read_results(), STAGE1_DIR)
-        return train(stage2, output_dir, overrides)
-    if is_single_task_run(cfg):
-        return _train_single_tasks(cfg, output_dir, overrides)
-    try:
-        world = spawned_world_size(cfg)
-        if world > 1:
-            return _spawn_ranks(cfg, output_dir, overrides, world)
-        return _train(cfg, output_dir, overrides)
-    finally:
-        finish_wandb()
-
-
-def _train_single_tasks(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
-    """``method=pt_single``: one ``pt`` run per task in ``<run>/tasks/<task>/``, then the run's own results,
-    predictions and bank combined from theirs (:mod:`compt.recipes.single_task`)."""
-    singles: dict[str, RunDir] = {}
-    parts: dict[str, dict[str, Any]] = {}
-    for task, single in single_task_configs(cfg).items():
-        singles[task] = RunDir(output_dir / SUBRUNS_DIR / task)
-        parts[task] = train(single, singles[task].path, overrides) or singles[task].read_results()
-        if parts[task].get("status") == DIVERGED:
-            return _inherit_divergence(cfg, output_dir, overrides, parts[task], f"{SUBRUNS_DIR}/{task}")
-    run = RunDir(output_dir)
-    combine_banks([PromptBank.load(single.bank_dir) for single in singles.values()]).save(run.bank_dir)
-    concatenate_lines([single.predictions_file for single in singles.values()], run.predictions_file)
-    first = next(iter(parts.values()))
-    shared = ("format_version", "status", "protocol", "k", "seed", "eval_mode", "n_sources")
-    common = {key: first[key] for key in shared}
-    common.update(
-        provenance=first.get("provenance"),
-        method=cfg.method.name,
-        metrics_compat=cfg.metrics.compat,
-        overrides=overrides,
-        group=run_group(overrides),
-        config=combined_config(cfg).to_dict(),
-    )
-    results = combine_results(parts, common)
-    run.write_results(results)
-    report_summary(summary_table(results) + f"\n\nwrote {run.results_file}")
-    return results
-
-
-def _inherit_divergence(
-    cfg: TrainSchema, output_dir: Path, overrides: list[str], part: dict[str, Any], where: str
-) -> dict[str, Any]:
-    """A sub-run (SPoT's stage 1, a single-task run) diverged: so did this run; record it."""
-    identity = {
-        "method": cfg.method.name,
-        "overrides": overrides,
-        "group": run_group(overrides),
-        "config": cfg.to_dict(),
-    }
-    results = inherited_divergence(part, identity, where)
-    RunDir(output_dir).write_results(results)
-    return results
-
-
-def finished_notice(output_dir: Path, status: str) -> str:
-    """What a relaunch says about a finished job it skips."""
-    if status == DIVERGED:
-        step = (RunDir(output_dir).read_results().get("diverged") or {}).get("step")
-        return f"{output_dir} diverged (at step {step}, see its {RESULTS_FILE})"
-    return f"{output_dir} already has a complete {RESULTS_FILE}"
-
-
-def discard_finished_checkpoint(output_dir: Path) -> None:
-    """``force=true`` on a complete run: remove its final ``last.ckpt`` so that training starts from scratch.
-
-    Without this the re-run would "resume" at the last step of the finished training and only re-test it.
-    """
-    last = RunDir(output_dir).last_checkpoint
-    if last.is_file():
-        last.unlink()
-        log.info("[compt] force=true: removed the finished run's %s; training starts from scratch", last)
-
-
-def spawned_world_size(cfg: TrainSchema) -> int:
-    """Processes compt starts itself for ``trainer.strategy=ddp_spawn`` (its devices), else 1."""
-    if not str(cfg.trainer.get("strategy", "auto")).startswith("ddp_spawn"):
-        return 1
-    return device_count(cfg.trainer.get("devices", 1), cfg.trainer.get("accelerator"))
-
-
-def _spawn_ranks(cfg: TrainSchema, output_dir: Path, overrides: list[str], world: int) -> dict[str, Any]:
-    """``ddp_spawn``: start one process per rank (``torch.multiprocessing.spawn``) and run plain DDP in them.
-
-    Each rank runs :func:`_train` exactly as under ``trainer=ddp`` (rank 0 writes the results), which
-    Lightning's own ``ddp_spawn`` cannot offer: it trains in the children and hands only the weights back,
-    losing the evaluation results, predictions and curves kept on the module and callbacks. Unlike ``ddp``
-    it does not re-run the script, so it works inside a ``-m`` sweep. Returns rank 0's results.json.
-    """
-    port = _free_port()
-    stop = stop_request()
-    # a stop signal here ends the job at once; the ranks (in this process group) stop without a new checkpoint
-    stop.outside = "while its ddp_spawn ranks trained; the relaunch resumes from their last checkpoint"
-    try:
-        torch.multiprocessing.spawn(
-            _spawned_rank, args=(world, port, cfg, str(output_dir), overrides), nprocs=world, join=True
-        )
-    finally:
-        stop.outside = None
+    world = spawned_world_size(cfg.trainer)
+    if world <= 1:
+        return fit_here(cfg, output_dir, overrides)
+    spawn_ranks(fit_here, world, cfg, output_dir, overrides)
     run = RunDir(output_dir)
     return run.read_results() if run.is_complete() or run.is_diverged() else {}
 
 
-def _spawned_rank(
-    rank: int, world: int, port: int, cfg: TrainSchema, output_dir: str, overrides: list[str]
-) -> None:
-    os.environ.update(
-        {
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-            "WORLD_SIZE": str(world),
-            "NODE_RANK": "0",
-            "LOCAL_RANK": str(rank),  # Lightning: the processes were created externally, run DDP in them
-        }
-    )
+def fit_here(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """The fit of :func:`fit_run` in this process (or one rank of a DDP run). W&B is always finished, even when
+    the run fails."""
     try:
-        _train(replace(cfg, trainer={**cfg.trainer, "strategy": "ddp"}), Path(output_dir), overrides)
+        return _fit(cfg, output_dir, overrides)
     finally:
         finish_wandb()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
+def _fit(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
     quiet_known_noise()
     if cfg.portable_cpu:

@@ -12,11 +12,12 @@ handles all three for the whole job (:meth:`StopRequest.handling`):
 
 Either way the job ends with :class:`~compt.errors.RunInterrupted` (its message names the job and what was
 saved; ``train.py`` prints it as one ``compt:`` line, adds how to resume, and exits with 128 + the signal's
-number), after its claim is released. When the claim is found taken over (:class:`compt.runs.claims.JobClaim`'s
-``on_lost``), the run stops at the next step boundary, or before its next write, without writing anything
-more (:class:`~compt.errors.ClaimLost`).
+number), after its claim is released. When the claim is found taken over (the ``on_lost`` of the job's claim,
+:class:`compt.runs.claims.JobClaim`, which the job hands to :meth:`StopRequest.watch`), the run stops at the next
+step boundary, or before its next write, without writing anything more (:class:`~compt.errors.ClaimLost`).
 
-Plain Python (no Lightning): ``train.py`` imports it before the run driver.
+Plain Python (no Lightning), and no claim code: a claim is anything with ``held`` and ``verify()``
+(:class:`Claim`). ``train.py`` imports it before the run driver.
 """
 
 from __future__ import annotations
@@ -28,10 +29,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from compt.errors import ClaimLost, RunInterrupted
-from compt.runs.claims import Holder, JobClaim
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,21 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 #: what :meth:`StopRequest.code` says (the largest wins when DDP ranks agree on it)
 NOTHING, SIGNALLED, CLAIM_LOST = 0, 1, 2
+
+
+class Claim(Protocol):
+    """The job's claim on its folder, as a stop request checks it (:class:`compt.runs.claims.JobClaim`)."""
+
+    held: bool
+
+    def verify(self) -> None:
+        """Re-read the claim file; report a takeover through the claim's ``on_lost``."""
+
+
+class Holder(Protocol):
+    """Who holds a claim (:class:`compt.runs.claims.Holder`)."""
+
+    def describe(self) -> str: ...
 
 
 class JobStopped(SystemExit):
@@ -69,7 +84,7 @@ class StopRequest:
         self.signum: int | None = None
         #: the job's folder (named in messages) and its claim (checked before writes)
         self.job: Path | None = None
-        self.claim: JobClaim | None = None
+        self.claim: Claim | None = None
         self.lost_to: Holder | None = None
         self.lost = False
         #: what a signal outside a trainer interrupts, when not the start of the job (named in the message)
@@ -159,7 +174,7 @@ class StopRequest:
         )
 
     # ------------------------------------------------------------------ the claim
-    def watch(self, claim: JobClaim) -> None:
+    def watch(self, claim: Claim) -> None:
         """Check ``claim`` before writes; its heartbeat reports a takeover here (``on_lost``)."""
         self.claim = claim
 
@@ -213,27 +228,6 @@ class StopRequest:
         """The error that ends a stopped job: ``<SIGNAL>: stopped <job> <what>``."""
         signum = signum or self.signum or signal.SIGTERM
         return RunInterrupted(f"{signal_name(signum)}: stopped {self.job} {what}", int(signum))
-
-
-def how_to_resume(output_dir: str | Path, sweep: Any | None = None) -> str:
-    """The end of a stopped job's line: how to resume it, and (a ``-m`` sweep of Hydra's basic sweeper) which
-    of the sweep's jobs never started.
-
-    Args:
-        output_dir: the job's folder.
-        sweep: for a job of a sweep, Hydra's config of the job (``HydraConfig.get()``), else None.
-    """
-    if sweep is None:
-        return f"resume it with: python train.py resume={output_dir}"
-    if "BasicSweeper" not in str(sweep.sweeper.get("_target_", "")):
-        return "relaunch the same command to continue: finished trials are kept, this one resumes"
-    text = "relaunch the same command to resume the sweep: finished jobs are skipped, this one resumes"
-    if "BasicLauncher" not in str(sweep.launcher.get("_target_", "")):
-        return text  # jobs run in parallel: which never started is not known here
-    from compt.sweeps.records import never_started
-
-    later = never_started(Path(sweep.sweep.dir), int(sweep.job.num))
-    return text + (f"; never started: {later}" if later else "; it was the sweep's last job")
 
 
 def _launchers(handler: Any) -> bool:
