@@ -5,10 +5,12 @@ Each check runs in a fresh interpreter, so modules imported by other tests do no
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import subprocess
 import sys
+from functools import cache
 
 from compt import errors
 from tests.helpers import REPO_ROOT
@@ -23,8 +25,21 @@ CORE_PACKAGES = (
     "compt.backbone",
     "compt.data",
     "compt.tasks",
+    "compt.optim",
 )
 SUBCOMMANDS = ("data", "evaluate", "report", "predict", "export", "sweep")
+#: the layers, bottom up (README, "Development"): a module imports from its own folder or a lower layer only
+LAYERS = (
+    ("compt._lazy", "compt.errors", "compt.utils", "compt.fields", "compt.atomic", "compt.config_dir"),
+    (*CORE_PACKAGES, "compt.evaluation"),
+    ("compt.runs",),
+    ("compt.config",),
+    ("compt.training",),
+    ("compt.recipes", "compt.sweeps"),
+    ("compt.jobs",),
+    ("compt.inference", "compt.report"),
+)
+SOURCE = REPO_ROOT / "src" / "compt"
 
 
 def loaded_after(code: str) -> list[str]:
@@ -130,3 +145,106 @@ def test_the_training_package_exports_its_module_on_first_use():
         "assert ComptModule.__module__ == 'compt.training.module'"
     )
     assert "compt.training.module" in modules
+
+
+@cache
+def import_edges() -> tuple[tuple[str, str], ...]:
+    """``(module, imported module)`` for every compt import in the package, at the top of a module or inside a
+    function, and every module a package ``__init__`` exports on first use (``lazy_exports``)."""
+    modules = {
+        ".".join(("compt", *p.relative_to(SOURCE).with_suffix("").parts)).removesuffix(".__init__")
+        for p in SOURCE.rglob("*.py")
+    }
+    edges = []
+    for path in sorted(SOURCE.rglob("*.py")):
+        source = ".".join(("compt", *path.relative_to(SOURCE).with_suffix("").parts)).removesuffix(
+            ".__init__"
+        )
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("compt"):
+                targets = [
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                    for a in node.names
+                ]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.startswith("compt")]
+            elif isinstance(node, ast.Dict) and path.name == "__init__.py":  # lazy_exports' module -> names
+                targets = [
+                    k.value
+                    for k in node.keys
+                    if isinstance(k, ast.Constant) and str(k.value).startswith("compt.")
+                ]
+            edges += [(source, target) for target in targets if target != source]
+    return tuple(edges)
+
+
+def layer(module: str) -> tuple[int, str] | None:
+    """``(rank, folder)`` of a module; None for the entry points (the ``compt`` package, ``cli`` modules)."""
+    if module == "compt" or module.endswith((".cli", ".__main__")):
+        return None
+    for rank, folders in enumerate(LAYERS):
+        for folder in folders:
+            if module == folder or module.startswith(folder + "."):
+                return rank, folder
+    raise AssertionError(f"{module} is in no layer of LAYERS: add its folder")
+
+
+def test_no_module_imports_a_higher_layer():
+    """Every import goes to the module's own layer or down (jobs/ may import training/, never the reverse;
+    evaluation/ imports nothing of inference/, config/ nothing of training/ ...)."""
+    upward = []
+    for source, target in import_edges():
+        here, there = layer(source), layer(target)
+        if here is None or there is None or here[1] == there[1]:
+            continue
+        if there[0] > here[0]:
+            upward.append(f"{source} -> {target}")
+    assert not upward
+
+
+def test_the_package_has_no_import_circle():
+    graph: dict[str, set[str]] = {}
+    for source, target in import_edges():
+        graph.setdefault(source, set()).add(target)
+    state: dict[str, int] = {}
+    circles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                circles.append(" -> ".join([*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not circles
+
+
+def test_the_config_imports_no_lightning():
+    """``compt.config`` (the schema, the run's objects, Hydra's registration) is plain Python + Hydra."""
+    modules = loaded_after(
+        "import importlib, pkgutil, compt.config\n"
+        "for info in pkgutil.walk_packages(compt.config.__path__, 'compt.config.'):\n"
+        "    importlib.import_module(info.name)"
+    )
+    assert not top_level(modules) & {"pytorch_lightning", "lightning", "lightning_fabric"}
+    assert not [m for m in modules if m.startswith(("compt.training", "compt.jobs", "compt.recipes"))]
+
+
+def test_training_imports_no_claim_repair_preflight_or_search_code():
+    """The Lightning layer fits a run; claiming, repairing, checking and searching are the job's (jobs/)."""
+    modules = loaded_after(
+        "import importlib, pkgutil, compt.training\n"
+        "for info in pkgutil.walk_packages(compt.training.__path__, 'compt.training.'):\n"
+        "    importlib.import_module(info.name)"
+    )
+    assert not [m for m in modules if m.startswith(("compt.jobs", "compt.recipes"))]
+    claims = [
+        (s, t) for s, t in import_edges() if s.startswith("compt.training") and t == "compt.runs.claims"
+    ]
+    assert not claims

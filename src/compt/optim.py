@@ -9,6 +9,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from compt.errors import ConfigError
+from compt.fields import knob
 from compt.prompts.bank import GROUPS, PromptBank
 
 SCHEDULES = ("linear", "linear_compat")
@@ -20,19 +21,19 @@ AUTHORS_EXTRA_STEPS = 5
 class OptimConfig:
     """Optimisation settings (paper §3.2)."""
 
-    lr_router: float = 0.1
+    lr_router: float = knob("optim.lr.router", 0.1)
     """learning rate of the router logits"""
-    lr_sources: float = 0.05
+    lr_sources: float = knob("optim.lr.sources", 0.05)
     """learning rate of the source prompts and their encoders"""
-    lr_private: float = 0.02
+    lr_private: float = knob("optim.lr.private", 0.02)
     """learning rate of the private prompts and their encoders"""
-    eps: float = 1e-6
+    eps: float = knob("optim.eps", 1e-6)
     """AdamW epsilon"""
-    weight_decay: float = 0.0
+    weight_decay: float = knob("optim.weight_decay", 0.0)
     """AdamW weight decay"""
-    warmup_ratio: float = 0.2
+    warmup_ratio: float = knob("optim.warmup_ratio", 0.2)
     """fraction of all optimizer steps spent warming up linearly from 0"""
-    schedule: str = "linear"
+    schedule: str = knob("optim.schedule", "linear")
     """linear: decay to 0 at the last step (paper) | linear_compat: the authors' scheduler, built from their step
     count A (``compat_steps``): warm-up ``warmup_ratio · A`` steps (a float), then linear decay to 0 at
     ``A + warm-up + 5``, whatever the run's real step count"""

@@ -90,4 +90,3 @@ def register_config() -> None:
     (:func:`register_job_folder_resolver`). Idempotent."""
     register_schema()
     register_job_folder_resolver()
-

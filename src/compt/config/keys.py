@@ -1,66 +1,56 @@
 """The config key a user types for each library field, so that an error names ``optim.lr.router`` or
 ``eval.max_samples`` rather than ``OptimConfig.lr_router`` or ``DataConfig.eval_max_samples``.
 
-The mapping is read from the schema itself: a field of :mod:`compt.config.schema` whose docstring says
-``→ Class.field`` passes its value to that library field (see the schema's module docstring), and its key is
-the path of section names from :class:`~compt.config.schema.TrainSchema` down to it.
+The mapping is the knobs' (:mod:`compt.config.knobs`): a library field declared ``knob("eval.max_samples", ...)``
+is set from that key.
 """
 
 from __future__ import annotations
 
-import ast
-import inspect
 import re
+from collections import Counter
 from collections.abc import Callable
 from functools import cache
 from typing import Any, TypeVar
 
+from compt.config.knobs import knobs
 from compt.errors import ConfigError
 
 T = TypeVar("T")
-
-#: ``→ Class.field`` in a schema field's docstring
-ARROW = re.compile(r"→ (\w+)\.(\w+)")
 
 
 @cache
 def typed_keys() -> dict[str, str]:
     """``{"DataConfig.eval_max_samples": "eval.max_samples", "OptimConfig.lr_router": "optim.lr.router", ...}``:
-    every library field the schema feeds, and the key a user types for it (the first schema field that feeds
-    it, in the schema's order)."""
-    from compt.config import schema
+    every library field a knob sets, and the key a user types for it."""
+    return {f"{k.owner.__name__}.{k.name}": k.key for k in knobs()}
 
-    tree = ast.parse(inspect.getsource(schema))
-    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
-    keys: dict[str, str] = {}
 
-    def walk(section: str, prefix: str) -> None:
-        body = classes[section].body
-        for index, statement in enumerate(body):
-            if not (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)):
-                continue
-            name, annotation = statement.target.id, ast.unparse(statement.annotation)
-            if annotation in classes:
-                walk(annotation, f"{prefix}{name}.")
-                continue
-            doc = body[index + 1] if index + 1 < len(body) else None
-            if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
-                for owner, field in ARROW.findall(str(doc.value.value)):
-                    keys.setdefault(f"{owner}.{field}", f"{prefix}{name}")
-
-    walk("TrainSchema", "")
-    return keys
+@cache
+def _field_keys() -> dict[str, str]:
+    """A field name -> its key, for the names only one library class uses (``mpt_rank``: an error of the bank
+    about its method's options)."""
+    keys = typed_keys()
+    names = Counter(qualified.partition(".")[2] for qualified in keys)
+    return {
+        qualified.partition(".")[2]: key
+        for qualified, key in keys.items()
+        if names[qualified.partition(".")[2]] == 1
+    }
 
 
 def in_typed_keys(message: str, owner: str) -> str:
     """``message`` (an error of library class ``owner``) with the library's field names replaced by the keys a
     user types: qualified names anywhere (``DataConfig.eval_max_samples``), and the field a message starts with
-    (``router_sample='x'``, ``optim.lr_router must be...``)."""
+    (``router_sample='x'``, ``optim.lr_router must be...``; a field of another class when its name is that
+    class's alone: ``mpt_rank``)."""
     keys = typed_keys()
     start = re.match(r"(?:[a-z_]+\.)?(\w+)(?=[\s=])", message)
-    if start and f"{owner}.{start[1]}" in keys:
-        message = keys[f"{owner}.{start[1]}"] + message[start.end() :]
-    return re.sub(r"\b\w+(?:Config|Schedule|Spec)\.\w+\b", lambda m: keys.get(m[0], m[0]), message)
+    if start:
+        key = keys.get(f"{owner}.{start[1]}") or _field_keys().get(start[1])
+        if key:
+            message = key + message[start.end() :]
+    return re.sub(r"\b\w+(?:Config|Schedule|Spec|Options)\.\w+\b", lambda m: keys.get(m[0], m[0]), message)
 
 
 def built(cls: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from compt.config.keys import built
+from compt.config.knobs import LIBRARY, knob_values, knobs, option_classes
 from compt.config.schema import TrainSchema
 from compt.data.config import DataConfig
 from compt.evaluation.config import EvalConfig
@@ -76,95 +77,61 @@ class RunConfig:
 
     @classmethod
     def from_schema(cls, c: TrainSchema) -> RunConfig:
-        """The run's objects from its typed config: the one place where config keys meet library fields."""
-        m, p, r = c.method, c.prompt, c.router
-        text_protocol = {
-            "truncation": c.data.truncation,
-            "regression_targets": c.data.regression_targets,
-            "answer_parsing": c.eval.answer_parsing,
-            "input_format": c.data.input_format,
-        }
-        tasks = [replace(task, **text_protocol) for task in resolve_tasks(c.tasks)]
-        data = built(
-            DataConfig,
-            source=c.data.source,
-            dir=c.data.dir,
-            k=c.k,
-            kshot_balanced=c.kshot.balanced,
-            kshot_allow_fewer=c.kshot.allow_fewer,
-            seed=c.seed,
-            eval_max_samples=c.eval.max_samples,
-            eval_seed=c.eval.seed,
-            validation_from_train=c.data.validation_from_train,
-            temperature=c.data.temperature,
-            batch_size=c.data.batch_size,
-            eval_batch_size=c.eval.batch_size,
-            max_source_length=c.data.max_source_length,
-            max_target_length=c.data.max_target_length,
-            num_workers=c.data.num_workers,
-            group_by_length=c.data.group_by_length,
-            epoch_size=c.data.epoch_size,
-        )
+        """The run's objects from its typed config. Every knob goes to its library field
+        (:func:`compt.config.knobs.knob_values`); what is written here are the keys that cross sections: the
+        method preset's choices (the bank's method, ``method.n_sources``, ``method.encoder``), the epochs, the
+        authors' step count, the router's k, the backbone, and the run's own settings."""
+        m, lib, every = c.method, LIBRARY, knobs()
+
+        def values(part: str, **crossing: Any) -> dict[str, Any]:
+            return {**knob_values(c, lib[part], every), **crossing}
+
+        tasks = [replace(task, **values("tasks")) for task in resolve_tasks(c.tasks)]
+        options: dict[str, Any] = {}
+        for option_class in option_classes():
+            options.update(knob_values(c, option_class, every))
         bank = built(
-            PromptBankConfig,
-            method=m.bank_method or m.name,
-            task_names=[task.name for task in tasks],
-            n_sources=m.n_sources if m.n_sources is not None else c.n_sources,
-            source_length=m.source_length,
-            private_length=m.private_length,
-            encoder=m.encoder or p.encoder,
-            encoder_hidden=p.encoder_hidden,
-            encoder_residual=p.encoder_residual,
-            encoder_dropout=p.encoder_dropout,
-            source_init_range=p.source_init_range,
-            private_init=p.private_init,
-            router_learn=r.learn,
-            router_train_norm=r.train_norm,
-            router_sample=r.sample,
-            position=p.position,
-            backbone=c.model.name,
-            freeze_sources=c.sources.freeze,
-            mpt_rank=m.mpt_rank,
-            attempt_hidden=m.attempt_hidden,
-            attempt_temperature=m.attempt_temperature,
+            lib["bank"],
+            **values(
+                "bank",
+                method=m.bank_method or m.name,
+                task_names=[task.name for task in tasks],
+                n_sources=m.n_sources if m.n_sources is not None else c.n_sources,
+                encoder=m.encoder or c.prompt.encoder,
+                backbone=c.model.name,
+                options=options,
+            ),
         )
-        o = c.optim
-        epochs = o.epochs_for(m.epochs, c.k)
-        optim = built(
-            OptimConfig,
-            lr_router=o.lr.router,
-            lr_sources=o.lr.sources,
-            lr_private=o.lr.private,
-            eps=o.eps,
-            weight_decay=o.weight_decay,
-            warmup_ratio=o.warmup_ratio,
-            schedule=o.schedule,
-            # the authors counted k rows per task; with every row (k <= 0) the run's real step count is used
-            compat_steps=authors_step_count(c.k * len(tasks), epochs, c.data.batch_size)
-            if o.schedule == "linear_compat" and c.k > 0
-            else None,
+        epochs = c.optim.epochs_for(m.epochs, c.k)
+        # the authors counted k rows per task; with every row (k <= 0) the run's real step count is used
+        linear_compat = c.optim.schedule == "linear_compat" and c.k > 0
+        compat_steps = (
+            authors_step_count(c.k * len(tasks), epochs, c.data.batch_size) if linear_compat else None
         )
-        router = built(RouterSchedule, r.anneal, r.tau0, r.tau_min, r.decrement, k=c.k)
-        evaluation = built(
-            EvalConfig,
-            mode=c.eval.mode,
-            max_new_tokens=c.eval.max_new_tokens,
-            masks=tuple(c.eval.masks),
-            metrics_compat=c.metrics.compat,
-            repetition_penalty=c.eval.repetition_penalty,
-            cross_prompts=c.eval.cross_prompts,
+        return cls(
+            run=run_settings(c),
+            tasks=tasks,
+            data=built(lib["data"], **values("data")),
+            bank=bank,
+            optim=built(lib["optim"], **values("optim", compat_steps=compat_steps)),
+            epochs=epochs,
+            router=built(lib["router"], **values("router", k=c.k)),
+            evaluation=built(lib["evaluation"], **values("evaluation")),
         )
-        run = RunSettings(
-            method=m.name,
-            protocol=c.protocol,
-            k=c.k,
-            seed=c.seed,
-            model_name=c.model.name,
-            backbone_dropout=c.model.dropout,
-            backbone_dtype=c.model.dtype,
-            activation_checkpointing=c.model.activation_checkpointing,
-            sources_init_from=c.sources.init_from,
-            private_init_from=p.private_init_from,
-            deterministic=c.deterministic,
-        )
-        return cls(run, tasks, data, bank, optim, epochs, router, evaluation)
+
+
+def run_settings(c: TrainSchema) -> RunSettings:
+    """What the run is, beside its parts' settings: its own keys."""
+    return RunSettings(
+        method=c.method.name,
+        protocol=c.protocol,
+        k=c.k,
+        seed=c.seed,
+        model_name=c.model.name,
+        backbone_dropout=c.model.dropout,
+        backbone_dtype=c.model.dtype,
+        activation_checkpointing=c.model.activation_checkpointing,
+        sources_init_from=c.sources.init_from,
+        private_init_from=c.prompt.private_init_from,
+        deterministic=c.deterministic,
+    )

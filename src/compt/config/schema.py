@@ -1,15 +1,19 @@
-"""The schema of ``conf/train.yaml``: every key a user types, its type, its default and its doc, in one place.
+"""The schema of ``conf/train.yaml``: every key a user types, its type, its default and its doc.
 
-Hydra composes ``conf/train.yaml`` on top of :class:`TrainSchema` (registered in Hydra's ConfigStore as
-``compt_schema`` by :mod:`compt.jobs.launch`), so the YAML files hold only group choices and the values that
+Hydra composes ``conf/train.yaml`` on top of :data:`TrainSchema` (``compt_schema`` in Hydra's ConfigStore, put
+there by :func:`compt.config.hydra.register_config`), so the YAML files hold only group choices and the values that
 differ from these defaults (method presets, experiments, protocols, sweeps), and a typo'd key or a value of the
-wrong type fails at composition. :meth:`compt.config.run_config.RunConfig.from_hydra` turns the composed config
-into the library's objects.
+wrong type fails at composition. :class:`compt.config.run_config.RunConfig` turns the composed config into the
+library's objects.
 
-A field whose docstring is ``→ Class.field`` passes straight to that library field, which holds its default and
-its doc; the other fields are the run's own and are documented here. ``trainer``, ``logger``, ``callbacks``,
-``paths`` and ``tasks`` are free-form (Lightning's ``Trainer`` arguments, the logger, callbacks and paths groups,
-and task name -> overrides).
+A key is one of two kinds:
+
+- a *pass-through knob* sets one library field and is declared on that field, which holds its type, default and
+  doc (``batch_size: int = knob("data.batch_size", 20)`` in :class:`~compt.data.config.DataConfig`);
+  :func:`build_schema` adds every knob of :data:`compt.config.knobs.LIBRARY` to the sections below;
+- the run's own keys (the method preset, the backbone, where prompts start from, the sweep's name, claims, ...),
+  written here with their docs. ``trainer``, ``logger``, ``callbacks``, ``paths`` and ``tasks`` are free-form
+  (Lightning's ``Trainer`` arguments, the logger, callbacks and paths groups, and task name -> overrides).
 """
 
 from __future__ import annotations
@@ -20,17 +24,15 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from compt.data.config import DataConfig
+from compt.config.knobs import Knob, knobs, with_knobs
 from compt.errors import ConfigError
-from compt.evaluation.config import EvalConfig
-from compt.optim import OptimConfig
-from compt.prompts.config import PromptBankConfig
-from compt.prompts.router import RouterSchedule
 from compt.runs.claims import HEARTBEAT_S, STALE_AFTER_S
-from compt.tasks import TaskSpec
 
 #: compt's own callback settings (the ``callbacks`` node also takes extra Lightning callbacks)
 COMPT_CALLBACK_SETTINGS = {"checkpoint_every_n_epochs": 5, "keep_last_checkpoint": True}
+
+#: ``model.dtype`` values (:data:`compt.backbone.BACKBONE_DTYPES` maps them to torch dtypes)
+WEIGHT_DTYPES = ("fp32", "bf16")
 
 
 @dataclass
@@ -47,28 +49,20 @@ class ClaimSection:
 
 @dataclass
 class MethodSection:
-    """``method.*``: a method's preset (``conf/method/<name>.yaml``). Method-specific options are None (or their
-    library default) for the methods that do not read them."""
+    """``method.*``: a method's preset (``conf/method/<name>.yaml``). Its knobs: the prompt lengths
+    (``PromptBankConfig.source_length``, ``private_length``) and the baselines' own options
+    (:mod:`compt.prompts.options`: ``mpt_rank``, ``attempt_hidden``, ``attempt_temperature``, refused for the
+    methods that do not read them)."""
 
     name: str = MISSING
     """the method: a composition method of :data:`compt.prompts.METHODS`, or a run made of several (``spot``,
-    ``pt_single``); set by the preset"""
-    source_length: int = PromptBankConfig.source_length
-    """→ PromptBankConfig.source_length"""
-    private_length: int | None = PromptBankConfig.private_length
-    """→ PromptBankConfig.private_length"""
+    ``pt_single``; :mod:`compt.recipes`); set by the preset"""
     epochs: int = 50
     """training epochs of the method (``optim.epochs`` overrides; doubled when k ≤ ``optim.double_epochs_max_k``)"""
     n_sources: int | None = None
     """the method's own S, replacing the top-level ``n_sources`` (mpt: 1); None = ``n_sources``"""
     encoder: str | None = None
     """the method's own prompt encoder, replacing ``prompt.encoder`` (mpt, attempt: none); None = ``prompt.encoder``"""
-    mpt_rank: int = PromptBankConfig.mpt_rank
-    """→ PromptBankConfig.mpt_rank"""
-    attempt_hidden: int | None = PromptBankConfig.attempt_hidden
-    """→ PromptBankConfig.attempt_hidden"""
-    attempt_temperature: float | None = PromptBankConfig.attempt_temperature
-    """→ PromptBankConfig.attempt_temperature"""
     stage1_epochs: int | None = None
     """spot only: epochs of stage 1 (the shared prompt); ``epochs`` are stage 2's"""
     source_tasks: list[str] | None = None
@@ -76,10 +70,6 @@ class MethodSection:
     bank_method: str | None = None
     """the composition method of the bank this run trains when it is not ``name``; set by the runs a method is
     made of (spot's stages, pt_single's per-task runs), never by hand"""
-
-
-#: ``model.dtype`` values (:data:`compt.backbone.BACKBONE_DTYPES` maps them to torch dtypes)
-WEIGHT_DTYPES = ("fp32", "bf16")
 
 
 @dataclass
@@ -102,156 +92,61 @@ class ModelSection:
 
 @dataclass
 class PromptSection:
-    """``prompt.*``: the prompts' placement, encoders and initialisation."""
+    """``prompt.*``: the prompts' placement, encoders and initialisation (knobs: ``PromptBankConfig``)."""
 
-    position: str = PromptBankConfig.position
-    """→ PromptBankConfig.position"""
-    encoder: str = PromptBankConfig.encoder
-    """→ PromptBankConfig.encoder"""
-    encoder_hidden: int | None = PromptBankConfig.encoder_hidden
-    """→ PromptBankConfig.encoder_hidden"""
-    encoder_residual: bool = PromptBankConfig.encoder_residual
-    """→ PromptBankConfig.encoder_residual"""
-    encoder_dropout: float = PromptBankConfig.encoder_dropout
-    """→ PromptBankConfig.encoder_dropout"""
-    source_init_range: float = PromptBankConfig.source_init_range
-    """→ PromptBankConfig.source_init_range"""
-    private_init: str = PromptBankConfig.private_init
-    """→ PromptBankConfig.private_init"""
     private_init_from: str | None = None
     """a run (or bank) folder: every private prompt starts as its first source prompt (SPoT's stage 2)"""
 
 
 @dataclass
 class SourcesSection:
-    """``sources.*``: source prompts taken from an earlier run."""
+    """``sources.*``: source prompts taken from an earlier run (``sources.freeze``: a knob of
+    ``PromptBankConfig``)."""
 
     init_from: str | None = None
     """a run (or bank) folder whose source prompts start this run's (any method with sources)"""
-    freeze: bool = PromptBankConfig.freeze_sources
-    """→ PromptBankConfig.freeze_sources"""
 
 
 @dataclass
 class RouterSection:
-    """``router.*``: the router's weights and its temperature schedule."""
-
-    learn: bool = PromptBankConfig.router_learn
-    """→ PromptBankConfig.router_learn"""
-    sample: str = PromptBankConfig.router_sample
-    """→ PromptBankConfig.router_sample"""
-    train_norm: str = PromptBankConfig.router_train_norm
-    """→ PromptBankConfig.router_train_norm"""
-    anneal: str = RouterSchedule.anneal
-    """→ RouterSchedule.anneal"""
-    tau0: float = RouterSchedule.tau0
-    """→ RouterSchedule.tau0"""
-    tau_min: float = RouterSchedule.tau_min
-    """→ RouterSchedule.tau_min"""
-    decrement: float = RouterSchedule.decrement
-    """→ RouterSchedule.decrement"""
+    """``router.*``: the router's weights (knobs: ``PromptBankConfig.router_*``) and its temperature schedule
+    (knobs: ``RouterSchedule``)."""
 
 
 @dataclass
 class KshotSection:
-    """``kshot.*``: how the k training examples per task are drawn."""
-
-    balanced: bool = DataConfig.kshot_balanced
-    """→ DataConfig.kshot_balanced"""
-    allow_fewer: bool = DataConfig.kshot_allow_fewer
-    """→ DataConfig.kshot_allow_fewer"""
+    """``kshot.*``: how the k training examples per task are drawn (knobs: ``DataConfig.kshot_*``)."""
 
 
 @dataclass
 class DataSection:
-    """``data.*``: where the task data comes from, how it is batched, tokenised and written as text."""
-
-    source: str = DataConfig.source
-    """→ DataConfig.source"""
-    dir: str | None = DataConfig.dir
-    """→ DataConfig.dir"""
-    temperature: float = DataConfig.temperature
-    """→ DataConfig.temperature"""
-    batch_size: int = DataConfig.batch_size
-    """→ DataConfig.batch_size"""
-    max_source_length: int = DataConfig.max_source_length
-    """→ DataConfig.max_source_length"""
-    max_target_length: int = DataConfig.max_target_length
-    """→ DataConfig.max_target_length"""
-    truncation: str = TaskSpec.truncation
-    """→ TaskSpec.truncation, for every task of the run"""
-    regression_targets: str = TaskSpec.regression_targets
-    """→ TaskSpec.regression_targets, for every task of the run"""
-    input_format: str = TaskSpec.input_format
-    """→ TaskSpec.input_format, for every task of the run"""
-    validation_from_train: int = DataConfig.validation_from_train
-    """→ DataConfig.validation_from_train"""
-    num_workers: int = DataConfig.num_workers
-    """→ DataConfig.num_workers"""
-    group_by_length: bool = DataConfig.group_by_length
-    """→ DataConfig.group_by_length"""
-    epoch_size: int | None = DataConfig.epoch_size
-    """→ DataConfig.epoch_size"""
+    """``data.*``: where the task data comes from, how it is batched and tokenised (knobs: ``DataConfig``), and
+    how its rows are written as text for every task of the run (knobs: ``TaskSpec``)."""
 
 
 @dataclass
 class EvalSection:
-    """``eval.*``: the evaluation examples and how they are predicted."""
-
-    mode: str = EvalConfig.mode
-    """→ EvalConfig.mode"""
-    max_samples: int = DataConfig.eval_max_samples
-    """→ DataConfig.eval_max_samples"""
-    seed: int = DataConfig.eval_seed
-    """→ DataConfig.eval_seed"""
-    batch_size: int = DataConfig.eval_batch_size
-    """→ DataConfig.eval_batch_size"""
-    max_new_tokens: int = EvalConfig.max_new_tokens
-    """→ EvalConfig.max_new_tokens"""
-    repetition_penalty: float = EvalConfig.repetition_penalty
-    """→ EvalConfig.repetition_penalty"""
-    masks: list[str] = field(default_factory=lambda: list(EvalConfig.masks))
-    """→ EvalConfig.masks"""
-    cross_prompts: str | None = EvalConfig.cross_prompts
-    """→ EvalConfig.cross_prompts"""
-    answer_parsing: str = TaskSpec.answer_parsing
-    """→ TaskSpec.answer_parsing, for every task of the run"""
+    """``eval.*``: the evaluation examples (knobs: ``DataConfig.eval_*``), how they are predicted (knobs:
+    ``EvalConfig``) and how answers are read (knobs: ``TaskSpec``)."""
 
 
 @dataclass
 class MetricsSection:
-    """``metrics.*``: which reading of the metrics is primary."""
-
-    compat: bool = EvalConfig.metrics_compat
-    """→ EvalConfig.metrics_compat"""
+    """``metrics.*``: which reading of the metrics is primary (knobs: ``EvalConfig.metrics_*``)."""
 
 
 @dataclass
 class LearningRates:
-    """``optim.lr.*``: one learning rate per parameter group."""
-
-    router: float = OptimConfig.lr_router
-    """→ OptimConfig.lr_router"""
-    sources: float = OptimConfig.lr_sources
-    """→ OptimConfig.lr_sources"""
-    private: float = OptimConfig.lr_private
-    """→ OptimConfig.lr_private"""
+    """``optim.lr.*``: one learning rate per parameter group (knobs: ``OptimConfig.lr_*``)."""
 
 
 @dataclass
 class OptimSection:
-    """``optim.*``: AdamW, its schedule and the number of epochs (``conf/optim/<name>.yaml``)."""
+    """``optim.*``: AdamW and its schedule (knobs: ``OptimConfig``), and the number of epochs
+    (``conf/optim/<name>.yaml``)."""
 
     lr: LearningRates = field(default_factory=LearningRates)
     """the three groups' learning rates"""
-    eps: float = OptimConfig.eps
-    """→ OptimConfig.eps"""
-    weight_decay: float = OptimConfig.weight_decay
-    """→ OptimConfig.weight_decay"""
-    warmup_ratio: float = OptimConfig.warmup_ratio
-    """→ OptimConfig.warmup_ratio"""
-    schedule: str = OptimConfig.schedule
-    """→ OptimConfig.schedule"""
     epochs: int | None = None
     """training epochs; None = the method's (``method.epochs``)"""
     double_epochs_max_k: int | None = 10
@@ -266,15 +161,10 @@ class OptimSection:
 
 
 @dataclass
-class TrainSchema:
-    """The whole run config (``conf/train.yaml`` composed with its groups), typed."""
+class RunKeys:
+    """The run's own keys and the sections; :data:`TrainSchema` is this with every knob added (``seed``,
+    ``k`` and ``n_sources`` at the top: knobs of ``DataConfig`` and ``PromptBankConfig``)."""
 
-    seed: int = DataConfig.seed
-    """run seed: the k-shot sample, the training stream and the prompt initialisation (→ DataConfig.seed)"""
-    k: int = DataConfig.k
-    """→ DataConfig.k (also τ0 of ``router.anneal=step_compat``)"""
-    n_sources: int = PromptBankConfig.n_sources
-    """→ PromptBankConfig.n_sources (ignored by methods without sources)"""
     name: str = "default"
     """sweep name: ``-m`` jobs go to ``multirun/<name>/<overrides>``"""
     force: bool = False
@@ -312,7 +202,7 @@ class TrainSchema:
     """what ``train.py`` returns to a hyperparameter sweeper (``hparams_search=optuna``: ``val/avg``); None = the
     test ``avg``"""
     claim: ClaimSection = field(default_factory=ClaimSection)
-    """→ ClaimSection"""
+    """the claim on the job's folder"""
     jobs_per_gpu: int = 1
     """``hydra/launcher=joblib``: jobs sharing one GPU at once (few-shot jobs leave a big GPU idle;
     docs/scaling.md)"""
@@ -320,12 +210,13 @@ class TrainSchema:
     """``root_dir``, ``log_dir`` (``conf/paths/``)"""
 
     @classmethod
-    def from_hydra(cls, cfg: DictConfig | dict[str, Any]) -> TrainSchema:
+    def from_hydra(cls, cfg: DictConfig | dict[str, Any]) -> Any:
         """The typed config from a composed Hydra config or a run's recorded one (``RunDir.config()``): keys
-        it lacks (an older run) take their defaults; an unknown key or a wrong type is a :class:`ConfigError`."""
+        it lacks (an older run) take their defaults; an unknown key or a wrong type is a :class:`ConfigError`.
+        (Called on :data:`TrainSchema`.)"""
         try:
             merged = OmegaConf.merge(OmegaConf.structured(cls), cfg)
-            return OmegaConf.to_object(merged)  # type: ignore[return-value]
+            return OmegaConf.to_object(merged)
         except OmegaConfBaseException as err:
             raise ConfigError(f"config: {err}".splitlines()[0] + _where(err)) from None
 
@@ -337,3 +228,21 @@ class TrainSchema:
 def _where(err: OmegaConfBaseException) -> str:
     key = getattr(err, "full_key", None)
     return f" (key {key})" if key else ""
+
+
+def build_schema(every: list[Knob] | None = None) -> type[RunKeys]:
+    """The whole schema: :class:`RunKeys` with a field for every knob (default: those of
+    :data:`compt.config.knobs.LIBRARY`; :func:`compt.config.knobs.with_knobs`). Its sections are attributes of
+    it (``TrainSchema.DataSection``), so that a config pickles by name (``ddp_spawn`` hands it to its ranks)."""
+    built: dict[str, type] = {}
+    schema = with_knobs(RunKeys, knobs() if every is None else every, "", built)
+    schema.__name__ = schema.__qualname__ = "TrainSchema"
+    for name, section in built.items():
+        if section is not schema:
+            section.__qualname__ = f"TrainSchema.{name}"
+            setattr(schema, name, section)
+    return schema
+
+
+#: the schema of every run: the type of a typed config (``TrainSchema.from_hydra(cfg)``)
+TrainSchema = build_schema()

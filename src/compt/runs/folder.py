@@ -59,8 +59,9 @@ CLAIM_FILE = ".compt-claim"
 RUN_ELSEWHERE = "hydra.run.dir=DIR, or paths.log_dir=DIR for sweeps"
 #: the temporary files of compt's atomic writes (an interrupted write leaves them; removed at relaunch)
 TEMP_PATTERNS = (f".{RESULTS_FILE}.*", f"*{TEMP_SUFFIX}")
-#: logger folders: their own files, never compt's temporary files
-LOGGER_DIRS = ("wandb", "csv")
+#: the folders of the loggers of ``conf/logger/`` (W&B, CSV, TensorBoard, MLflow's store): their own files,
+#: never compt's temporary files
+LOGGER_DIRS = ("wandb", "csv", "tensorboard", "mlruns")
 #: ``format_version`` of results.json
 FORMAT_VERSION = 1
 #: ``status`` of a finished run's results.json
