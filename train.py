@@ -29,9 +29,9 @@ from compt.jobs.preflight import check_run_config
 from compt.jobs.resume_run import resume_arguments
 from compt.jobs.search import check_search, objective
 from compt.runs import RUN_ELSEWHERE
-from compt.training.numerics import set_portable_environment
-from compt.training.runlog import route_run_log, to_log_file
-from compt.training.stopping import JobStopped, stop_request
+from compt.runtime.numerics import set_portable_environment
+from compt.runtime.runlog import route_run_log, to_log_file
+from compt.runtime.stopping import JobStopped, stop_request
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -53,7 +53,7 @@ def main(cfg: DictConfig) -> float | None:
         output_dir = shared_output_dir(hydra_cfg.runtime.output_dir)
         stop = stop_request()
         stop.begin(output_dir)
-        with stop.handling():  # SIGTERM, SIGUSR1, SIGINT: a clean stop (compt.training.stopping)
+        with stop.handling():  # SIGTERM, SIGUSR1, SIGINT: a clean stop (compt.runtime.stopping)
             # The run driver (Lightning, transformers: seconds to import) is loaded once the config is known
             # to work, so a mistake in it answers at once.
             from compt.jobs.job import run_job

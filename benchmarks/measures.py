@@ -21,15 +21,15 @@ import yaml
 from torch import Tensor
 
 from backbones import BackboneShape
-from compt.backbone import load_backbone
 from compt.config_dir import default_config_dir
 from compt.data import DataConfig
-from compt.family import build_model
-from compt.model import ComptModel
+from compt.models.backbone import load_backbone
+from compt.models.family import build_model
+from compt.models.seq2seq import ComptModel
+from compt.models.tokenization import encode_targets
 from compt.optim import OptimConfig, build_optimizer
 from compt.prompts import PromptBank, PromptBankConfig
 from compt.tasks import resolve_tasks
-from compt.tokenization import encode_targets
 from compt.training.datamodule import ComptDataModule
 from harness import Bench, PeakMemory, Times, median, medians, peak_memory, peak_memory_kind, ratio
 

@@ -50,7 +50,7 @@ def compt_config_registered() -> None:
 @pytest.fixture(scope="session")
 def tiny_backbone():
     """The committed tiny T5 and its tokenizer, loaded through ``from_pretrained`` (frozen)."""
-    from compt.backbone import load_backbone
+    from compt.models.backbone import load_backbone
 
     return load_backbone("tiny")
 
@@ -63,6 +63,6 @@ def tiny_tokenizer(tiny_backbone):
 @pytest.fixture(scope="session")
 def tiny_causal_backbone():
     """The committed tiny causal LM (Llama architecture) and its tokenizer, through ``from_pretrained``."""
-    from compt.backbone import load_backbone
+    from compt.models.backbone import load_backbone
 
     return load_backbone("tiny-causal")

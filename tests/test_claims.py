@@ -15,10 +15,10 @@ import pytest
 
 from compt.errors import ClaimLost
 from compt.runs.claims import CLAIM_FILE, Holder, JobClaim, claim_job, read_holder, stale_reason
+from compt.runtime.stopping import StopRequest
 from compt.training.callbacks import LastCheckpoint
 from compt.training.loggers import ResumableCSVLogger
 from compt.training.stop_boundary import StopAtStepBoundary
-from compt.training.stopping import StopRequest
 
 
 def _write_claim(folder, holder: Holder, age_s: float = 0.0) -> None:

@@ -31,7 +31,7 @@ from compt.runs.claims import HEARTBEAT_S, STALE_AFTER_S
 #: compt's own callback settings (the ``callbacks`` node also takes extra Lightning callbacks)
 COMPT_CALLBACK_SETTINGS = {"checkpoint_every_n_epochs": 5, "keep_last_checkpoint": True}
 
-#: ``model.dtype`` values (:data:`compt.backbone.BACKBONE_DTYPES` maps them to torch dtypes)
+#: ``model.dtype`` values (:data:`compt.models.backbone.BACKBONE_DTYPES` maps them to torch dtypes)
 WEIGHT_DTYPES = ("fp32", "bf16")
 
 
@@ -173,7 +173,7 @@ class RunKeys:
     """torch deterministic algorithms (bit-reproducible resumes on CPU)"""
     portable_cpu: bool = False
     """CPU arithmetic that gives the same numbers on any x86-64 machine: one thread, unvectorised torch kernels,
-    MKL's compatible path, no oneDNN (:mod:`compt.training.numerics`; slower; the demos set it)"""
+    MKL's compatible path, no oneDNN (:mod:`compt.runtime.numerics`; slower; the demos set it)"""
     protocol: str = "paper"
     """paper (the paper's text) | authors (the authors' code, ``conf/protocol/authors.yaml``); recorded in
     results.json"""

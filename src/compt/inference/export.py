@@ -23,8 +23,8 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
 from compt.atomic import atomic_folder
-from compt.backbone import backbone_family, resolve_model_name
 from compt.errors import ExportError
+from compt.models.backbone import backbone_family, resolve_model_name
 from compt.prompts.bank import PromptBank
 from compt.runs import locate_bank
 from compt.utils import evaluating

@@ -24,20 +24,20 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from compt.atomic import atomic_file, output_error, require_writable, write_problem
-from compt.backbone import load_backbone, weights_dtype
 from compt.config.run_config import RunConfig
 from compt.data.config import DataConfig
 from compt.data.encode import Collator
 from compt.errors import InferenceError, RunNotFoundError, TaskError
 from compt.evaluation.config import EVAL_MODES, EvalConfig
 from compt.evaluation.predict import Predictor
-from compt.family import build_model
 from compt.inference.rows import check_input, check_rows, read_rows, row_chunks  # noqa: F401 (read_rows: API)
-from compt.model import ComptModel
+from compt.models.backbone import load_backbone, weights_dtype
+from compt.models.family import build_model
+from compt.models.seq2seq import ComptModel
+from compt.models.tokenization import encode_inputs
 from compt.prompts.bank import CONFIG_FILE, PromptBank
 from compt.runs import BankLocation, RunDir, locate_bank
 from compt.tasks import TaskSpec, get_task
-from compt.tokenization import encode_inputs
 from compt.utils import finite_or_none
 
 BANK_ONLY = EvalConfig(mode="rank")

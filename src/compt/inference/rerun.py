@@ -19,9 +19,9 @@ from compt.config.run_config import RunConfig
 from compt.errors import InferenceError
 from compt.prompts import PromptBank, masks_for
 from compt.runs import RunDir, load_bank
+from compt.runtime.noise import quiet_known_noise
 from compt.training.build import build_module
 from compt.training.datamodule import ComptDataModule
-from compt.training.noise import quiet_known_noise
 
 #: ``ComptModule``'s state-dict prefix of the bank's weights in a Lightning checkpoint
 BANK_PREFIX = "model.bank."

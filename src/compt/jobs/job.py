@@ -25,15 +25,15 @@ from compt.recipes import recipe_for
 from compt.recipes.plain import finished
 from compt.runs import DIVERGED, RunDir
 from compt.runs.claims import Holder, claim_job, read_holder, stale_reason
+from compt.runtime.stopping import StopRequest, stop_request
 from compt.training.spawn import launch_rank
-from compt.training.stopping import StopRequest, stop_request
 
 log = logging.getLogger(__name__)
 
 
 def run_job(cfg: TrainSchema, output_dir: str | Path, overrides: list[str]) -> dict[str, Any] | None:
     """Train the job in ``output_dir`` unless it is finished or another process trains it; its results.json
-    (None when skipped). SIGTERM, SIGUSR1 and SIGINT stop it cleanly (:mod:`compt.training.stopping`).
+    (None when skipped). SIGTERM, SIGUSR1 and SIGINT stop it cleanly (:mod:`compt.runtime.stopping`).
 
     Raises:
         ComptError: a config value or folder that cannot work (before anything is loaded).

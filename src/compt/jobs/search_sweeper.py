@@ -44,7 +44,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from compt.runs import RunDir
 from compt.runs.claims import HEARTBEAT_S, STALE_AFTER_S, JobClaim, timing_problem
-from compt.training.stopping import JobStopped
+from compt.runtime.stopping import JobStopped
 
 log = logging.getLogger(__name__)
 

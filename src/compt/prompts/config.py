@@ -9,11 +9,11 @@ from typing import Any
 
 from compt.errors import ConfigError
 from compt.fields import knob, unknown_keys
+from compt.models.tokenization import FAMILIES
 from compt.prompts.encoder import ENCODER_KINDS
 from compt.prompts.methods import METHOD_TRAITS, METHODS, MethodTraits
 from compt.prompts.options import AttemptOptions, MptOptions
 from compt.prompts.router import SAMPLES, TRAIN_NORMS
-from compt.tokenization import FAMILIES
 
 PRIVATE_INITS = ("vocab_random", "vocab_first_rows", "uniform")
 POSITIONS = ("after", "before")

@@ -25,9 +25,9 @@ from compt.prompts import PromptBank, PromptBankConfig
 from compt.recipes.plain import fit_part, inherit_divergence
 from compt.recipes.registry import register_recipe
 from compt.runs import DIVERGED, RunDir
+from compt.runtime.runlog import report_summary
 from compt.training.loggers import run_group
 from compt.training.results import summary_table
-from compt.training.runlog import report_summary
 
 SINGLE_TASK_METHOD = "pt_single"
 SUBRUNS_DIR = "tasks"

@@ -17,6 +17,10 @@ from compt.config.schema import TrainSchema
 from compt.errors import RunDiverged
 from compt.runs import COMPLETE, FORMAT_VERSION, READINGS, RunDir
 from compt.runs.provenance import provenance
+from compt.runtime.noise import quiet_known_noise
+from compt.runtime.numerics import use_portable_cpu
+from compt.runtime.runlog import report_summary
+from compt.runtime.stopping import stop_request
 from compt.training.build import build_module
 from compt.training.callbacks import (
     CurveRecorder,
@@ -29,13 +33,9 @@ from compt.training.datamodule import ComptDataModule
 from compt.training.divergence import DivergenceGuard, diverged_results
 from compt.training.loggers import build_loggers, finish_wandb, run_group
 from compt.training.module import ComptModule
-from compt.training.noise import quiet_known_noise
-from compt.training.numerics import use_portable_cpu
 from compt.training.results import summary_table
-from compt.training.runlog import report_summary
 from compt.training.spawn import spawn_ranks, spawned_world_size
 from compt.training.stop_boundary import StopAtStepBoundary
-from compt.training.stopping import stop_request
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_info
 
 from compt.atomic import atomic_path, write_text_atomic
+from compt.config.targets import instantiate_target, target_class, target_entries, unset
 from compt.runs import RUN_ELSEWHERE
 from compt.runs.identity import group_overrides
 from compt.training.spawn import launch_rank as process_rank
-from compt.training.targets import instantiate_target, target_class, target_entries, unset
 
 #: the file in ``<run>/wandb/`` that keeps the W&B run id of the folder's current training (:func:`wandb_run_id`)
 WANDB_RUN_ID_FILE = "compt-run-id"

@@ -12,10 +12,10 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.nn.modules.module import _IncompatibleKeys
 
-from compt.backbone import checkpoint_activations, load_backbone, weights_dtype
 from compt.errors import ConfigError
 from compt.evaluation import EvalConfig, Predictor, TaskMetrics
-from compt.family import build_model
+from compt.models.backbone import checkpoint_activations, load_backbone, weights_dtype
+from compt.models.family import build_model
 from compt.optim import OptimConfig, build_optimizer
 from compt.prompts import PromptBank, PromptBankConfig, RouterSchedule, parse_mask
 from compt.tasks import TaskSpec

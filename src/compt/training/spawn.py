@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import ListConfig
 
 from compt.config.schema import TrainSchema
-from compt.training.stopping import stop_request
+from compt.runtime.stopping import stop_request
 
 #: what each spawned rank runs: the fit of one run in its process (:func:`compt.training.fit.fit_here`)
 RankTarget = Callable[[TrainSchema, Path, list[str]], Any]

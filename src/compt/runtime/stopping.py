@@ -6,7 +6,7 @@ handles all three for the whole job (:meth:`StopRequest.handling`):
 
 - while a trainer runs (:meth:`StopRequest.deferred`), a first signal is only recorded: the run stops at the
   next step boundary, after writing ``last.ckpt`` there
-  (:class:`compt.training.callbacks.StopAtStepBoundary`); a second signal stops it at once;
+  (:class:`compt.training.stop_boundary.StopAtStepBoundary`); a second signal stops it at once;
 - before that (claiming and repairing the folder, loading the backbone and the data) there is nothing to save,
   and everything done there survives a kill: the job stops at once.
 

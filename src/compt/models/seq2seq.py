@@ -1,7 +1,7 @@
 """A frozen seq2seq backbone with a prompt bank in front of it: loss, generation and rank scoring.
 
 Plain PyTorch: the Lightning module, the evaluator, the benchmarks and ``compt predict`` all use this.
-:func:`compt.family.build_model` picks this class or its decoder-only counterpart (:mod:`compt.causal`)
+:func:`compt.models.family.build_model` picks this class or its decoder-only counterpart (:mod:`compt.models.causal`)
 for a backbone.
 """
 
@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
-from compt.backbone import backbone_family, insert_prompts, output_cache, set_dropout, with_cache
+from compt.models.backbone import backbone_family, insert_prompts, output_cache, set_dropout, with_cache
 from compt.prompts.bank import PromptBank
 from compt.prompts.masks import PromptMask
 
@@ -27,7 +27,7 @@ class ComptModel(nn.Module):
         backbone_dropout: keep the backbone's dropout active in training (the authors' code did).
     """
 
-    #: the backbone family this class serves (:func:`compt.backbone.backbone_family`)
+    #: the backbone family this class serves (:func:`compt.models.backbone.backbone_family`)
     family = "seq2seq"
 
     def __init__(self, backbone: PreTrainedModel, bank: PromptBank, backbone_dropout: bool = True) -> None:

@@ -1,5 +1,5 @@
 """Load a frozen backbone (a T5-family seq2seq model or a decoder-only causal LM) and insert prompts into a
-seq2seq encoder input (the causal layout lives in :mod:`compt.causal`)."""
+seq2seq encoder input (the causal layout lives in :mod:`compt.models.causal`)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from transformers.utils import ModelOutput
 
 from compt.errors import BackboneNotFoundError, ConfigError
-from compt.tokenization import prepare_tokenizer
+from compt.models.tokenization import prepare_tokenizer
 
 #: the tiny randomly initialised T5 that ships with compt (tests and the demo)
-TINY_MODEL_DIR = Path(__file__).parent / "assets" / "tiny-t5"
+TINY_MODEL_DIR = Path(__file__).parents[1] / "assets" / "tiny-t5"
 #: the tiny decoder-only (Llama-architecture) model that ships with compt (tests and ``experiment=demo_causal``)
-TINY_CAUSAL_DIR = Path(__file__).parent / "assets" / "tiny-causal"
+TINY_CAUSAL_DIR = Path(__file__).parents[1] / "assets" / "tiny-causal"
 ALIASES = {"tiny": TINY_MODEL_DIR, "tiny-t5": TINY_MODEL_DIR, "tiny-causal": TINY_CAUSAL_DIR}
 
 
@@ -94,7 +94,7 @@ def load_backbone(
 
     The family comes from the model's own config (:func:`backbone_family`): an encoder-decoder loads with
     ``AutoModelForSeq2SeqLM`` (T5 family), a decoder-only model with ``AutoModelForCausalLM``. The tokenizer is
-    marked with the family (:func:`compt.tokenization.prepare_tokenizer`; a causal one pads with EOS when it
+    marked with the family (:func:`compt.models.tokenization.prepare_tokenizer`; a causal one pads with EOS when it
     has no pad token).
 
     Raises:

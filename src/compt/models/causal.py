@@ -1,10 +1,10 @@
 """A frozen decoder-only causal LM with a prompt bank in front of it: loss, generation and rank scoring.
 
-Plain PyTorch, the same interface as :class:`compt.model.ComptModel`, so the Lightning module, the predictor,
+Plain PyTorch, the same interface as :class:`compt.models.seq2seq.ComptModel`, so the Lightning module, the predictor,
 ``compt predict`` and ``compt evaluate`` work with either (:func:`compt.build_model` picks the class).
 
 Layout of one example (the batch format is the seq2seq one: ``input_ids`` = the text, right-padded;
-``labels`` = the answer ids ending with EOS, padded with -100; see :mod:`compt.tokenization`)::
+``labels`` = the answer ids ending with EOS, padded with -100; see :mod:`compt.models.tokenization`)::
 
     position=after  (the paper):  [BOS] text  [prompt]  answer <eos>
     position=before (PEFT):       [prompt]  [BOS] text  answer <eos>
@@ -23,8 +23,8 @@ from torch import Tensor
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 
-from compt.backbone import output_cache, prompt_rows, with_cache
-from compt.model import ComptModel, candidate_scores
+from compt.models.backbone import output_cache, prompt_rows, with_cache
+from compt.models.seq2seq import ComptModel, candidate_scores
 from compt.prompts.masks import PromptMask
 
 

@@ -1,17 +1,17 @@
-"""The compt model for a backbone's family: :class:`compt.model.ComptModel` for a T5-family encoder-decoder,
-:class:`compt.causal.CausalComptModel` for a decoder-only causal LM. Both have the same interface (loss,
+"""The compt model for a backbone's family: :class:`compt.models.seq2seq.ComptModel` for a T5-family encoder-decoder,
+:class:`compt.models.causal.CausalComptModel` for a decoder-only causal LM. Both have the same interface (loss,
 ``generate``, ``score_candidates``), so everything above them takes either."""
 
 from __future__ import annotations
 
 from transformers import PreTrainedModel
 
-from compt.backbone import backbone_family
-from compt.causal import CausalComptModel
-from compt.model import ComptModel
+from compt.models.backbone import backbone_family
+from compt.models.causal import CausalComptModel
+from compt.models.seq2seq import ComptModel
 from compt.prompts.bank import PromptBank
 
-#: the model class of each backbone family (:func:`compt.backbone.backbone_family`)
+#: the model class of each backbone family (:func:`compt.models.backbone.backbone_family`)
 MODEL_CLASSES: dict[str, type[ComptModel]] = {cls.family: cls for cls in (ComptModel, CausalComptModel)}
 
 
