@@ -246,6 +246,31 @@ def test_training_imports_no_claim_repair_preflight_or_search_code():
     assert not claims
 
 
+def test_nothing_registers_the_config_on_import_and_compt_sweep_registers_it_itself():
+    """Hydra's ConfigStore and OmegaConf's resolvers are filled by ``register_config()`` (``train.py``, ``compt
+    sweep``), never as a side effect of importing the modules that use them."""
+    code = (
+        "from hydra.core.config_store import ConfigStore\n"
+        "from omegaconf import OmegaConf\n"
+        "import compt.config.hydra, compt.config.schema, compt.jobs.launch, compt.jobs.search_sweeper, "
+        "compt.sweeps.jobs\n"
+        "known = lambda: ('compt_schema.yaml' in ConfigStore.instance().repo, "
+        "OmegaConf.has_resolver('compt_job_folder'), OmegaConf.has_resolver('compt_sqlite'))\n"
+        "before = known()\n"
+        "compt.sweeps.jobs.expand(None, ['k=8,16'])\n"
+        "print(json.dumps([before, known()]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import json\n{code}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == [[False, False, False], [True, True, True]]
+
+
 #: lines of Python a folder of the package may hold (its sub-folders included)
 FOLDER_LINES = 1500
 #: the folders above it, and why (README, "Development")
