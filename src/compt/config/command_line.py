@@ -27,7 +27,7 @@ from hydra.errors import HydraException
 from compt.errors import ConfigError
 
 #: what a key's refusal points to
-KEYS_HELP = "every key: README's key table, src/compt/training/schema.py"
+KEYS_HELP = "every key: README's key table, src/compt/config/schema.py"
 
 
 def schema_keys(schema: type) -> tuple[list[str], list[str]]:

@@ -34,7 +34,7 @@ from compt.inference.rows import check_input, check_rows, read_rows, row_chunks 
 from compt.models.backbone import load_backbone, weights_dtype
 from compt.models.family import build_model
 from compt.models.seq2seq import ComptModel
-from compt.models.tokenization import encode_inputs
+from compt.models.tokenization import encode_inputs, encode_targets
 from compt.prompts.bank import CONFIG_FILE, PromptBank
 from compt.runs import BankLocation, RunDir, locate_bank
 from compt.tasks import TaskSpec, get_task
@@ -166,13 +166,15 @@ class PromptPredictor:
         """Predict ``rows`` (dicts with the task's input columns) of ``task``.
 
         Returns one dict per row: ``index``, ``task``, ``input`` (formatted text), ``prediction`` (text),
-        ``value`` (class id or score; None when the generated text is not a valid answer), ``valid``, and
-        ``gold`` when the row carries a valid label.
+        ``value`` (class id, choice index or score; None when the generated text is not a valid answer; None
+        for a task scored as text), ``valid``; ``generated`` when a generated text named none of the row's
+        choices (``prediction`` is then the choice rank classification picks); ``gold`` when the row carries
+        a valid label and ``answers`` (its gold answer texts) for a task with per-row choices or text answers.
 
         Raises:
             InferenceError: a row has no text in an input column (missing, null, a list or dict: nothing is
-                predicted, rather than the text "None"); ``origin`` names the rows in the message. Blank
-                text is predicted, with a warning.
+                predicted, rather than the text "None") or, for a task with per-row choices, no choices;
+                ``origin`` names the rows in the message. Blank text is predicted, with a warning.
         """
         rows = list(rows)
         check_rows(find_task(self.tasks, task), rows, origin)
@@ -199,34 +201,47 @@ class PromptPredictor:
             for start in range(0, len(chunk), batch_size):
                 rows = chunk[start : start + batch_size]
                 texts = [spec.format_input(row) for row in rows]
-                ids = encode_inputs(self.tokenizer, texts, self.max_source_length)
+                ids = encode_inputs(self.tokenizer, texts, spec.max_source_length or self.max_source_length)
                 examples = [{"input_ids": x, "labels": [], "task_id": task_id} for x in ids]
-                batch = {k: v.to(self.device) for k, v in self.collator(examples).items()}
+                if spec.choices:  # the rows' own choices (checked present by check_input / check_rows)
+                    for example, row in zip(examples, rows):
+                        options = spec.row_choices(row)
+                        example.update(choices=options, choice_ids=encode_targets(self.tokenizer, options))
+                batch = {
+                    k: v.to(self.device) if torch.is_tensor(v) else v
+                    for k, v in self.collator(examples).items()
+                }
                 predictions = predictor(self.model, batch, mask)
-                for row, text, prediction, value in zip(
-                    rows, texts, predictions.texts, predictions.values.tolist()
+                generated = predictions.generated or [None] * len(rows)
+                for offset, (row, text, prediction, value) in enumerate(
+                    zip(rows, texts, predictions.texts, predictions.values.tolist())
                 ):
-                    kept = finite_or_none(value)
                     record = {
                         "index": index,
                         "task": task,
                         "input": text,
                         "prediction": prediction,
-                        "value": kept,
-                        "valid": kept is not None,
+                        "value": finite_or_none(value),
+                        "valid": bool(predictions.valid[offset]),
                     }
-                    gold = _gold(spec, row)
-                    if gold is not None:
-                        record["gold"] = gold
+                    if generated[offset] is not None:
+                        record["generated"] = generated[offset]
+                    record.update(_gold(spec, row))
                     index += 1
                     yield record
 
 
-def _gold(task: TaskSpec, row: Mapping[str, Any]) -> float | None:
+def _gold(task: TaskSpec, row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a row carries of its gold answer: ``gold`` (class id, choice index or score) and, for a text task,
+    ``answers`` (every gold answer text); nothing for a row without a valid one."""
     try:
-        return task.gold(row)
-    except (TaskError, KeyError, TypeError, ValueError):
-        return None
+        if task.kind == "text":
+            return {"answers": task.gold_answers(row)}
+        if task.kind == "choice":
+            return {"gold": task.gold(row), "answers": task.gold_answers(row)}
+        return {"gold": task.gold(row)}
+    except (TaskError, KeyError, TypeError, ValueError, IndexError):
+        return {}
 
 
 def load_for_inference(
