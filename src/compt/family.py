@@ -16,8 +16,13 @@ MODEL_CLASSES: dict[str, type[ComptModel]] = {cls.family: cls for cls in (ComptM
 
 
 def build_model(backbone: PreTrainedModel, bank: PromptBank, backbone_dropout: bool = True) -> ComptModel:
-    """``bank`` in front of the frozen ``backbone``, in the model class of the backbone's family."""
-    return MODEL_CLASSES[backbone_family(backbone)](backbone, bank, backbone_dropout)
+    """``bank`` in front of the frozen ``backbone``, in the model class of the backbone's family; a PEFT adapter's
+    bank (:class:`~compt.adapters.bank.AdapterBank`) is attached to the backbone, after the dropout switch (which
+    leaves the adapter's own dropout alone)."""
+    model = MODEL_CLASSES[backbone_family(backbone)](backbone, bank, backbone_dropout)
+    if bank.config.traits.adapter is not None:
+        bank.attach(backbone)
+    return model
 
 
 __all__ = ["MODEL_CLASSES", "build_model"]

@@ -17,13 +17,15 @@ from compt.prompts.compose import compose
 from compt.prompts.config import PromptBankConfig
 from compt.prompts.encoder import PromptTable
 from compt.prompts.masks import PromptMask, parse_mask
+from compt.prompts.methods import METHOD_TRAITS
 from compt.prompts.router import Router
 from compt.utils import evaluating
 
 WEIGHTS_FILE = "prompt_bank.safetensors"
 CONFIG_FILE = "prompt_bank.json"
 FORMAT_VERSION = 1
-GROUPS = ("router", "sources", "private")
+#: the optimizer's parameter groups: a prompt bank's three, and a PEFT adapter's one (compt.adapters)
+GROUPS = ("router", "sources", "private", "adapter")
 
 
 class PromptBank(nn.Module):
@@ -145,6 +147,11 @@ class PromptBank(nn.Module):
         if self.config.traits.concatenates:  # segments keep their trained scale; dropped ones are zeroed
             return self.router(task_ids=task_ids) * keep
         return self.router(keep, task_ids)  # ssum/msum: renormalised over the kept sources
+
+    def kv_prefix(self, batch_size: int) -> object | None:
+        """The key/value prefix every attention layer of the backbone starts from: none for prompts, which go
+        into the input (a prefix-tuning adapter's: :class:`compt.adapters.bank.AdapterBank`)."""
+        return None
 
     @property
     def samples_per_example(self) -> bool:
@@ -313,7 +320,8 @@ class PromptBank(nn.Module):
     def load(
         cls, directory: str | Path, d_model: int | None = None, map_location: str | torch.device = "cpu"
     ) -> PromptBank:
-        """Load a bank saved by :meth:`save`. ``d_model``: the backbone's hidden size, checked if given."""
+        """Load a bank saved by :meth:`save` (a PEFT adapter's: an unattached
+        :class:`~compt.adapters.bank.AdapterBank`). ``d_model``: the backbone's hidden size, checked if given."""
         directory = Path(directory)
         if not (directory / CONFIG_FILE).is_file():
             raise FileNotFoundError(
@@ -321,7 +329,8 @@ class PromptBank(nn.Module):
             )
         try:
             meta = json.loads((directory / CONFIG_FILE).read_text())
-            weights = load_file(str(directory / WEIGHTS_FILE), device=str(map_location))
+            adapter = getattr(METHOD_TRAITS.get(meta["config"].get("method")), "adapter", None)
+            weights = None if adapter else load_file(str(directory / WEIGHTS_FILE), device=str(map_location))
         except Exception as err:  # a missing, truncated or overwritten file (OS, json, safetensors errors)
             raise InferenceError(
                 f"the prompt bank in {directory} is damaged ({type(err).__name__}: {err}); relaunching "
@@ -334,6 +343,22 @@ class PromptBank(nn.Module):
                 f"(backbone {config.backbone!r}); this backbone has d={d_model}. "
                 "Load it with the backbone it was trained on."
             )
+        if weights is None:  # a PEFT adapter's bank: its weights are PEFT's files
+            from compt.adapters.bank import AdapterBank
+
+            return AdapterBank.from_saved(directory, config, map_location)
         bank = cls(config)
         bank.load_state_dict(weights)
         return bank.to(map_location)
+
+
+def new_bank(
+    config: PromptBankConfig, vocab_embeddings: Tensor | None = None, generator: torch.Generator | None = None
+) -> PromptBank:
+    """A fresh bank for ``config`` (the arguments of :class:`PromptBank`): a prompt bank, or for a PEFT adapter
+    method (``lora``, ``prefix``) the :class:`~compt.adapters.bank.AdapterBank` that trains it."""
+    if config.traits.adapter is None:
+        return PromptBank(config, vocab_embeddings, generator)
+    from compt.adapters.bank import AdapterBank  # on first use: an adapter imports PEFT
+
+    return AdapterBank(config, vocab_embeddings, generator)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+from compt.adapters.options import adapter_options, options_dict
 from compt.errors import ConfigError
 from compt.fields import unknown_keys
 from compt.prompts.encoder import ENCODER_KINDS
@@ -66,6 +67,10 @@ class PromptBankConfig:
     """method=attempt only: width of the attention's down projection; None = max(8, d_model // 8)"""
     attempt_temperature: float | None = None
     """method=attempt only: the attention's softmax temperature; None = d_model"""
+    adapter: Any = None
+    """an adapter method's settings (``lora``: :class:`~compt.adapters.options.LoraOptions`, ``prefix``:
+    :class:`~compt.adapters.options.PrefixOptions`; a mapping is read into that class, None = its defaults);
+    None for the prompt methods"""
 
     def __post_init__(self) -> None:
         _choice("method", self.method, METHODS)
@@ -96,6 +101,7 @@ class PromptBankConfig:
                 f"got {self.private_length}; leave private_length unset to derive it"
             )
         self._check_method_options()
+        self.adapter = adapter_options(self.method, self.adapter)
         if not 0.0 <= self.encoder_dropout < 1.0:
             raise ConfigError(f"encoder_dropout must be in [0, 1), got {self.encoder_dropout}")
 
@@ -148,13 +154,15 @@ class PromptBankConfig:
 
     @property
     def prompt_length(self) -> int:
-        """L_t, rows of the composed target prompt."""
+        """L_t, rows of the composed target prompt (none for an adapter method)."""
+        if self.traits.adapter is not None:
+            return 0
         if self.traits.length == "private":
             return int(self.private_length)
         return self.derived_private_length()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "adapter": options_dict(self.adapter)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PromptBankConfig:

@@ -1,4 +1,5 @@
-"""Every composition method's traits, in one table: what it has, how long its prompt is, how masks act on it.
+"""Every composition method's traits, in one table: what it has, how long its prompt is, how masks act on it
+(and the two PEFT adapter methods, which train no prompt: :mod:`compt.adapters`).
 
 :func:`compose`, :class:`PromptBankConfig`, :class:`PromptBank`, the masks and the report read these traits
 instead of comparing method names.
@@ -41,6 +42,9 @@ class MethodTraits:
     """the number of shared prompts the method requires, if it fixes one"""
     options: tuple[str, ...] = ()
     """:class:`PromptBankConfig` fields that only this method reads"""
+    adapter: str | None = None
+    """the PEFT adapter the method trains instead of prompts (``lora`` | ``prefix``; its settings:
+    :data:`compt.adapters.options.ADAPTER_OPTIONS`): the target prompt has no rows, nothing is masked"""
 
     @property
     def concatenates(self) -> bool:
@@ -77,6 +81,8 @@ METHOD_TRAITS: dict[str, MethodTraits] = {t.name: t for t in (
                  fixed_n_sources=1, options=("mpt_rank",)),
     MethodTraits("attempt",      True,   True,   False,  "source",  "add",      per_example=True, maskable=True,
                  options=("attempt_hidden", "attempt_temperature")),
+    MethodTraits("lora",         False,  False,  False,  "private", None,       adapter="lora"),
+    MethodTraits("prefix",       False,  False,  False,  "private", None,       adapter="prefix"),
 )}
 # fmt: on
 """method name -> its traits, in compt's order (tables and reports list methods in this order)"""

@@ -12,12 +12,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from compt.adapters.options import ADAPTER_OPTIONS
 from compt.data.config import DataConfig
 from compt.evaluation.config import EvalConfig
 from compt.prompts.config import PromptBankConfig
 from compt.prompts.router import RouterSchedule
 from compt.tasks import TaskSpec, resolve_tasks
-from compt.training.keys import built
+from compt.training.keys import built, knob_values
 from compt.training.optim import OptimConfig, authors_step_count
 from compt.training.schema import TrainSchema
 
@@ -127,6 +128,7 @@ class RunConfig:
             mpt_rank=m.mpt_rank,
             attempt_hidden=m.attempt_hidden,
             attempt_temperature=m.attempt_temperature,
+            adapter=knob_values(c, *ADAPTER_OPTIONS.values()),
         )
         o = c.optim
         epochs = o.epochs_for(m.epochs, c.k)
@@ -135,6 +137,7 @@ class RunConfig:
             lr_router=o.lr.router,
             lr_sources=o.lr.sources,
             lr_private=o.lr.private,
+            lr_adapter=o.lr.adapter,
             eps=o.eps,
             weight_decay=o.weight_decay,
             warmup_ratio=o.warmup_ratio,

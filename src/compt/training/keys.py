@@ -12,10 +12,12 @@ import ast
 import inspect
 import re
 from collections.abc import Callable
+from dataclasses import fields
 from functools import cache
 from typing import Any, TypeVar
 
 from compt.errors import ConfigError
+from compt.fields import knob_key
 
 T = TypeVar("T")
 
@@ -69,3 +71,18 @@ def built(cls: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return cls(*args, **kwargs)
     except ConfigError as err:
         raise ConfigError(in_typed_keys(str(err), getattr(cls, "__name__", ""))) from None
+
+
+def knob_values(schema: Any, *classes: type) -> dict[str, Any]:
+    """``{field: value}`` of every field of ``classes`` that declares its key (a knob, :func:`compt.fields.knob`),
+    read from the typed config ``schema`` at that key (``method.lora_r`` -> ``schema.method.lora_r``)."""
+    values = {}
+    for cls in classes:
+        for f in fields(cls):
+            key = knob_key(f)
+            if key is not None:
+                node = schema
+                for part in key.split("."):
+                    node = getattr(node, part)
+                values[f.name] = node
+    return values

@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from compt.adapters.options import LoraOptions, PrefixOptions
 from compt.claims import HEARTBEAT_S, STALE_AFTER_S
 from compt.data.config import DataConfig
 from compt.errors import ConfigError
@@ -55,8 +56,8 @@ class MethodSection:
     library default) for the methods that do not read them."""
 
     name: str = MISSING
-    """the method: a composition method of :data:`compt.prompts.METHODS`, or a run made of several (``spot``,
-    ``pt_single``); set by the preset"""
+    """the method: a composition method of :data:`compt.prompts.METHODS` (the PEFT adapters ``lora`` and
+    ``prefix`` among them), or a run made of several (``spot``, ``pt_single``); set by the preset"""
     source_length: int = PromptBankConfig.source_length
     """→ PromptBankConfig.source_length"""
     private_length: int | None = PromptBankConfig.private_length
@@ -73,6 +74,20 @@ class MethodSection:
     """→ PromptBankConfig.attempt_hidden"""
     attempt_temperature: float | None = PromptBankConfig.attempt_temperature
     """→ PromptBankConfig.attempt_temperature"""
+    lora_r: int = LoraOptions.lora_r
+    """→ LoraOptions.lora_r"""
+    lora_alpha: float = LoraOptions.lora_alpha
+    """→ LoraOptions.lora_alpha"""
+    lora_dropout: float = LoraOptions.lora_dropout
+    """→ LoraOptions.lora_dropout"""
+    lora_target_modules: list[str] | None = None
+    """→ LoraOptions.lora_target_modules"""
+    prefix_length: int = PrefixOptions.prefix_length
+    """→ PrefixOptions.prefix_length"""
+    prefix_projection: bool = PrefixOptions.prefix_projection
+    """→ PrefixOptions.prefix_projection"""
+    prefix_hidden: int = PrefixOptions.prefix_hidden
+    """→ PrefixOptions.prefix_hidden"""
     stage1_epochs: int | None = None
     """spot only: epochs of stage 1 (the shared prompt); ``epochs`` are stage 2's"""
     source_tasks: list[str] | None = None
@@ -240,6 +255,8 @@ class LearningRates:
     """→ OptimConfig.lr_sources"""
     private: float = OptimConfig.lr_private
     """→ OptimConfig.lr_private"""
+    adapter: float = OptimConfig.lr_adapter
+    """→ OptimConfig.lr_adapter"""
 
 
 @dataclass
