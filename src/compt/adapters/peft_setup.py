@@ -6,6 +6,9 @@ wrapped in a fresh or a saved adapter. PEFT is imported here, on first use (it t
 from __future__ import annotations
 
 import importlib
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -69,10 +72,9 @@ def fresh_adapter(
     """``peft.get_peft_model(backbone, config)``: a new adapter on ``backbone`` (LoRA's layers go into it, in
     place), initialised from ``seed`` whatever torch's global random state (None: from that state)."""
     peft = require_peft(method)
-    if seed is None:
-        return peft.get_peft_model(backbone, config)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with quiet_peft(), torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
         return peft.get_peft_model(backbone, config)
 
 
@@ -80,7 +82,17 @@ def saved_adapter(backbone: PreTrainedModel, directory: Path, method: str = "lor
     """``peft.PeftModel.from_pretrained(backbone, directory)``: the adapter saved in ``directory``, for inference
     (as a PEFT user loads it)."""
     peft = require_peft(method)
-    return peft.PeftModel.from_pretrained(backbone, str(directory))
+    with quiet_peft():
+        return peft.PeftModel.from_pretrained(backbone, str(directory))
+
+
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Leave out the warning PEFT 0.21 causes at every wrap under transformers 5.x (it asks for the old name of
+    the activation-checkpointing flag): it says nothing about the run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated")
+        yield
 
 
 def saved_weights(directory: Path, method: str = "lora") -> dict[str, torch.Tensor]:
@@ -89,6 +101,9 @@ def saved_weights(directory: Path, method: str = "lora") -> dict[str, torch.Tens
 
 
 def load_weights(adapter: Any, weights: dict[str, torch.Tensor], method: str = "lora") -> list[str]:
-    """Load PEFT-format ``weights`` into ``adapter`` (a PEFT model); returns the adapter keys it lacked."""
+    """Load PEFT-format ``weights`` into ``adapter`` (a PEFT model); returns the adapter keys it lacked (a prefix's
+    encoder is loaded on its own by PEFT, which raises when its weights are missing)."""
     result = require_peft(method).set_peft_model_state_dict(adapter, weights, adapter_name=ADAPTER_NAME)
-    return [key for key in result.missing_keys if f".{ADAPTER_NAME}." in key]
+    return [
+        k for k in result.missing_keys if f".{ADAPTER_NAME}." in k and not k.startswith("prompt_encoder.")
+    ]

@@ -176,7 +176,8 @@ def export_peft(
     mask: str = "total",
     allow_position_change: bool = False,
 ) -> Path:
-    """Export ``task``'s composed prompt from a run (or bank) folder as a PEFT adapter in ``out``.
+    """Export ``task``'s composed prompt from a run (or bank) folder as a PEFT adapter in ``out`` (a LoRA or
+    prefix run's own PEFT adapter: :func:`compt.inference.export_adapter.export_adapter`).
 
     The adapter is built in a temporary folder beside ``out`` and swapped in whole (:func:`atomic_folder`), so
     ``out`` holds the previous export or the new one, never a mix (nor a config without weights). An existing
@@ -188,6 +189,10 @@ def export_peft(
     """
     files = locate_bank(path)
     bank = PromptBank.load(files.bank_dir)
+    if bank.config.traits.adapter is not None:  # a LoRA or prefix run: its bank/ is a PEFT adapter already
+        from compt.inference.export_adapter import export_adapter
+
+        return export_adapter(bank, files, task, out, mask)
     check_position(bank, allow_position_change)
     exported = composed_prompt(bank, task, mask)
     out = Path(out)
