@@ -259,3 +259,13 @@ def test_the_run_config_builds_the_adapter_from_its_keys():
     schema = TrainSchema.from_hydra({**keys, "method": {"name": "ssum", "lora_r": 4}})
     with pytest.raises(ConfigError, match="method.lora_r applies to method=lora only"):
         RunConfig.from_schema(schema)
+
+
+def test_report_rows_of_the_adapters_come_after_composition_methods(tmp_path):
+    from compt.report.aggregate import group_runs, scan
+    from tests.test_report import fake_results, write_run
+
+    for method in ("prefix", "lora", "ssum", "pt"):
+        write_run(tmp_path, method, fake_results(method, 16, 1, {"rte": 60.0}))
+    groups = group_runs(scan([tmp_path], progress=False).runs)
+    assert [g.settings["method"] for g in groups] == ["pt", "ssum", "lora", "prefix"]
