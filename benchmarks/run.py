@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""compt benchmark harness: train-step overhead, PEFT peer, evaluation, data and memory (benchmarks/README.md).
+"""compt benchmark harness: train-step overhead, PEFT peer, evaluation, data, memory and the PEFT adapter methods
+against plain PEFT (benchmarks/README.md).
 
 A script, not a timed test. Writes one JSON (``--out``) and prints a table. Every figure is the median of
 ``--repeats`` runs after warm-up; configurations that are compared are timed interleaved, round by round, so
@@ -38,6 +39,7 @@ for _key, _value in OFFLINE.items():  # before transformers and datasets are imp
 
 import torch  # noqa: E402
 
+from adapters import AdapterFigures, measure_adapters  # noqa: E402
 from backbones import SHAPES  # noqa: E402
 from harness import Bench, machine_info, median, release_memory  # noqa: E402
 from measures import (  # noqa: E402
@@ -60,7 +62,7 @@ warnings.filterwarnings("ignore")
 METHODS = ("pt", "ssum", "msum", "mcat")
 #: the committed tiny models, one per backbone family (``--quick``)
 QUICK_SHAPES = ("tiny", "tiny-causal")
-PARTS = ("train", "peer", "eval", "data", "memory")
+PARTS = ("train", "peer", "eval", "data", "memory", "adapters")
 #: the method whose train step the data part is compared with (when measured)
 DATA_REFERENCE = "ssum"
 
@@ -75,6 +77,7 @@ class ShapeResult:
     eval: EvalFigures | None = None
     memory: MemoryFigures | None = None
     data: DataFigures | None = None
+    adapters: AdapterFigures | None = None
     #: JSON key -> why its part was not measured
     skipped: dict[str, str] = field(default_factory=dict)
     mfu: dict[str, float] | None = None
@@ -82,7 +85,7 @@ class ShapeResult:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"setup": self.setup}
-        for part in (self.train, self.peer, self.eval, self.memory, self.data):
+        for part in (self.train, self.peer, self.eval, self.memory, self.data, self.adapters):
             if part is not None:
                 out.update({k: v for k, v in asdict(part).items() if v is not None})
         out.update({key: f"skipped: {reason}" for key, reason in self.skipped.items()})
@@ -129,6 +132,12 @@ def bench_shape(name: str, args: argparse.Namespace, bench: Bench) -> ShapeResul
         log("data")
         reference, step_time = reference_step(result.train, shape, batch, bench, args.methods)
         result.data = measure_data(shape.tokenizer, batch_size, reference, step_time, bench)
+    if "adapters" in args.parts:
+        log("PEFT adapters (lora, prefix) vs plain PEFT")
+        if importlib.util.find_spec("peft") is None:
+            result.skipped["adapter_over_peft"] = "peft not installed"
+        else:
+            result.adapters = measure_adapters(shape, batch, bench)
     if bench.cuda and result.train is not None:
         result.mfu = {m: t / args.peak_tflops for m, t in result.train.train_tflops_per_s.items()}
         result.peak_tflops = args.peak_tflops
@@ -188,6 +197,14 @@ def table_rows(r: ShapeResult, cuda: bool) -> list[str]:
             rows.append(
                 f"  ckpt  {name:<22} {b / 2**20:10.2f} MiB  {m.ckpt_over_backbone[name]:.2%} of backbone"
                 f"   folded {folded / 2**20:.3f} MiB {m.ckpt_folded_over_backbone[name]:.3%}"
+            )
+    if (a := r.adapters) is not None:
+        rows += [f"  adapt {name:<22} {t * 1e3:10.1f} ms" for name, t in a.adapter_times_s.items()]
+        for method, value in a.adapter_over_peft.items():
+            lo, hi = a.adapter_over_peft_spread[method]
+            rows.append(
+                f"  {method}_over_peft {'':<17} {value:.3f} [{lo:.3f}, {hi:.3f}]   "
+                f"/ floor_0 {a.adapter_over_floor[method]:.3f}   {a.adapter_trainable_params[method]} params"
             )
     rows += [f"  {key}: skipped ({reason})" for key, reason in r.skipped.items()]
     return rows

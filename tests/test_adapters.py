@@ -269,3 +269,21 @@ def test_report_rows_of_the_adapters_come_after_composition_methods(tmp_path):
         write_run(tmp_path, method, fake_results(method, 16, 1, {"rte": 60.0}))
     groups = group_runs(scan([tmp_path], progress=False).runs)
     assert [g.settings["method"] for g in groups] == ["pt", "ssum", "lora", "prefix"]
+
+
+def test_the_divergence_guard_watches_the_adapters_weights():
+    from types import SimpleNamespace
+
+    from compt.errors import RunDiverged
+    from compt.training.divergence import DivergenceGuard
+    from tests.test_recovery import _Strategy
+
+    model, _ = adapter_model("causal", "lora")
+    module = SimpleNamespace(device=torch.device("cpu"), bank=model.bank)
+    trainer = SimpleNamespace(global_step=3, log_every_n_steps=4, strategy=_Strategy())
+    guard = DivergenceGuard()
+    guard.on_train_start(trainer, module)
+    with torch.no_grad():
+        next(iter(model.bank.adapter.values()))[0, 0] = float("nan")  # a LoRA weight, inside the backbone
+    with pytest.raises(RunDiverged, match="at step 3"):
+        guard.on_train_epoch_end(trainer, module)

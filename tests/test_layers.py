@@ -16,6 +16,7 @@ from tests.helpers import REPO_ROOT
 #: the plain-PyTorch core: no Lightning, no Hydra, no training/evaluation/CLI code
 CORE_PACKAGES = (
     "compt.prompts",
+    "compt.adapters",
     "compt.model",
     "compt.causal",
     "compt.family",

@@ -1,0 +1,92 @@
+"""Part 6 (benchmarks/README.md): the PEFT adapter methods, ``method=lora`` and ``method=prefix`` — compt's train
+step (its model, :class:`~compt.adapters.bank.AdapterBank`, compt's optimizer) against plain PEFT's on the same
+shape and batch (``get_peft_model`` with the same config, PEFT's own forward and loss, AdamW over the same
+parameters at the same rate), and against the frozen floor of the text alone.
+
+LoRA's layers go into a backbone in place, so compt and PEFT each get their own copy of the shape's backbone
+(the shape's own stays bare for the other parts).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from backbones import BackboneShape
+from compt.adapters.peft_setup import peft_config
+from compt.family import build_model
+from compt.prompts import PromptBankConfig
+from compt.prompts.bank import new_bank
+from compt.training.optim import OptimConfig
+from harness import Bench, Times, medians, ratio
+from measures import TASKS, make_optimizer, train_step
+
+#: the adapter methods measured
+ADAPTERS = ("lora", "prefix")
+
+
+@dataclass
+class AdapterFigures:
+    """compt's adapter train step / plain PEFT's (the wrapper's cost) and / the text-only floor (the adapter's
+    own compute included: LoRA's matmuls and weight gradients, the prefix's longer attention)."""
+
+    adapter_times_s: dict[str, float]
+    adapter_times_raw_s: Times
+    adapter_over_peft: dict[str, float]
+    adapter_over_peft_spread: dict[str, list[float]]
+    adapter_over_floor: dict[str, float]
+    adapter_over_floor_spread: dict[str, list[float]]
+    adapter_trainable_params: dict[str, int]
+
+
+def peft_step(shape: BackboneShape, config: Any, batch: dict, bench: Bench):
+    """Plain PEFT's train step: its model on a copy of the backbone, its forward and loss, AdamW over its
+    trainable parameters at compt's adapter rate."""
+    from peft import get_peft_model
+
+    model = get_peft_model(copy.deepcopy(shape.backbone), config).train()
+    optim = OptimConfig()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable, lr=optim.lr_adapter, eps=optim.eps, weight_decay=optim.weight_decay
+    )
+    peft_batch = shape.peft_batch(batch)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with bench.autocast():
+            loss = model(**peft_batch).loss
+        loss.backward()
+        optimizer.step()
+
+    return step, sum(p.numel() for p in trainable)
+
+
+def measure_adapters(shape: BackboneShape, batch: dict, bench: Bench) -> AdapterFigures:
+    fns = {"floor_0": shape.floor_step(batch, batch["input_ids"].shape[1], bench)}
+    params = {}
+    family = "seq2seq" if shape.peft_task_type == "SEQ_2_SEQ_LM" else "causal"
+    for method in ADAPTERS:
+        config = PromptBankConfig(method=method, task_names=list(TASKS), d_model=shape.d_model)
+        bank = new_bank(config, generator=torch.Generator().manual_seed(0))
+        model = build_model(copy.deepcopy(shape.backbone), bank).train()
+        fns[f"compt_{method}"] = train_step(model, make_optimizer(bank), batch, bench)
+        fns[f"peft_{method}"], params[method] = peft_step(
+            shape, peft_config(config.adapter, family), batch, bench
+        )
+        assert params[method] == bank.trainable_count()  # the same adapter on both sides
+    times = bench.interleaved(fns)
+    over_peft = {m: ratio(times, f"compt_{m}", f"peft_{m}") for m in ADAPTERS}
+    over_floor = {m: ratio(times, f"compt_{m}", "floor_0") for m in ADAPTERS}
+    return AdapterFigures(
+        adapter_times_s=medians(times),
+        adapter_times_raw_s=times,
+        adapter_over_peft={m: r for m, (r, _) in over_peft.items()},
+        adapter_over_peft_spread={m: s for m, (_, s) in over_peft.items()},
+        adapter_over_floor={m: r for m, (r, _) in over_floor.items()},
+        adapter_over_floor_spread={m: s for m, (_, s) in over_floor.items()},
+        adapter_trainable_params=params,
+    )
