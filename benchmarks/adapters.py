@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -22,7 +21,7 @@ from compt.prompts import PromptBankConfig
 from compt.prompts.bank import new_bank
 from compt.training.optim import OptimConfig
 from harness import Bench, Times, medians, ratio
-from measures import TASKS, make_optimizer, train_step
+from measures import TASKS, make_optimizer, peft_train_step, train_step
 
 #: the adapter methods measured
 ADAPTERS = ("lora", "prefix")
@@ -42,30 +41,9 @@ class AdapterFigures:
     adapter_trainable_params: dict[str, int]
 
 
-def peft_step(shape: BackboneShape, config: Any, batch: dict, bench: Bench):
-    """Plain PEFT's train step: its model on a copy of the backbone, its forward and loss, AdamW over its
-    trainable parameters at compt's adapter rate."""
-    from peft import get_peft_model
-
-    model = get_peft_model(copy.deepcopy(shape.backbone), config).train()
-    optim = OptimConfig()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        trainable, lr=optim.lr_adapter, eps=optim.eps, weight_decay=optim.weight_decay
-    )
-    peft_batch = shape.peft_batch(batch)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with bench.autocast():
-            loss = model(**peft_batch).loss
-        loss.backward()
-        optimizer.step()
-
-    return step, sum(p.numel() for p in trainable)
-
-
 def measure_adapters(shape: BackboneShape, batch: dict, bench: Bench) -> AdapterFigures:
+    from peft import get_peft_model  # optional dependency: the caller handles its absence
+
     fns = {"floor_0": shape.floor_step(batch, batch["input_ids"].shape[1], bench)}
     params = {}
     family = "seq2seq" if shape.peft_task_type == "SEQ_2_SEQ_LM" else "causal"
@@ -74,10 +52,12 @@ def measure_adapters(shape: BackboneShape, batch: dict, bench: Bench) -> Adapter
         bank = new_bank(config, generator=torch.Generator().manual_seed(0))
         model = build_model(copy.deepcopy(shape.backbone), bank).train()
         fns[f"compt_{method}"] = train_step(model, make_optimizer(bank), batch, bench)
-        fns[f"peft_{method}"], params[method] = peft_step(
-            shape, peft_config(config.adapter, family), batch, bench
-        )
-        assert params[method] == bank.trainable_count()  # the same adapter on both sides
+        peft_model = get_peft_model(
+            copy.deepcopy(shape.backbone), peft_config(config.adapter, family)
+        ).train()
+        fns[f"peft_{method}"] = peft_train_step(peft_model, OptimConfig().lr_adapter, shape, batch, bench)
+        params[method] = bank.trainable_count()
+        assert params[method] == peft_model.get_nb_trainable_parameters()[0]  # the same adapter on both sides
     times = bench.interleaved(fns)
     over_peft = {m: ratio(times, f"compt_{m}", f"peft_{m}") for m in ADAPTERS}
     over_floor = {m: ratio(times, f"compt_{m}", "floor_0") for m in ADAPTERS}

@@ -24,6 +24,7 @@ import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +119,7 @@ def bench_shape(name: str, args: argparse.Namespace, bench: Bench) -> ShapeResul
         result.train = measure_train(shape, batch, args.methods, bench)
     if "peer" in args.parts:
         log("PEFT peer")
-        if importlib.util.find_spec("peft") is None:
-            result.skipped["pt_over_peft"] = "peft not installed"
-        else:
-            result.peer = measure_peer(shape, batch, bench)
+        result.peer = with_peft(result, "pt_over_peft", partial(measure_peer, shape, batch, bench))
     if "eval" in args.parts:
         log("evaluation")
         result.eval = measure_eval(shape, batch, bench)
@@ -134,16 +132,23 @@ def bench_shape(name: str, args: argparse.Namespace, bench: Bench) -> ShapeResul
         result.data = measure_data(shape.tokenizer, batch_size, reference, step_time, bench)
     if "adapters" in args.parts:
         log("PEFT adapters (lora, prefix) vs plain PEFT")
-        if importlib.util.find_spec("peft") is None:
-            result.skipped["adapter_over_peft"] = "peft not installed"
-        else:
-            result.adapters = measure_adapters(shape, batch, bench)
+        result.adapters = with_peft(
+            result, "adapter_over_peft", partial(measure_adapters, shape, batch, bench)
+        )
     if bench.cuda and result.train is not None:
         result.mfu = {m: t / args.peak_tflops for m, t in result.train.train_tflops_per_s.items()}
         result.peak_tflops = args.peak_tflops
     del shape
     release_memory()
     return result
+
+
+def with_peft(result: ShapeResult, key: str, measure: Any) -> Any:
+    """``measure()``, or None with ``key`` marked skipped when peft is not installed."""
+    if importlib.util.find_spec("peft") is None:
+        result.skipped[key] = "peft not installed"
+        return None
+    return measure()
 
 
 def reference_step(

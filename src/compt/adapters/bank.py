@@ -56,17 +56,11 @@ class AdapterBank(PromptBank):
 
     Args:
         config: the bank's configuration (an adapter method's).
-        vocab_embeddings: unused (an adapter starts from PEFT's initialisation).
         generator: seeds the adapter's initialisation (the same state gives the same adapter whatever torch's
             global random state); None: torch's global random state.
     """
 
-    def __init__(
-        self,
-        config: PromptBankConfig,
-        vocab_embeddings: Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> None:
+    def __init__(self, config: PromptBankConfig, generator: torch.Generator | None = None) -> None:
         if config.traits.adapter is None:
             raise ValueError(f"method {config.method!r} trains prompts, not an adapter: use PromptBank")
         super().__init__(config)
@@ -122,22 +116,12 @@ class AdapterBank(PromptBank):
     def forward(
         self, mask: PromptMask | str | None = None, task_ids: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        """No prompt: ``(T, 0, d)`` (``(B, 0, d)`` with ``task_ids``); a mask other than ``total`` is refused."""
+        """No prompt: ``(T, 0, d)`` (``(B, 0, d)`` with ``task_ids``), which ``example_prompts`` gathers per example
+        as for any bank; a mask other than ``total`` is refused."""
         self.resolve_mask(mask)
         rows = self.config.n_tasks if task_ids is None else len(task_ids)
         device = next(iter(self.adapter.values())).device if len(self.adapter) else None
         return torch.zeros(rows, 0, self.config.d_model, device=device), None
-
-    def example_prompts(
-        self,
-        task_ids: Tensor,
-        inputs_embeds: Tensor,
-        attention_mask: Tensor,
-        mask: PromptMask | str | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """No prompt: ``(B, 0, d)`` in the embeddings' dtype."""
-        self.resolve_mask(mask)
-        return inputs_embeds.new_zeros(len(task_ids), 0, inputs_embeds.shape[-1]), None
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """One optimizer group, ``adapter`` (``optim.lr.adapter``); the prompt groups are empty."""

@@ -156,17 +156,24 @@ def write_readme(
         ),
         f"- PEFT task type `{task_type}`: {PEFT_NOTES[exported.family]}",
         "",
-        "```python",
-        "from peft import PeftModel",
-        f"from transformers import {auto_class}",
-        f'model = PeftModel.from_pretrained({auto_class}.from_pretrained("{backbone}"), "{out}")',
-        "```",
+        *loading_snippet(auto_class, backbone, out),
         "",
         "Inputs use compt's text format, e.g. `rte: sentence1: ... sentence2: ...` (see `compt.tasks`).",
     ]
     path = (into or out) / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def loading_snippet(auto_class: str, backbone: str | None, out: Path) -> list[str]:
+    """The README's lines that load an exported adapter in PEFT (a Markdown code block)."""
+    return [
+        "```python",
+        "from peft import PeftModel",
+        f"from transformers import {auto_class}",
+        f'model = PeftModel.from_pretrained({auto_class}.from_pretrained("{backbone}"), "{out}")',
+        "```",
+    ]
 
 
 def export_peft(

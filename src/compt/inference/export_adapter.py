@@ -17,7 +17,7 @@ from compt.adapters.peft_setup import PEFT_FILES
 from compt.atomic import atomic_folder
 from compt.backbone import resolve_model_name
 from compt.errors import ExportError
-from compt.inference.export import EXPORT_RECORD, PEFT_TASK_TYPES, family, is_export
+from compt.inference.export import EXPORT_RECORD, PEFT_TASK_TYPES, family, is_export, loading_snippet
 from compt.prompts.bank import PromptBank
 from compt.runs import BankLocation
 
@@ -77,11 +77,7 @@ def export_adapter(
             f"- backbone: `{backbone}`; PEFT task type `{task_type}`: {FAMILY_NOTES[family(bank)]}",
             f"- {ADAPTER_NOTES[kind]}",
             "",
-            "```python",
-            "from peft import PeftModel",
-            f"from transformers import {auto_class}",
-            f'model = PeftModel.from_pretrained({auto_class}.from_pretrained("{backbone}"), "{out}")',
-            "```",
+            *loading_snippet(auto_class, backbone, out),
             "",
             f"Inputs use compt's text format, the task named first, e.g. `{task}: ...` (see `compt.tasks`).",
         ]

@@ -361,4 +361,4 @@ def new_bank(
         return PromptBank(config, vocab_embeddings, generator)
     from compt.adapters.bank import AdapterBank  # on first use: an adapter imports PEFT
 
-    return AdapterBank(config, vocab_embeddings, generator)
+    return AdapterBank(config, generator)  # PEFT initialises it: no vocabulary rows
