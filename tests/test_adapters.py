@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -287,3 +288,27 @@ def test_the_divergence_guard_watches_the_adapters_weights():
         next(iter(model.bank.adapter.values()))[0, 0] = float("nan")  # a LoRA weight, inside the backbone
     with pytest.raises(RunDiverged, match="at step 3"):
         guard.on_train_epoch_end(trainer, module)
+
+
+def test_lora_trains_with_activation_checkpointing_and_prefix_says_it_cannot():
+    from compt.backbone import checkpoint_activations
+
+    losses = []
+    for checkpointing in (False, True):
+        backbone, tokenizer = load_backbone("tiny")
+        if checkpointing:
+            checkpoint_activations(backbone)
+        config = PromptBankConfig(method="lora", task_names=["sst2"], adapter={"lora_dropout": 0.0})
+        bank = new_bank(replace(config, d_model=64), generator=torch.Generator().manual_seed(1))
+        model = build_model(backbone, bank, backbone_dropout=False).train()
+        b = batch(tokenizer)
+        loss = model(b["input_ids"], b["attention_mask"], b["task_ids"], b["labels"])
+        loss.backward()
+        losses.append((float(loss), [p.grad for p in bank.parameters()]))
+    assert losses[0][0] == pytest.approx(losses[1][0], abs=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(losses[0][1], losses[1][1]))
+    backbone, _ = load_backbone("tiny")
+    checkpoint_activations(backbone)
+    config = PromptBankConfig(method="prefix", task_names=["sst2"], d_model=64)
+    with pytest.raises(ConfigError, match="model.activation_checkpointing=false"):
+        build_model(backbone, new_bank(config))

@@ -41,7 +41,7 @@ from compt.adapters.peft_setup import (
 )
 from compt.atomic import make_folder, write_text_atomic
 from compt.backbone import backbone_family
-from compt.errors import InferenceError
+from compt.errors import ConfigError, InferenceError
 from compt.prompts.bank import CONFIG_FILE, FORMAT_VERSION, PromptBank
 from compt.prompts.config import PromptBankConfig
 from compt.prompts.masks import PromptMask
@@ -91,6 +91,11 @@ class AdapterBank(PromptBank):
         """Wrap ``backbone`` (frozen) in this adapter: a fresh one (seeded), or the saved one (``from_saved``)."""
         if self._peft is not None:
             raise ValueError("this adapter is attached to a backbone already")
+        if self.config.traits.adapter == "prefix" and getattr(backbone, "is_activation_checkpointing", False):
+            raise ConfigError(
+                "method=prefix: PEFT's prefix tuning does not work with activation checkpointing; set "
+                "model.activation_checkpointing=false (method=lora works with it)"
+            )
         base = {id(p) for p in backbone.parameters()}
         if self._saved is not None:
             model = saved_adapter(backbone, self._saved, self.method)
