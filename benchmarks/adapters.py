@@ -20,7 +20,7 @@ from compt.family import build_model
 from compt.prompts import PromptBankConfig
 from compt.prompts.bank import new_bank
 from compt.training.optim import OptimConfig
-from harness import Bench, Times, medians, ratio
+from harness import Bench, Times, medians, ratio, release_memory
 from measures import TASKS, make_optimizer, peft_train_step, train_step
 
 #: the adapter methods measured
@@ -42,25 +42,32 @@ class AdapterFigures:
 
 
 def measure_adapters(shape: BackboneShape, batch: dict, bench: Bench) -> AdapterFigures:
+    """Per method, its three configurations timed interleaved (``<method>/floor_0``, ``<method>/compt``,
+    ``<method>/peft``), one method after the other so that two backbone copies are alive at a time."""
     from peft import get_peft_model  # optional dependency: the caller handles its absence
 
-    fns = {"floor_0": shape.floor_step(batch, batch["input_ids"].shape[1], bench)}
+    times: Times = {}
     params = {}
     family = "seq2seq" if shape.peft_task_type == "SEQ_2_SEQ_LM" else "causal"
     for method in ADAPTERS:
         config = PromptBankConfig(method=method, task_names=list(TASKS), d_model=shape.d_model)
         bank = new_bank(config, generator=torch.Generator().manual_seed(0))
         model = build_model(copy.deepcopy(shape.backbone), bank).train()
-        fns[f"compt_{method}"] = train_step(model, make_optimizer(bank), batch, bench)
         peft_model = get_peft_model(
             copy.deepcopy(shape.backbone), peft_config(config.adapter, family)
         ).train()
-        fns[f"peft_{method}"] = peft_train_step(peft_model, OptimConfig().lr_adapter, shape, batch, bench)
         params[method] = bank.trainable_count()
         assert params[method] == peft_model.get_nb_trainable_parameters()[0]  # the same adapter on both sides
-    times = bench.interleaved(fns)
-    over_peft = {m: ratio(times, f"compt_{m}", f"peft_{m}") for m in ADAPTERS}
-    over_floor = {m: ratio(times, f"compt_{m}", "floor_0") for m in ADAPTERS}
+        fns = {
+            f"{method}/floor_0": shape.floor_step(batch, batch["input_ids"].shape[1], bench),
+            f"{method}/compt": train_step(model, make_optimizer(bank), batch, bench),
+            f"{method}/peft": peft_train_step(peft_model, OptimConfig().lr_adapter, shape, batch, bench),
+        }
+        times.update(bench.interleaved(fns))
+        del fns, model, peft_model, bank
+        release_memory()
+    over_peft = {m: ratio(times, f"{m}/compt", f"{m}/peft") for m in ADAPTERS}
+    over_floor = {m: ratio(times, f"{m}/compt", f"{m}/floor_0") for m in ADAPTERS}
     return AdapterFigures(
         adapter_times_s=medians(times),
         adapter_times_raw_s=times,

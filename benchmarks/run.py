@@ -218,7 +218,7 @@ def table_rows(r: ShapeResult, cuda: bool) -> list[str]:
 def print_table(machine: dict[str, Any], shapes: dict[str, ShapeResult], cuda: bool) -> None:
     print(
         f"\ncompt benchmarks  {machine['date']}  {machine['cpu']} ({machine['cpu_count']} CPUs)  "
-        f"torch {machine['torch']}  device {machine['device']}  dtype {machine['dtype']}"
+        f"torch {machine['torch']}  device {machine['device']}  dtype {machine['dtype']}  clock {machine['clock']}"
     )
     for name, r in shapes.items():
         s = r.setup
@@ -262,6 +262,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="peak dense TFLOP/s for MFU (989 = H100/H200 bf16 dense)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--clock",
+        default="wall",
+        choices=("wall", "cpu"),
+        help="wall: elapsed time; cpu: the process's CPU time (a CPU shared with other jobs; use --threads 1)",
+    )
     args = p.parse_args(argv)
     args.methods = [m for m in args.methods.split(",") if m]
     args.parts = [x for x in args.parts.split(",") if x]
@@ -293,9 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     quick_tiny = args.quick or set(args.shapes) <= set(QUICK_SHAPES)
     repeats = args.repeats or (5 if quick_tiny else (20 if device.type == "cuda" else 7))
     warmup = args.warmup if args.warmup is not None else (2 if device.type == "cuda" else 1)
-    bench = Bench(device, dtype, repeats, warmup)
+    if args.clock == "cpu" and device.type == "cuda":
+        print(
+            "note: --clock cpu times the host only; GPU work is not counted, use --clock wall",
+            file=sys.stderr,
+        )
+    bench = Bench(device, dtype, repeats, warmup, args.clock)
     torch.manual_seed(0)
-    machine = machine_info(device, dtype)
+    machine = {**machine_info(device, dtype), "clock": args.clock}
     started = time.perf_counter()
     shapes = {name: bench_shape(name, args, bench) for name in args.shapes}
     result = {

@@ -75,10 +75,6 @@ class AdapterBank(PromptBank):
 
     # ------------------------------------------------------------------ the backbone
     @property
-    def attached(self) -> bool:
-        return self._peft is not None
-
-    @property
     def peft(self) -> Any:
         """The PEFT model wrapping the backbone (``peft.PeftModel``)."""
         if self._peft is None:
