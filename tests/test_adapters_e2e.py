@@ -35,20 +35,25 @@ TASKS = ("sst2", "rte", "mnli")
 
 
 @pytest.fixture(scope="module")
-def sweeps(tmp_path_factory) -> dict[str, object]:
-    """Per family, the folder of the demo's sweep over method=lora,prefix."""
-    folders = {}
-    for family, experiment in EXPERIMENTS.items():
-        folders[family] = tmp_path_factory.mktemp(family)
-        run_script(
-            "train.py", "-m", f"experiment={experiment}", "method=lora,prefix", *COMMON,
-            f"hydra.sweep.dir={folders[family]}",
-        )  # fmt: skip
-    return folders
+def sweep(tmp_path_factory):
+    """The demo on both tiny backbones with method=lora,prefix: four jobs, one process."""
+    folder = tmp_path_factory.mktemp("adapters")
+    experiments = ",".join(EXPERIMENTS.values())
+    run_script(
+        "train.py",
+        "-m",
+        f"experiment={experiments}",
+        "method=lora,prefix",
+        *COMMON,
+        f"hydra.sweep.dir={folder}",
+    )
+    return folder
 
 
-def job(sweeps, family: str, method: str):
-    [folder] = [p.parent for p in sweeps[family].glob(f"*method={method}*/results.json")]
+def job(sweep, family: str, method: str):
+    [folder] = [
+        p.parent for p in sweep.glob(f"*experiment={EXPERIMENTS[family]},method={method}*/results.json")
+    ]
     return folder
 
 
@@ -71,8 +76,8 @@ CASES = [(family, method) for family in EXPERIMENTS for method in ("lora", "pref
 
 
 @pytest.mark.parametrize(("family", "method"), CASES)
-def test_the_demo_trains_the_adapter_and_it_beats_the_untrained_one(sweeps, family, method):
-    run_dir = job(sweeps, family, method)
+def test_the_demo_trains_the_adapter_and_it_beats_the_untrained_one(sweep, family, method):
+    run_dir = job(sweep, family, method)
     results = read_results(run_dir)
     assert results["method"] == method and results["global_step"] == 120 and results["router_weights"] is None
     assert results["counts"] == {"sst2": 32, "rte": 32, "mnli": 32, "stsb": 32}
@@ -89,11 +94,11 @@ def test_the_demo_trains_the_adapter_and_it_beats_the_untrained_one(sweeps, fami
     assert [m["prediction"] for m in mine] == [t["prediction"] for t in theirs]
 
 
-def test_compt_report_reads_the_adapter_runs(sweeps):
+def test_compt_report_reads_the_adapter_runs(sweep):
     """(Their rows' place beside ComPT's: tests/test_adapters.py.)"""
-    found = scan([sweeps["seq2seq"]], progress=False)
-    assert not found.missing
-    assert [g.settings["method"] for g in group_runs(found.runs)] == ["lora", "prefix"]
+    found = scan([sweep], progress=False)
+    assert not found.missing and len(found.runs) == 4
+    assert [g.settings["method"] for g in group_runs(found.runs)] == ["lora", "lora", "prefix", "prefix"]
 
 
 def peft_rank(peft_model, tokenizer, family: str, text: str, choices: list[str]) -> int:
@@ -129,10 +134,10 @@ def peft_generate(peft_model, tokenizer, family: str, texts: list[str]) -> list[
 
 
 @pytest.mark.parametrize(("family", "method"), CASES)
-def test_the_exported_adapter_answers_inside_peft_as_compt_predict_does(sweeps, tmp_path, family, method):
+def test_the_exported_adapter_answers_inside_peft_as_compt_predict_does(sweep, tmp_path, family, method):
     from peft import PeftModel
 
-    run_dir = job(sweeps, family, method)
+    run_dir = job(sweep, family, method)
     out = export_peft(run_dir, "sst2", tmp_path / "adapter")
     backbone, tokenizer = load_backbone(MODELS[family])
     peft_model = PeftModel.from_pretrained(backbone, str(out)).eval()  # a PEFT user's own loading
@@ -151,8 +156,8 @@ def test_the_exported_adapter_answers_inside_peft_as_compt_predict_does(sweeps, 
                 assert answers == [g["prediction"] for g in generated]
 
 
-def test_a_killed_lora_run_resumes_to_the_same_step_and_results(sweeps, tmp_path):
-    reference = job(sweeps, "seq2seq", "lora")
+def test_a_killed_lora_run_resumes_to_the_same_step_and_results(sweep, tmp_path):
+    reference = job(sweep, "seq2seq", "lora")
     killed = tmp_path / "killed"
     args = ["train.py", "experiment=demo", "method=lora", *COMMON, f"hydra.run.dir={killed}"]
     kill = ["+callbacks.kill._target_=tests.interrupt.KillFreshRun", "+callbacks.kill.epoch=1"]
