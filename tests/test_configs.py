@@ -30,7 +30,7 @@ def test_defaults_follow_the_paper():
     assert cfg.model.name == "t5-base" and cfg.model.dropout is True
     assert list(cfg.tasks) == ["mnli", "qnli", "rte", "cola", "sst2", "stsb", "mrpc", "qqp"]
     assert (cfg.k, cfg.n_sources, cfg.data.batch_size) == (16, 3, 20)
-    assert dict(cfg.optim.lr) == {"router": 0.1, "sources": 0.05, "private": 0.02}
+    assert dict(cfg.optim.lr) == {"router": 0.1, "sources": 0.05, "private": 0.02, "adapter": 3e-4}
     assert (cfg.optim.eps, cfg.optim.weight_decay, cfg.optim.warmup_ratio) == (1e-6, 0.0, 0.2)
     assert cfg.trainer.gradient_clip_val == 1.0
     assert (cfg.router.tau0, cfg.router.tau_min, cfg.router.anneal) == (5.0, 1e-3, "linear")

@@ -19,6 +19,7 @@ from tests.helpers import REPO_ROOT
 CORE_PACKAGES = (
     "compt.prompts",
     "compt.models",
+    "compt.adapters",
     "compt.data",
     "compt.tasks",
     "compt.optim",

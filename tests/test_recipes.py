@@ -20,8 +20,8 @@ def test_every_method_a_user_can_choose_has_its_recipe():
     assert presets <= set(RECIPES)
     assert all(recipe_for(method) is plain.fit for method in METHODS)  # a composition method is one fit
     assert recipe_for("spot") is spot.train_spot and recipe_for("pt_single") is single_task.train_single_tasks
-    with pytest.raises(ConfigError, match="method=lora has no recipe .*; known: pt, ssum"):
-        recipe_for("lora")
+    with pytest.raises(ConfigError, match="method=dora has no recipe .*; known: pt, ssum"):
+        recipe_for("dora")
     with pytest.raises(ValueError, match="already has a recipe"):
         register_recipe("spot", plain.fit)
 

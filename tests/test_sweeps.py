@@ -35,6 +35,7 @@ EXPECTED_JOBS = {
     "fig6": 2 * 2 * 3,  # constant/learned x methods (ssum, mcat) x seeds
     "fig_a1": 3,  # seeds (ssum)
     "baselines": 5 * 3 * 3,  # pt, ssum, spot, attempt, mpt x k x seeds
+    "peft_baselines": 3 * 3 * 3,  # ssum, lora, prefix x k x seeds
 }
 
 #: the bundled demo data, as a path relative to the repository root (where run_script runs)

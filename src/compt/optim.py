@@ -1,4 +1,5 @@
-"""AdamW with the three named parameter groups and a linear warm-up/decay schedule (docs/method.md §4)."""
+"""AdamW with the three named parameter groups (a PEFT adapter's one) and a linear warm-up/decay schedule
+(docs/method.md §4)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ class OptimConfig:
     """learning rate of the source prompts and their encoders"""
     lr_private: float = knob("optim.lr.private", 0.02)
     """learning rate of the private prompts and their encoders"""
+    lr_adapter: float = knob("optim.lr.adapter", 3e-4)
+    """learning rate of a PEFT adapter (``method=lora`` / ``prefix``: each method's is set with it,
+    ``conf/method_settings/``)"""
     eps: float = knob("optim.eps", 1e-6)
     """AdamW epsilon"""
     weight_decay: float = knob("optim.weight_decay", 0.0)
@@ -42,7 +46,7 @@ class OptimConfig:
     by the run; None = the run's real step count"""
 
     def __post_init__(self) -> None:
-        for name in ("lr_router", "lr_sources", "lr_private", "eps"):
+        for name in ("lr_router", "lr_sources", "lr_private", "lr_adapter", "eps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"optim.{name} must be > 0, got {getattr(self, name):g}")
         if not 0.0 <= self.warmup_ratio < 1.0:
@@ -91,9 +95,15 @@ def schedule_multiplier(config: OptimConfig, total_steps: int) -> Callable[[int]
 def build_optimizer(
     bank: PromptBank, config: OptimConfig, total_steps: int
 ) -> tuple[torch.optim.Optimizer, LambdaLR]:
-    """AdamW over the bank's groups ``router`` / ``sources`` / ``private`` (empty ones left out), each named, and
+    """AdamW over the bank's groups ``router`` / ``sources`` / ``private`` (a PEFT adapter's: ``adapter``; empty
+    ones left out), each named, and
     the LR schedule of :func:`schedule_multiplier` (``total_steps``: the optimizer steps the run takes)."""
-    lrs = {"router": config.lr_router, "sources": config.lr_sources, "private": config.lr_private}
+    lrs = {
+        "router": config.lr_router,
+        "sources": config.lr_sources,
+        "private": config.lr_private,
+        "adapter": config.lr_adapter,
+    }
     groups = [
         {"name": name, "params": params, "lr": lrs[name]}
         for name, params in bank.parameter_groups().items()

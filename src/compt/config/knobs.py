@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
+from compt.adapters.options import ADAPTER_OPTIONS
 from compt.data.config import DataConfig
 from compt.evaluation.config import EvalConfig
 from compt.fields import knob_key
@@ -44,8 +45,12 @@ LIBRARY: dict[str, type] = {
 
 def option_classes() -> list[type]:
     """The settings of the methods that have their own (``method.mpt_rank``, ...: the prompt bank's options,
-    :data:`compt.prompts.methods.METHOD_TRAITS`)."""
-    return [t.options for t in METHOD_TRAITS.values() if t.options is not None]
+    :data:`compt.prompts.methods.METHOD_TRAITS`), then the PEFT adapters' (``method.lora_r``, ...:
+    :data:`compt.adapters.options.ADAPTER_OPTIONS`, the bank's ``adapter``)."""
+    return [
+        *(t.options for t in METHOD_TRAITS.values() if t.options is not None),
+        *ADAPTER_OPTIONS.values(),
+    ]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from compt.adapters.options import ADAPTER_OPTIONS
 from compt.config.keys import built
 from compt.config.knobs import LIBRARY, knob_values, knobs, option_classes
 from compt.config.schema import TrainSchema
@@ -88,8 +89,10 @@ class RunConfig:
 
         tasks = [replace(task, **values("tasks")) for task in resolve_tasks(c.tasks)]
         options: dict[str, Any] = {}
+        adapter: dict[str, Any] = {}
         for option_class in option_classes():
-            options.update(knob_values(c, option_class, every))
+            own = adapter if option_class in ADAPTER_OPTIONS.values() else options
+            own.update(knob_values(c, option_class, every))
         bank = built(
             lib["bank"],
             **values(
@@ -100,6 +103,7 @@ class RunConfig:
                 encoder=m.encoder or c.prompt.encoder,
                 backbone=c.model.name,
                 options=options,
+                adapter=adapter,
             ),
         )
         epochs = c.optim.epochs_for(m.epochs, c.k)

@@ -55,12 +55,14 @@ class ClaimSection:
 class MethodSection:
     """``method.*``: a method's preset (``conf/method/<name>.yaml``). Its knobs: the prompt lengths
     (``PromptBankConfig.source_length``, ``private_length``) and the baselines' own options
-    (:mod:`compt.prompts.options`: ``mpt_rank``, ``attempt_hidden``, ``attempt_temperature``, refused for the
-    methods that do not read them)."""
+    (:mod:`compt.prompts.options`: ``mpt_rank``, ``attempt_hidden``, ``attempt_temperature``) and the PEFT
+    adapters' (:mod:`compt.adapters.options`: ``lora_*``, ``prefix_*``), refused for the methods that do not read
+    them."""
 
     name: str = MISSING
-    """the method: a composition method of :data:`compt.prompts.METHODS`, or a run made of several (``spot``,
-    ``pt_single``; :mod:`compt.recipes`); set by the preset"""
+    """the method: a composition method of :data:`compt.prompts.METHODS` (the PEFT adapters ``lora`` and
+    ``prefix`` among them), or a run made of several (``spot``, ``pt_single``; :mod:`compt.recipes`); set by the
+    preset"""
     epochs: int = 50
     """training epochs of the method (``optim.epochs`` overrides; doubled when k ≤ ``optim.double_epochs_max_k``)"""
     n_sources: int | None = None

@@ -14,10 +14,13 @@ PREDICT_DESCRIPTION = (
     "Format each input row with the task's template and predict it with the run's prompt bank on its "
     "backbone. Prints JSON lines (or writes them with --output)."
 )
-EXPORT_HELP = "export a task's composed prompt (e.g. as a PEFT prompt-tuning adapter)"
+EXPORT_HELP = (
+    "export a task's composed prompt (e.g. as a PEFT prompt-tuning adapter), or a LoRA/prefix run's adapter"
+)
 EXPORT_DESCRIPTION = (
     "Compose the task's target prompt (evaluation-mode router weights, mask applied) and write it as a "
-    "Hugging Face PEFT prompt-tuning adapter (loads with PeftModel.from_pretrained)."
+    "Hugging Face PEFT prompt-tuning adapter (loads with PeftModel.from_pretrained). A method=lora or "
+    "method=prefix run's adapter (shared by its tasks) is written as PEFT saved it."
 )
 
 
@@ -86,7 +89,9 @@ def export(args: argparse.Namespace) -> int:
     from compt.inference.export import export_peft
 
     out = export_peft(args.bank, args.task, args.out, args.mask, args.allow_position_change)
-    print(f"wrote a PEFT prompt-tuning adapter for {args.task!r} to {out}", file=sys.stderr)
+    print(
+        f"wrote a PEFT adapter for {args.task!r} to {out} (what it holds: {out}/README.md)", file=sys.stderr
+    )
     return 0
 
 

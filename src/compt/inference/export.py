@@ -24,7 +24,15 @@ from torch import Tensor
 
 from compt.atomic import atomic_folder
 from compt.errors import ExportError
-from compt.models.backbone import backbone_family, resolve_model_name
+from compt.inference.export_adapter import export_adapter
+from compt.inference.export_common import (
+    EXPORT_RECORD,
+    PEFT_TASK_TYPES,
+    family,
+    is_export,
+    loading_snippet,
+)
+from compt.models.backbone import resolve_model_name
 from compt.prompts.bank import PromptBank
 from compt.runs import locate_bank
 from compt.utils import evaluating
@@ -34,13 +42,6 @@ PEFT_POSITION = "before"
 #: PEFT's adapter weights file and the state-dict key of a prompt-tuning prompt
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
 PEFT_PROMPT_KEY = "prompt_embeddings"
-#: compt's record of an export (task, mask, source bank...), beside PEFT's files
-EXPORT_RECORD = "compt_export.json"
-#: backbone family -> (PEFT task type, the transformers class that loads the backbone)
-PEFT_TASK_TYPES = {
-    "seq2seq": ("SEQ_2_SEQ_LM", "AutoModelForSeq2SeqLM"),
-    "causal": ("CAUSAL_LM", "AutoModelForCausalLM"),
-}
 PEFT_NOTES = {
     "seq2seq": "encoder prompt only (`num_transformer_submodules=1`).",
     "causal": "the prompt goes before the input ids (`[BOS] text`, BOS where the tokenizer adds one); "
@@ -116,21 +117,6 @@ def write_peft_adapter(exported: ExportedPrompt, out: Path, backbone: str | None
     return out
 
 
-def family(bank: PromptBank) -> str:
-    """The backbone family the bank was trained on: recorded in the bank, else read from the recorded backbone's
-    config when it can be loaded, else ``seq2seq`` (banks that record neither predate causal LMs)."""
-    if bank.config.backbone_family is not None:
-        return bank.config.backbone_family
-    if bank.config.backbone:
-        from transformers import AutoConfig
-
-        try:
-            return backbone_family(AutoConfig.from_pretrained(resolve_model_name(bank.config.backbone)))
-        except (OSError, ValueError):
-            pass
-    return "seq2seq"
-
-
 def write_readme(
     exported: ExportedPrompt, out: Path, source: Path, position_changed: bool, into: Path | None = None
 ) -> Path:
@@ -156,11 +142,7 @@ def write_readme(
         ),
         f"- PEFT task type `{task_type}`: {PEFT_NOTES[exported.family]}",
         "",
-        "```python",
-        "from peft import PeftModel",
-        f"from transformers import {auto_class}",
-        f'model = PeftModel.from_pretrained({auto_class}.from_pretrained("{backbone}"), "{out}")',
-        "```",
+        *loading_snippet(auto_class, backbone, out),
         "",
         "Inputs use compt's text format, e.g. `rte: sentence1: ... sentence2: ...` (see `compt.tasks`).",
     ]
@@ -176,7 +158,8 @@ def export_peft(
     mask: str = "total",
     allow_position_change: bool = False,
 ) -> Path:
-    """Export ``task``'s composed prompt from a run (or bank) folder as a PEFT adapter in ``out``.
+    """Export ``task``'s composed prompt from a run (or bank) folder as a PEFT adapter in ``out`` (a LoRA or
+    prefix run's own PEFT adapter: :func:`compt.inference.export_adapter.export_adapter`).
 
     The adapter is built in a temporary folder beside ``out`` and swapped in whole (:func:`atomic_folder`), so
     ``out`` holds the previous export or the new one, never a mix (nor a config without weights). An existing
@@ -188,6 +171,8 @@ def export_peft(
     """
     files = locate_bank(path)
     bank = PromptBank.load(files.bank_dir)
+    if bank.config.traits.adapter is not None:  # a LoRA or prefix run: its bank/ is a PEFT adapter already
+        return export_adapter(bank, files, task, out, mask)
     check_position(bank, allow_position_change)
     exported = composed_prompt(bank, task, mask)
     out = Path(out)
@@ -206,8 +191,3 @@ def export_peft(
         (build / EXPORT_RECORD).write_text(json.dumps(meta, indent=2) + "\n")
         write_readme(exported, out, files.bank_dir, bank.config.position != PEFT_POSITION, into=build)
     return out
-
-
-def is_export(folder: Path) -> bool:
-    """Whether ``folder`` holds an earlier ``compt export`` (which a new export may replace)."""
-    return (folder / EXPORT_RECORD).is_file()

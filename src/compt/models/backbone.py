@@ -231,6 +231,8 @@ def insert_prompts(
         ``(B, N + L, d)`` embeddings and their ``(B, N + L)`` attention mask (padding stays at the end).
     """
     length = prompts.shape[1]
+    if length == 0:  # no prompt (a PEFT adapter's bank): the input as it is
+        return inputs_embeds, attention_mask
     prompts, prompt_mask = prompt_rows(inputs_embeds, attention_mask, prompts, prompt_mask)
     if position == "before":
         return torch.cat([prompts, inputs_embeds], 1), torch.cat([prompt_mask, attention_mask], 1)

@@ -130,12 +130,15 @@ class CausalComptModel(ComptModel):
         prefix, prefix_mask = self.prompted_inputs(input_ids, attention_mask, task_ids, mask)
         answer = labels[:, :-1]  # (B, M-1): the last answer token is predicted, never fed
         answer_embeds = self.backbone.get_input_embeddings()(answer.clamp_min(0)).to(prefix.dtype)
-        attention = torch.cat([prefix_mask, (answer != -100).to(prefix_mask.dtype)], 1)
+        cache, attention, positions = self._start(
+            torch.cat([prefix_mask, (answer != -100).to(prefix_mask.dtype)], 1)
+        )
         return self.backbone(
             inputs_embeds=torch.cat([prefix, answer_embeds], 1),
             attention_mask=attention,
-            position_ids=position_ids(attention),
+            position_ids=positions,
             logits_to_keep=labels.shape[1],
+            **cache,
         ).logits
 
     def forward(
@@ -154,18 +157,31 @@ class CausalComptModel(ComptModel):
     def _prefix_step(
         self, input_ids: Tensor, attention_mask: Tensor, task_ids: Tensor, mask: PromptMask | str | None
     ) -> tuple[Tensor, Tensor, Tensor, object]:
-        """Run the prefix once: next-token logits ``(B, 1, V)``, its attention ``(B, P)``, the position of its
-        last element ``(B, 1)`` and the KV cache."""
+        """Run the prefix once: next-token logits ``(B, 1, V)``, its attention ``(B, K + P)`` (K: the bank's
+        key/value prefix, :meth:`_start`), the position of its last element ``(B, 1)`` and the KV cache."""
         prefix, prefix_mask = self.prompted_inputs(input_ids, attention_mask, task_ids, mask)
-        positions = position_ids(prefix_mask)
+        cache, attention, positions = self._start(prefix_mask)
         out = self.backbone(
             inputs_embeds=prefix,
-            attention_mask=prefix_mask,
+            attention_mask=attention,
             position_ids=positions,
             use_cache=True,
             logits_to_keep=1,
+            **cache,
         )
-        return out.logits, prefix_mask, positions[:, -1:], output_cache(out)
+        return out.logits, attention, positions[:, -1:], output_cache(out)
+
+    def _start(self, attention: Tensor) -> tuple[dict[str, object], Tensor, Tensor]:
+        """How a pass from scratch over ``attention``'s ``N`` columns starts: the backbone keyword of the bank's
+        key/value prefix (a prefix adapter's, :mod:`compt.adapters`; else none), the attention mask ``(B, K + N)``
+        with the prefix's K attended columns in front, and the N columns' position ids ``(B, N)``, which count
+        the prefix's (an unpadded text starts at position K, as in PEFT's forward)."""
+        width = attention.shape[1]
+        kv = self.bank.kv_prefix(len(attention))
+        if kv is None:
+            return {}, attention, position_ids(attention)
+        attention = torch.cat([attention.new_ones(len(attention), kv.get_seq_length()), attention], 1)
+        return with_cache(kv), attention, position_ids(attention)[:, -width:]
 
     @torch.no_grad()
     def generate(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedModel
 
+from compt.adapters.bank import AdapterBank
 from compt.models.backbone import backbone_family
 from compt.models.causal import CausalComptModel
 from compt.models.seq2seq import ComptModel
@@ -16,8 +17,13 @@ MODEL_CLASSES: dict[str, type[ComptModel]] = {cls.family: cls for cls in (ComptM
 
 
 def build_model(backbone: PreTrainedModel, bank: PromptBank, backbone_dropout: bool = True) -> ComptModel:
-    """``bank`` in front of the frozen ``backbone``, in the model class of the backbone's family."""
-    return MODEL_CLASSES[backbone_family(backbone)](backbone, bank, backbone_dropout)
+    """``bank`` in front of the frozen ``backbone``, in the model class of the backbone's family; a PEFT adapter's
+    bank (:class:`~compt.adapters.bank.AdapterBank`) is attached to the backbone, after the dropout switch (which
+    leaves the adapter's own dropout alone)."""
+    model = MODEL_CLASSES[backbone_family(backbone)](backbone, bank, backbone_dropout)
+    if isinstance(bank, AdapterBank):
+        bank.attach(backbone)
+    return model
 
 
 __all__ = ["MODEL_CLASSES", "build_model"]

@@ -53,6 +53,12 @@ class ComptModel(nn.Module):
         self.bank = bank
         set_dropout(backbone, backbone_dropout)
 
+    def kv_prefix(self, batch_size: int) -> dict[str, object]:
+        """The keyword that starts the backbone's (decoder's) attention from the bank's key/value prefix, a
+        prefix adapter's (:mod:`compt.adapters`; PEFT puts it in an encoder-decoder's decoder), or nothing."""
+        prefix = self.bank.kv_prefix(batch_size)
+        return {} if prefix is None else with_cache(prefix)
+
     def prompted_inputs(
         self,
         input_ids: Tensor,
@@ -92,6 +98,7 @@ class ComptModel(nn.Module):
             inputs_embeds=embeds,
             attention_mask=attention,
             decoder_input_ids=self.backbone.prepare_decoder_input_ids_from_labels(labels=labels),
+            **self.kv_prefix(len(labels)),
         ).logits  # (B, M, V)
         return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
 
@@ -117,6 +124,7 @@ class ComptModel(nn.Module):
             do_sample=False,
             num_beams=1,
             repetition_penalty=repetition_penalty,
+            **self.kv_prefix(len(input_ids)),
         )
 
     @torch.no_grad()
@@ -154,6 +162,7 @@ class ComptModel(nn.Module):
             attention_mask=attention,
             decoder_input_ids=start,
             use_cache=True,
+            **self.kv_prefix(batch),
         )
         logits = first.logits.repeat_interleave(n_cand, 0)  # (B·C, 1, V)
         if target_len > 1:

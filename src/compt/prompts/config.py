@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import InitVar, asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
+from compt.adapters.options import adapter_options, options_dict
 from compt.errors import ConfigError
 from compt.fields import knob, unknown_keys
 from compt.models.tokenization import FAMILIES
@@ -68,6 +69,10 @@ class PromptBankConfig:
     :class:`~compt.prompts.options.MptOptions` for mpt, :class:`~compt.prompts.options.AttemptOptions` for
     attempt), or None; a mapping is read into that class (:func:`method_options`); None for a method with options
     = their defaults"""
+    adapter: Any = None
+    """a PEFT adapter method's settings (``lora``: :class:`~compt.adapters.options.LoraOptions`, ``prefix``:
+    :class:`~compt.adapters.options.PrefixOptions`; a mapping is read into that class, None = its defaults);
+    None for the prompt methods"""
     mpt_rank: InitVar[int] = MptOptions.mpt_rank
     attempt_hidden: InitVar[int | None] = AttemptOptions.attempt_hidden
     attempt_temperature: InitVar[float | None] = AttemptOptions.attempt_temperature
@@ -112,6 +117,7 @@ class PromptBankConfig:
         }
         self.options = method_options(self.method, {**flat, **given})
         self._check_method_shape()
+        self.adapter = adapter_options(self.method, self.adapter)
         if not 0.0 <= self.encoder_dropout < 1.0:
             raise ConfigError(f"encoder_dropout must be in [0, 1), got {self.encoder_dropout}")
 
@@ -154,13 +160,15 @@ class PromptBankConfig:
 
     @property
     def prompt_length(self) -> int:
-        """L_t, rows of the composed target prompt."""
+        """L_t, rows of the composed target prompt (none for an adapter method)."""
+        if self.traits.adapter is not None:
+            return 0
         if self.traits.length == "private":
             return int(self.private_length)
         return self.derived_private_length()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "adapter": options_dict(self.adapter)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PromptBankConfig:

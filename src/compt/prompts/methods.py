@@ -1,4 +1,5 @@
-"""Every composition method's traits, in one table: what it has, how long its prompt is, how masks act on it.
+"""Every composition method's traits, in one table: what it has, how long its prompt is, how masks act on it
+(and the two PEFT adapter methods, which train no prompt: :mod:`compt.adapters`).
 
 :func:`compose`, :class:`PromptBankConfig`, :class:`PromptBank`, the masks and the report read these traits
 instead of comparing method names.
@@ -43,6 +44,10 @@ class MethodTraits:
     options: type | None = None
     """the dataclass of the settings only this method reads (:mod:`compt.prompts.options`), held by its banks'
     ``PromptBankConfig.options``; None: it has none"""
+    adapter: str | None = None
+    """the PEFT adapter the method trains instead of prompts (``lora`` | ``prefix``; its settings:
+    :data:`compt.adapters.options.ADAPTER_OPTIONS`, held by its banks' ``PromptBankConfig.adapter``): the
+    target prompt has no rows, nothing is masked"""
 
     @property
     def concatenates(self) -> bool:
@@ -79,6 +84,8 @@ METHOD_TRAITS: dict[str, MethodTraits] = {t.name: t for t in (
                  fixed_n_sources=1, options=MptOptions),
     MethodTraits("attempt",      True,   True,   False,  "source",  "add",      per_example=True, maskable=True,
                  options=AttemptOptions),
+    MethodTraits("lora",         False,  False,  False,  "private", None,       adapter="lora"),
+    MethodTraits("prefix",       False,  False,  False,  "private", None,       adapter="prefix"),
 )}
 # fmt: on
 """method name -> its traits, in compt's order (tables and reports list methods in this order)"""

@@ -18,6 +18,7 @@ from compt.models.backbone import checkpoint_activations, load_backbone, weights
 from compt.models.family import build_model
 from compt.optim import OptimConfig, build_optimizer
 from compt.prompts import PromptBank, PromptBankConfig, RouterSchedule, parse_mask
+from compt.prompts.bank import new_bank
 from compt.tasks import TaskSpec
 from compt.utils import evaluating, finite_or_none
 
@@ -99,9 +100,14 @@ class ComptModule(pl.LightningModule):
         )
         generator = torch.Generator().manual_seed(seed)
         vocab = backbone.get_input_embeddings().weight
-        self.model = build_model(backbone, PromptBank(bank, vocab, generator), backbone_dropout)
+        self.model = build_model(backbone, new_bank(bank, vocab, generator), backbone_dropout)
         for mask in self.eval_masks:  # a bad eval.masks entry fails now, not after training
             parse_mask(mask, bank.method, bank.n_sources)
+        if evaluation.cross_prompts is not None and bank.traits.adapter is not None:
+            raise ConfigError(
+                f"eval.cross_prompts answers every task under every task's prompt; method={bank.method} trains "
+                "one adapter shared by every task (the task is named in the text): leave eval.cross_prompts unset"
+            )
         self.predictor = Predictor(
             self.tasks,
             self.tokenizer,
