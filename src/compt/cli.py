@@ -24,6 +24,7 @@ CLI_MODULES = (
     "compt.evaluation.cli",  # compt evaluate
     "compt.report.cli",  # compt report
     "compt.inference.cli",  # compt predict, compt export
+    "compt.inference.serve_cli",  # compt serve
     "compt.sweeps.cli",  # compt sweep list|names
 )
 

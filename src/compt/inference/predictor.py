@@ -3,10 +3,13 @@
     from compt.inference import load_for_inference
     predictor = load_for_inference("multirun/demo/k=8,method=ssum,seed=1")
     predictor.predict([{"sentence1": "A man sleeps.", "sentence2": "A man rests."}], task="rte")
+    predictor.predict([{"task": "rte", "sentence1": "...", "sentence2": "..."}, {"task": "sst2", "sentence": "..."}])
 
-Rows use the task's hub columns (``TaskSpec.input_columns``, e.g. sentence1/sentence2 for rte); they are
-formatted with the task's template, tokenised like training data, and predicted with compt's own
-:class:`compt.evaluation.Predictor` (rank classification or greedy generation) under an optional mask.
+Rows use the task's hub columns (``TaskSpec.input_columns``, e.g. sentence1/sentence2 for rte), plus a ``task``
+column when rows of several tasks are predicted together (they share batches: one backbone pass each, every
+row with its task's prompt, as in training); they are formatted with the task's template, tokenised like training
+data, and predicted with compt's own :class:`compt.evaluation.Predictor` (rank classification or greedy
+generation) under an optional mask.
 """
 
 from __future__ import annotations
@@ -31,7 +34,13 @@ from compt.errors import InferenceError, RunNotFoundError, TaskError
 from compt.evaluation.config import EVAL_MODES, EvalConfig
 from compt.evaluation.predict import Predictor
 from compt.family import build_model
-from compt.inference.rows import check_input, check_rows, read_rows, row_chunks  # noqa: F401 (read_rows: API)
+from compt.inference.rows import (  # noqa: F401 (read_rows: API)
+    TASK_COLUMN,
+    check_input,
+    check_rows,
+    read_rows,
+    row_chunks,
+)
 from compt.model import ComptModel
 from compt.prompts.bank import CONFIG_FILE, PromptBank
 from compt.runs import BankLocation, RunDir, locate_bank
@@ -102,6 +111,56 @@ def recorded(path: str | Path) -> Recorded:
     return Recorded(files, config, meta.get("backbone"), bank_tasks(names, config))
 
 
+@dataclass(frozen=True)
+class PreparedRow:
+    """A row ready for the model (:meth:`RowEncoder.prepare`)."""
+
+    task: TaskSpec
+    task_id: int
+    """the task's index in the bank (which prompt, candidates and answer parsing the row gets)"""
+    text: str
+    """the formatted input text"""
+    input_ids: list[int]
+    """token ids, truncated to ``max_source_length`` as in training"""
+    length: int
+    """the number of tokens before truncation (counted up to a bound: :meth:`RowEncoder.prepare`)"""
+    gold: float | None
+    """the row's label as a value, when it carries a valid one"""
+
+
+class RowEncoder:
+    """The text side of prediction: rows formatted with their task's template and tokenised as training data
+    is (truncated to ``max_source_length`` tokens). It holds no model, so a server can prepare the rows of a
+    request (with its own copy of the tokenizer) while the model answers others."""
+
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, tasks: Sequence[TaskSpec], max_source_length: int
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.tasks = list(tasks)
+        self.max_source_length = max_source_length
+
+    def prepare(
+        self, rows: Sequence[Mapping[str, Any]], tasks: Sequence[str], count_to: int | None = None
+    ) -> list[PreparedRow]:
+        """Format and tokenise ``rows``, each under its task in ``tasks``. ``PreparedRow.length`` counts the
+        tokens before truncation up to ``count_to`` (default ``max_source_length``). The rows must hold their
+        task's input columns (checked first: :class:`~compt.inference.rows.RowCheck`)."""
+        specs = [find_task(self.tasks, name) for name in tasks]
+        texts = [spec.format_input(row) for spec, row in zip(specs, rows)]
+        ids = encode_inputs(self.tokenizer, texts, max(count_to or 0, self.max_source_length))
+        lengths = [len(seq) for seq in ids]
+        longer = [i for i, n in enumerate(lengths) if n > self.max_source_length]
+        if longer:  # cut as training cuts (a seq2seq input keeps its </s>)
+            cut = encode_inputs(self.tokenizer, [texts[i] for i in longer], self.max_source_length)
+            for i, seq in zip(longer, cut):
+                ids[i] = seq
+        return [
+            PreparedRow(spec, self.tasks.index(spec), text, seq, length, _gold(spec, row))
+            for spec, row, text, seq, length in zip(specs, rows, texts, ids, lengths)
+        ]
+
+
 class PromptPredictor:
     """A trained prompt bank on its frozen backbone, ready to predict rows of any of its tasks.
 
@@ -128,6 +187,7 @@ class PromptPredictor:
         self.max_source_length = max_source_length
         self.max_new_tokens = evaluation.max_new_tokens
         self.repetition_penalty = evaluation.repetition_penalty
+        self.encoder = RowEncoder(tokenizer, self.tasks, max_source_length)
         pad = tokenizer.pad_token_id
         self.collator = Collator(pad if pad is not None else 0)
         self._predictors: dict[str, Predictor] = {}
@@ -144,6 +204,12 @@ class PromptPredictor:
         """Index of ``task`` in the bank; :class:`InferenceError` listing the bank's tasks otherwise."""
         return self.tasks.index(find_task(self.tasks, task))
 
+    def load_modes(self, modes: Iterable[str] = EVAL_MODES) -> None:
+        """Tokenise every task's candidates for each of ``modes`` now rather than on first use (a server does
+        it at start: afterwards answering rows uses the tokenizer only to decode)."""
+        for mode in modes:
+            self._predictor(mode)
+
     def _predictor(self, mode: str) -> Predictor:
         if mode not in EVAL_MODES:
             raise InferenceError(f"mode={mode!r}; choose one of {', '.join(EVAL_MODES)}")
@@ -157,69 +223,78 @@ class PromptPredictor:
     def predict(
         self,
         rows: Iterable[Mapping[str, Any]],
-        task: str,
+        task: str | None = None,
         mode: str | None = None,
         mask: str = "total",
         batch_size: int = 64,
         origin: str = "the input rows",
     ) -> list[dict[str, Any]]:
-        """Predict ``rows`` (dicts with the task's input columns) of ``task``.
+        """Predict ``rows`` (dicts with their task's input columns), each under ``task`` or, without it, under
+        its own ``task`` column; rows of different tasks share batches.
 
-        Returns one dict per row: ``index``, ``task``, ``input`` (formatted text), ``prediction`` (text),
-        ``value`` (class id or score; None when the generated text is not a valid answer), ``valid``, and
-        ``gold`` when the row carries a valid label.
+        Returns one dict per row, in order: ``index``, ``task``, ``input`` (formatted text), ``prediction``
+        (text), ``value`` (class id or score; None when the generated text is not a valid answer), ``valid``,
+        and ``gold`` when the row carries a valid label.
 
         Raises:
-            InferenceError: a row has no text in an input column (missing, null, a list or dict: nothing is
-                predicted, rather than the text "None"); ``origin`` names the rows in the message. Blank
-                text is predicted, with a warning.
+            InferenceError: a row's task is missing or not the bank's, or it has no text in an input column
+                (missing, null, a list or dict: nothing is predicted, rather than the text "None"); ``origin``
+                names the rows in the message. Blank text is predicted, with a warning.
         """
         rows = list(rows)
-        check_rows(find_task(self.tasks, task), rows, origin)
+        if task is not None:
+            find_task(self.tasks, task)
+        check_rows(self.tasks, rows, origin, task)
         return list(self.predict_chunks([rows], task, mode, mask, batch_size))
 
     @torch.no_grad()
     def predict_chunks(
         self,
         chunks: Iterable[Sequence[Mapping[str, Any]]],
-        task: str,
+        task: str | None = None,
         mode: str | None = None,
         mask: str = "total",
         batch_size: int = 64,
     ) -> Iterator[dict[str, Any]]:
         """Predict rows that arrive in chunks (e.g. :func:`compt.inference.rows.row_chunks`), yielding each
         row's prediction (as :meth:`predict`; ``index`` counts from the first row of the first chunk) as soon
-        as its batch is done: memory stays flat in the number of rows. The rows are not checked here
-        (:func:`~compt.inference.rows.check_input` reads them once first)."""
-        spec = find_task(self.tasks, task)
-        task_id = self.tasks.index(spec)
-        predictor = self._predictor(mode or self.mode)
+        as its batch is done: memory stays flat in the number of rows. Each row is answered under ``task``, or
+        its own ``task`` column; a batch holds ``batch_size`` consecutive rows whatever their tasks (one
+        backbone pass). The rows are not checked here (:func:`~compt.inference.rows.check_input` reads them
+        once first)."""
         index = 0
         for chunk in chunks:
             for start in range(0, len(chunk), batch_size):
                 rows = chunk[start : start + batch_size]
-                texts = [spec.format_input(row) for row in rows]
-                ids = encode_inputs(self.tokenizer, texts, self.max_source_length)
-                examples = [{"input_ids": x, "labels": [], "task_id": task_id} for x in ids]
-                batch = {k: v.to(self.device) for k, v in self.collator(examples).items()}
-                predictions = predictor(self.model, batch, mask)
-                for row, text, prediction, value in zip(
-                    rows, texts, predictions.texts, predictions.values.tolist()
-                ):
-                    kept = finite_or_none(value)
-                    record = {
-                        "index": index,
-                        "task": task,
-                        "input": text,
-                        "prediction": prediction,
-                        "value": kept,
-                        "valid": kept is not None,
-                    }
-                    gold = _gold(spec, row)
-                    if gold is not None:
-                        record["gold"] = gold
+                names = [task or row[TASK_COLUMN] for row in rows]
+                for record in self.predict_prepared(self.encoder.prepare(rows, names), mode, mask):
+                    yield {"index": index, **record}
                     index += 1
-                    yield record
+
+    @torch.no_grad()
+    def predict_prepared(
+        self, rows: Sequence[PreparedRow], mode: str | None = None, mask: str = "total"
+    ) -> list[dict[str, Any]]:
+        """One backbone pass over ``rows`` of any of the bank's tasks (each row gets its task's prompt,
+        candidates and answer parsing): one record per row as :meth:`predict`'s, without ``index``."""
+        predictor = self._predictor(mode or self.mode)
+        examples = [{"input_ids": r.input_ids, "labels": [], "task_id": r.task_id} for r in rows]
+        batch = {k: v.to(self.device) for k, v in self.collator(examples).items()}
+        predictions = predictor(self.model, batch, mask)
+        records = []
+        for row, prediction, value in zip(rows, predictions.texts, predictions.values.tolist()):
+            kept = finite_or_none(value)
+            record = {
+                "task": row.task.name,
+                "input": row.text,
+                "prediction": prediction,
+                "value": kept,
+                "valid": kept is not None,
+            }
+            if row.gold is not None:
+                record["gold"] = row.gold
+            records.append(record)
+        return records
 
 
 def _gold(task: TaskSpec, row: Mapping[str, Any]) -> float | None:
@@ -257,7 +332,7 @@ def load_for_inference(
 
 def predict_file(
     bank: str | Path,
-    task: str,
+    task: str | None,
     source: str | Path,
     output: str | Path | None = None,
     mode: str | None = None,
@@ -266,8 +341,9 @@ def predict_file(
     backbone: str | None = None,
     device: str | None = None,
 ) -> tuple[int, int]:
-    """``compt predict``: predict every row of the file ``source`` with the run (or bank) ``bank`` and write
-    JSON lines to ``output`` (whole or not at all: a temporary sibling renamed at the end) or to stdout (each
+    """``compt predict``: predict every row of the file ``source`` with the run (or bank) ``bank`` — each under
+    ``task``, or without it under its own ``task`` column (rows of different tasks share batches) — and write
+    JSON lines in the input's order to ``output`` (whole or not at all: a temporary sibling renamed at the end) or to stdout (each
     line as soon as its batch is done), with a progress bar on stderr; memory stays flat in the number of
     rows. What can be refused is refused before the backbone loads: the task, the rows (read once,
     :func:`~compt.inference.rows.check_input`) and an output folder that cannot be written.
@@ -278,12 +354,16 @@ def predict_file(
         InferenceError: the task or the rows (one line naming them).
         OutputWriteError: the output cannot be written (a full disk, a read-only folder, no permission).
     """
-    count = check_input(source, find_task(recorded(bank).tasks, task))
+    tasks = recorded(bank).tasks
+    if task is not None:
+        find_task(tasks, task)
+    count = check_input(source, tasks, task)
     if output is not None:
         require_writable(Path(output).parent, "write the predictions elsewhere (--output FILE)")
     predictor = load_for_inference(bank, backbone=backbone, device=device)
     records = predictor.predict_chunks(row_chunks(source), task, mode, mask, batch_size)
-    progress = tqdm(records, total=count, desc=f"predict {task}", unit="row", file=sys.stderr, disable=None)
+    desc = f"predict {task or 'rows'}"
+    progress = tqdm(records, total=count, desc=desc, unit="row", file=sys.stderr, disable=None)
     valid = 0
     if output is None:
         try:
