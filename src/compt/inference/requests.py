@@ -46,7 +46,7 @@ def parse_body(body: bytes, tasks: Sequence[TaskSpec]) -> RequestRows:
             row's task is missing or not the bank's, or it lacks text in an input column of its task.
     """
     try:
-        data = json.loads(body)
+        data = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as err:
         raise RequestError(BAD_REQUEST, f"the body is not UTF-8 ({err.reason}); send JSON in UTF-8") from None
     except json.JSONDecodeError as err:

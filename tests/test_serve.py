@@ -1,0 +1,191 @@
+"""Every task of a bank from one backbone: ``compt predict`` with mixed rows, the batching and the requests of
+``compt serve``, and ``compt export --format embeds``. The server itself runs against trained runs of both
+families (a real process on 127.0.0.1, a real client, bounded loops: :mod:`tests.serving`) in
+``test_predict_export.py`` (T5) and ``test_causal.py`` (the causal demo), beside the runs they already train."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from compt import PromptBank, PromptBankConfig
+from compt.cli import main
+from compt.errors import ExportError, InferenceError
+from compt.family import build_model
+from compt.inference import composed_prompt, export_embeds, load_for_inference
+from compt.inference.batching import MicroBatcher, QueueFull
+from compt.inference.requests import RequestError, parse_body
+from compt.inference.rows import check_rows
+from compt.tasks import get_task
+from tests.serving import TASKS, demo_rows
+
+D = 64  # both tiny backbones' width
+
+
+def fresh_run(folder: Path, backbone: str) -> Path:
+    """A freshly initialised bank of the demo tasks for a bundled backbone, saved as a run's ``bank/``."""
+    config = PromptBankConfig(method="ssum", task_names=TASKS, d_model=D, backbone=backbone)
+    PromptBank(config, generator=torch.Generator().manual_seed(0)).save(folder / "bank")
+    return folder / "bank"
+
+
+# ---------------------------------------------------------------------------------------------- predict
+@pytest.mark.parametrize("backbone", ["tiny", "tiny-causal"])
+def test_a_mixed_batch_answers_each_row_as_it_would_alone(tmp_path, backbone):
+    """One backbone pass over rows of four tasks (2 to 26 rank candidates each, several input lengths) gives
+    every row the answer it gets in a batch of its own, in both modes, in the input's order."""
+    predictor = load_for_inference(fresh_run(tmp_path, backbone), device="cpu")
+    rows = demo_rows(2)
+    for mode in ("rank", "generate"):
+        mixed = predictor.predict(rows, mode=mode)
+        alone = [predictor.predict([row], row["task"], mode=mode)[0] for row in rows]
+        assert [m["index"] for m in mixed] == list(range(len(rows)))
+        assert [m["task"] for m in mixed] == [row["task"] for row in rows]
+        assert [{**a, "index": i} for i, a in enumerate(alone)] == mixed
+
+
+def test_mixed_rows_are_refused_naming_the_rows_and_the_banks_tasks():
+    tasks = [get_task(name) for name in TASKS]
+    rows = [{"task": "sst2", "sentence": "fine"}, {"task": "cola", "sentence": "x"}, {"sentence": "no task"}]
+    with pytest.raises(InferenceError) as refused:
+        check_rows(tasks, rows, "rows.jsonl")
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith("rows.jsonl: ")
+    assert "1 row(s): 1 (numbered from 0) are of task 'cola', which this bank lacks" in message
+    assert "its tasks are: sst2, rte, mnli, stsb" in message
+    assert "1 row(s): 2 (numbered from 0) have no 'task'" in message and "pass --task" in message
+    with pytest.raises(InferenceError, match=r"'sentence2' has no text .* in 1 row\(s\): 1 .*task 'rte'"):
+        check_rows(tasks, [{"task": "sst2", "sentence": "a"}, {"task": "rte", "sentence1": "b"}], "rows")
+    with pytest.raises(InferenceError, match="name another task than 'rte'"):
+        check_rows(tasks, [{"task": "sst2", "sentence1": "a", "sentence2": "b"}], "rows", task="rte")
+    check_rows(tasks, [{"task": "rte", "sentence1": "a", "sentence2": "b"}], "rows", task="rte")
+
+
+def test_compt_predict_refuses_a_row_of_a_task_the_bank_lacks_before_predicting(tmp_path, capsys):
+    bank = fresh_run(tmp_path, "tiny")
+    source = tmp_path / "rows.jsonl"
+    source.write_text(
+        "".join(json.dumps(r) + "\n" for r in [*demo_rows(1), {"task": "qqp", "question1": "?"}])
+    )
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", "--bank", str(bank), "--input", str(source), "--output", str(out)]) == 2
+    assert "1 row(s): 4 (numbered from 0) are of task 'qqp'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------- batching
+def test_the_batcher_batches_concurrent_requests_by_key_up_to_its_size_and_keeps_each_requests_order():
+    seen: list[tuple[str, list[int]]] = []
+
+    def run(key, items):
+        seen.append((key, items))
+        return [(key, item * 10) for item in items]
+
+    async def scenario():
+        batcher = MicroBatcher(run, max_batch_size=4, max_wait_s=0.05)
+        batcher.start()
+        requests = [("a", [1, 2]), ("b", [3]), ("a", [4, 5, 6]), ("a", [7]), ("b", [8, 9])]
+        answers = await asyncio.gather(*(batcher.submit(key, items) for key, items in requests))
+        await batcher.stop()
+        return requests, answers
+
+    requests, answers = asyncio.run(scenario())
+    for (key, items), answer in zip(requests, answers):
+        assert answer == [(key, item * 10) for item in items]
+    assert all(len(items) <= 4 for _, items in seen)
+    assert sorted(len(items) for key, items in seen if key == "a") == [2, 4]  # 6 rows of key a: 4, then 2
+    assert [items for key, items in seen if key == "b"] == [[3, 8, 9]]  # arrived together: one batch
+
+
+def test_a_failing_batch_fails_its_requests_only_and_a_full_queue_refuses():
+    def run(key, items):
+        if "bad" in items:
+            raise RuntimeError("boom")
+        return items
+
+    async def scenario():
+        batcher = MicroBatcher(run, max_batch_size=8, max_wait_s=0.0, max_waiting=4)
+        batcher.start()
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.submit("k", ["bad"])
+        assert await batcher.submit("k", ["fine"]) == ["fine"]
+        with pytest.raises(QueueFull):
+            await batcher.submit("k", list(range(5)))
+        await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_body_is_one_row_or_a_list_and_is_refused_with_one_line():
+    tasks = [get_task(name) for name in TASKS]
+    assert parse_body(b'{"task": "sst2", "sentence": "fine"}', tasks).single
+    assert len(parse_body(json.dumps(demo_rows(1)).encode(), tasks).rows) == 4
+    refusals = {
+        b"{not json": (400, "not JSON"),
+        b'"a string"': (400, "JSON str"),
+        b"\xff\xfe": (400, "not UTF-8"),
+        b"[]": (422, "empty list"),
+        b'[{"task": "sst2", "sentence": "a"}, 3]': (400, "row(s) 1 are not"),
+        b'{"task": "cola", "sentence": "a"}': (422, "its tasks are: sst2, rte, mnli, stsb"),
+        b'{"task": "sst2", "sentence": null}': (422, "'sentence' has no text"),
+        b'{"sentence": "a"}': (422, "have no 'task'"),
+    }
+    for body, (status, phrase) in refusals.items():
+        with pytest.raises(RequestError) as refused:
+            parse_body(body, tasks)
+        assert refused.value.status == status and phrase in str(refused.value), body
+        assert "\n" not in str(refused.value)
+
+
+# ---------------------------------------------------------------------------------------------- export
+def test_embeds_export_writes_every_task_and_mask_and_the_recipe_reproduces_compt(tmp_path, tiny_backbone):
+    """The exported (L, d) prompt, placed as the file's layout says (T5, after: [text] [prompt] </s>), gives
+    the backbone the logits compt's own model computes."""
+    bank_dir = fresh_run(tmp_path, "tiny")
+    out, written = export_embeds(bank_dir, tmp_path / "prompts.safetensors", masks=["all"])
+    bank = PromptBank.load(bank_dir).eval()
+    masks = ("src0", "src1", "src2", "all_src", "private", "total")
+    assert written == [f"{t}/{m}" for t in TASKS for m in masks]
+    with safe_open(str(out), "pt") as handle:
+        meta = handle.metadata()
+        assert sorted(handle.keys()) == sorted(written)
+        for name in written:
+            task, mask = name.split("/")
+            torch.testing.assert_close(handle.get_tensor(name), composed_prompt(bank, task, mask).prompt)
+        prompt = handle.get_tensor("rte/total")
+    assert meta["format"] == "compt-embeds" and meta["position"] == "after" and meta["family"] == "seq2seq"
+    assert meta["layout"].startswith("encoder input: [text tokens] [prompt] </s>")
+    backbone, tokenizer = tiny_backbone
+    text = "rte: sentence1: a man is singing sentence2: a man sings"
+    ids = torch.tensor([tokenizer(text)["input_ids"]])
+    embed = backbone.get_input_embeddings()
+    target = tokenizer(["entailment"], return_tensors="pt").input_ids
+    with torch.no_grad():
+        recipe = torch.cat([embed(ids[:, :-1]), prompt[None], embed(ids[:, -1:])], 1)
+        theirs = backbone(inputs_embeds=recipe, labels=target).logits
+        model = build_model(backbone, bank, backbone_dropout=False).eval()
+        embeds, attention = model.prompted_inputs(ids, torch.ones_like(ids), torch.tensor([1]))
+        ours = backbone(inputs_embeds=embeds, attention_mask=attention, labels=target).logits
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
+    with pytest.raises(ExportError, match="FILE.safetensors"):
+        export_embeds(bank_dir, tmp_path / "prompts")
+    with pytest.raises(ExportError, match="src7"):
+        export_embeds(bank_dir, tmp_path / "x.safetensors", masks=["src7"])
+    cli = [
+        "export",
+        "--bank",
+        str(bank_dir),
+        "--format",
+        "embeds",
+        "--out",
+        str(tmp_path / "cli.safetensors"),
+    ]
+    assert main([*cli, "--task", "sst2", "--mask", "total,src1"]) == 0
+    with safe_open(str(tmp_path / "cli.safetensors"), "pt") as handle:
+        assert sorted(handle.keys()) == ["sst2/src1", "sst2/total"]
+    assert main(["export", "--bank", str(bank_dir), "--out", str(tmp_path / "peft")]) == 2  # peft: one task
