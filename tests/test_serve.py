@@ -189,3 +189,26 @@ def test_embeds_export_writes_every_task_and_mask_and_the_recipe_reproduces_comp
     with safe_open(str(tmp_path / "cli.safetensors"), "pt") as handle:
         assert sorted(handle.keys()) == ["sst2/src1", "sst2/total"]
     assert main(["export", "--bank", str(bank_dir), "--out", str(tmp_path / "peft")]) == 2  # peft: one task
+
+
+def test_the_embeds_layout_of_a_causal_bank_reproduces_compts_prefix(tmp_path, tiny_causal_backbone):
+    """Causal, position=after: ``[BOS] [text tokens] [prompt]`` through the backbone gives compt's next-token
+    logits (what its generation and rank scoring start from)."""
+    bank_dir = fresh_run(tmp_path, "tiny-causal")
+    out, _ = export_embeds(bank_dir, tmp_path / "prompts.safetensors", ["sst2"])
+    with safe_open(str(out), "pt") as handle:
+        meta, prompt = handle.metadata(), handle.get_tensor("sst2/total")
+    assert meta["family"] == "causal" and meta["layout"].startswith("[BOS] [text tokens] [prompt]")
+    backbone, tokenizer = tiny_causal_backbone
+    ids = [
+        tokenizer.bos_token_id,
+        *tokenizer("sst2: sentence: a fine film", add_special_tokens=False).input_ids,
+    ]
+    model = build_model(backbone, PromptBank.load(bank_dir), backbone_dropout=False).eval()
+    with torch.no_grad():
+        text = backbone.get_input_embeddings()(torch.tensor(ids))
+        theirs = backbone(inputs_embeds=torch.cat([text, prompt])[None]).logits[0, -1]
+        tensor = torch.tensor([ids])
+        embeds, attention = model.prompted_inputs(tensor, torch.ones_like(tensor), torch.tensor([0]))
+        ours = backbone(inputs_embeds=embeds, attention_mask=attention).logits[0, -1]
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)

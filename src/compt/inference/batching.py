@@ -70,6 +70,8 @@ class MicroBatcher:
         """batches run so far"""
         self.items = 0
         """items answered so far"""
+        self.busy_s = 0.0
+        """seconds the worker spent running batches"""
 
     @property
     def waiting(self) -> int:
@@ -120,9 +122,7 @@ class MicroBatcher:
             if not batch:
                 continue
             try:
-                answers = await loop.run_in_executor(
-                    self.executor, self.run, batch[0].key, [w.item for w in batch]
-                )
+                answers = await loop.run_in_executor(self.executor, self._timed, batch[0].key, batch)
             except (
                 Exception
             ) as err:  # a bug or the device failing: the batch's requests get it, the loop lives
@@ -135,6 +135,13 @@ class MicroBatcher:
             for waiting, answer in zip(batch, answers):
                 if not waiting.future.done():
                     waiting.future.set_result(answer)
+
+    def _timed(self, key: Hashable, batch: list[_Waiting]) -> Sequence[Any]:
+        started = time.perf_counter()
+        try:
+            return self.run(key, [w.item for w in batch])
+        finally:
+            self.busy_s += time.perf_counter() - started
 
     async def _next_batch(self) -> list[_Waiting]:
         """Wait for the oldest item's batch to fill or its time to pass; take its items out of the queue."""
