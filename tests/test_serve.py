@@ -212,3 +212,23 @@ def test_the_embeds_layout_of_a_causal_bank_reproduces_compts_prefix(tmp_path, t
         embeds, attention = model.prompted_inputs(tensor, torch.ones_like(tensor), torch.tensor([0]))
         ours = backbone(inputs_embeds=embeds, attention_mask=attention).logits[0, -1]
     torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
+
+
+def test_compt_serve_refuses_what_cannot_work_before_loading_anything(tmp_path, capsys):
+    import socket
+
+    bank = fresh_run(tmp_path, "tiny")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        cases = [
+            (["serve", str(tmp_path / "nothing")], "holds no prompt bank"),
+            (["serve", str(bank), "--port", "70000"], "--port 70000"),
+            (["serve", str(bank), "--max-batch-size", "0"], "--max-batch-size 0"),
+            (["serve", str(bank), "--port", port], f"cannot listen on 127.0.0.1:{port}"),
+        ]
+        for argv, phrase in cases:
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert phrase in err and err.count("\n") == 1, err

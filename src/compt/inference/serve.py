@@ -375,6 +375,8 @@ def serve(settings: ServeSettings) -> int:
     """
     import uvicorn
 
+    settings.check()
+    recorded(settings.run)  # a folder that is not a run is refused before the address is taken
     sock = listen(settings.host, settings.port)
     settings = ServeSettings(**{**settings.__dict__, "port": sock.getsockname()[1]})
     server: uvicorn.Server | None = None
