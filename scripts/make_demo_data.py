@@ -41,6 +41,27 @@ ACTIONS = [
 ]
 PLACES = ["in a park", "at home", "at school", "in town", "at work", "by a lake"]
 EXTRAS = ["with friends", "for an hour", "in the rain", "after lunch"]
+#: copa: a cause and an effect of each of ACTIONS (same order)
+CAUSES = [
+    "had a free day",
+    "wanted the news",
+    "was hungry",
+    "was late for work",
+    "had some flour",
+    "had a young dog",
+    "had a dirty car",
+    "was in a good mood",
+]
+EFFECTS = [
+    "won the game",
+    "knew the news",
+    "felt full",
+    "got to work fast",
+    "had fresh bread",
+    "was tired",
+    "had a clean car",
+    "made people smile",
+]
 
 
 def _person_action(rng: random.Random) -> tuple[str, int, str]:
@@ -151,6 +172,68 @@ def stsb(rng: random.Random) -> tuple[str, str, float]:
     return first, f"{who2} {act2} {where2}", round(score, 3)
 
 
+def _clause(who: str, i: int, where: str) -> str:
+    return f"{who} {ACTIONS[i]} {where}"
+
+
+def _question_form(who: str, i: int) -> str:
+    """'a man', 'is playing golf' -> 'is a man playing golf'."""
+    return ACTIONS[i].replace("is ", f"is {who} ", 1)
+
+
+def squad_row(rng: random.Random, label: int, idx: int) -> dict:
+    """SQuAD v1.1 columns: two people doing different things in different places; the question asks where, or
+    who, about the first one, so the answer is a span of the context (its place or its person)."""
+    people, actions, places = rng.sample(PEOPLE, 2), rng.sample(range(len(ACTIONS)), 2), rng.sample(PLACES, 2)
+    context = ". ".join(_clause(w, i, p) for w, i, p in zip(people, actions, places)) + "."
+    if rng.random() < 0.5:
+        question, answer, start = (
+            f"where {_question_form(people[0], actions[0])}?",
+            places[0],
+            context.index(places[0]),
+        )
+    else:
+        question, answer, start = f"who {ACTIONS[actions[0]]} {places[0]}?", people[0], 0
+    return {
+        "id": f"demo{idx:05d}",
+        "title": "demo",
+        "context": context,
+        "question": question,
+        "answers": {"text": [answer], "answer_start": [start]},
+    }
+
+
+def copa_row(rng: random.Random, label: int, idx: int) -> dict:
+    """SuperGLUE COPA columns: a premise, ``cause`` or ``effect``, two choices; ``label`` = the right one's
+    index. The right choice is the premise action's cause or effect (CAUSES, EFFECTS); the wrong one is a
+    phrase of the other list (an effect when a cause is asked), so the question word decides."""
+    who, i, where = _person_action(rng)
+    question = rng.choice(["cause", "effect"])
+    right_table, wrong_table = (CAUSES, EFFECTS) if question == "cause" else (EFFECTS, CAUSES)
+    wrong = rng.choice([j for j in range(len(ACTIONS)) if j != i])
+    right, other = f"{who} {right_table[i]}.", f"{who} {wrong_table[wrong]}."
+    choices = (right, other) if label == 0 else (other, right)
+    return {
+        "premise": f"{_clause(who, i, where)}.",
+        "choice1": choices[0],
+        "choice2": choices[1],
+        "question": question,
+        "idx": idx,
+        "label": label,
+    }
+
+
+def boolq_row(rng: random.Random, label: int, idx: int) -> dict:
+    """SuperGLUE BoolQ columns: a passage of two clauses and a yes/no question about the first; ``label`` 1
+    (True) when it asks what the passage says, 0 when it asks the opposite (``is a man not playing golf``)."""
+    people, actions, places = rng.sample(PEOPLE, 2), rng.sample(range(len(ACTIONS)), 2), rng.sample(PLACES, 2)
+    passage = ". ".join(_clause(w, i, p) for w, i, p in zip(people, actions, places)) + "."
+    asked = _question_form(people[0], actions[0])
+    if label == 0:
+        asked = asked.replace(f"is {people[0]} ", f"is {people[0]} not ", 1)
+    return {"question": f"{asked} {places[0]}", "passage": passage, "idx": idx, "label": label}
+
+
 # ---------------------------------------------------------------- tasks: hub columns and eval split names
 def _single(col: str, make: Callable[[random.Random, int], str], with_idx: bool = True):
     def row(rng: random.Random, label: int, idx: int) -> dict:
@@ -205,12 +288,17 @@ TASKS: dict[str, tuple[str, int, Callable[[random.Random, int, int], dict]]] = {
     ),
     "imdb": ("test", 2, _single("text", long_review, with_idx=False)),
     "yelp_polarity": ("test", 2, _single("text", long_review, with_idx=False)),
+    "squad": ("validation", 0, squad_row),
+    "copa": ("validation", 2, copa_row),
+    "boolq": ("validation", 2, boolq_row),
 }
 
 
-#: tasks written into the package (the whole GLUE set, < 100 kB); the SET2-only tasks have generators too
+#: tasks written into the package (the whole GLUE set and BUNDLED_QA, < 200 kB); the SET2-only tasks have generators too
 #: (``--tasks multinli scitail imdb yelp_polarity paws --out DIR``) but are not bundled to keep the wheel small.
 BUNDLED = ["mnli", "qnli", "rte", "cola", "sst2", "stsb", "mrpc", "qqp"]
+#: the demo of the other task kinds (``experiment=demo_qa``): extractive QA, per-row choices, SuperGLUE
+BUNDLED_QA = ["squad", "copa", "boolq"]
 
 
 def make_split(task: str, split: str, n: int) -> list[dict]:
@@ -236,7 +324,9 @@ def write(out: Path, tasks: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--tasks", nargs="*", default=BUNDLED, help="default: the bundled GLUE tasks")
+    parser.add_argument(
+        "--tasks", nargs="*", default=BUNDLED + BUNDLED_QA, help="default: the bundled GLUE and QA tasks"
+    )
     args = parser.parse_args()
     write(args.out, args.tasks)
 

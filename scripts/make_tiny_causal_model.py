@@ -89,7 +89,7 @@ def build_model(vocab_size: int, seed: int) -> LlamaForCausalLM:
 
 def causal_batch(tokenizer: PreTrainedTokenizerFast, pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
     """``[BOS] text answer </s>`` per pair, right-padded; labels -100 everywhere but on the answer."""
-    inputs = encode_inputs(tokenizer, [x for x, _ in pairs], max_length=64)
+    inputs = encode_inputs(tokenizer, [x for x, _ in pairs], max_length=make_tiny_model.MAX_INPUT_TOKENS)
     targets = encode_targets(tokenizer, [y for _, y in pairs])
     width = max(len(x) + len(y) for x, y in zip(inputs, targets))
     ids = torch.full((len(pairs), width), tokenizer.pad_token_id)
@@ -107,14 +107,17 @@ def pretrain(
 ) -> float:
     """:func:`make_tiny_model.train` on :func:`make_tiny_model.example_maker`'s mixture in the causal layout
     (:func:`causal_batch`, 32 pairs a batch), gradient norms clipped at 1. Returns the final loss."""
-    example = make_tiny_model.example_maker(tokenizer, seed)
+    # the GLUE demo's tasks only (the QA demo's were added to the tiny T5's pretraining after this model was made)
+    example = make_tiny_model.example_maker(
+        tokenizer, seed, task_names=make_tiny_model.make_demo_data.BUNDLED
+    )
     return make_tiny_model.train(
         model, lambda: causal_batch(tokenizer, [example() for _ in range(32)]), steps, lr, clip=1.0
     )
 
 
 def main() -> None:
-    parser = make_tiny_model.argument_parser(__doc__, DEFAULT_OUT)
+    parser = make_tiny_model.argument_parser(__doc__, DEFAULT_OUT, steps=3000)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

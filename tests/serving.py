@@ -25,11 +25,11 @@ from tests.helpers import REPO_ROOT
 TASKS = ["sst2", "rte", "mnli", "stsb"]  # the demo's: 2, 2, 3 and 26 rank candidates
 
 
-def demo_rows(per_task: int) -> list[dict]:
-    """``per_task`` demo evaluation rows of each demo task with their ``task``, interleaved (sst2, rte, mnli,
-    stsb, sst2, ...) so that every batch mixes tasks."""
+def demo_rows(per_task: int, tasks: list[str] = TASKS) -> list[dict]:
+    """``per_task`` bundled demo evaluation rows of each of ``tasks`` (default the demo's) with their ``task``,
+    interleaved (sst2, rte, mnli, stsb, sst2, ...) so that every batch mixes tasks."""
     by_task = []
-    for task in TASKS:
+    for task in tasks:
         path = local_file(bundled_demo_dir() / task, get_task(task).eval_split)
         rows = [json.loads(line) for line in path.read_text().splitlines()[:per_task]]
         by_task.append([{"task": task, **row} for row in rows])

@@ -98,7 +98,7 @@ KNOWN = [
         (
             "tasks=[sst2,rtee]",
             "tasks=[sst2,rtee]: no task or task set rtee in conf/tasks/ (did you mean rte?); "
-            "known: cola, demo, emotion, glue, imdb, mnli",
+            "known: boolq, cb, cola, copa, demo, demo_qa, emotion, glue",
         ),
         (
             "method=ssum,msumm",

@@ -27,9 +27,10 @@ from tests.serving import TASKS, demo_rows
 D = 64  # both tiny backbones' width
 
 
-def fresh_run(folder: Path, backbone: str) -> Path:
-    """A freshly initialised bank of the demo tasks for a bundled backbone, saved as a run's ``bank/``."""
-    config = PromptBankConfig(method="ssum", task_names=TASKS, d_model=D, backbone=backbone)
+def fresh_run(folder: Path, backbone: str, tasks: list[str] = TASKS) -> Path:
+    """A freshly initialised bank of ``tasks`` (default the demo's) for a bundled backbone, saved as a run's
+    ``bank/``."""
+    config = PromptBankConfig(method="ssum", task_names=tasks, d_model=D, backbone=backbone)
     PromptBank(config, generator=torch.Generator().manual_seed(0)).save(folder / "bank")
     return folder / "bank"
 
@@ -47,6 +48,24 @@ def test_a_mixed_batch_answers_each_row_as_it_would_alone(tmp_path, backbone):
         assert [m["index"] for m in mixed] == list(range(len(rows)))
         assert [m["task"] for m in mixed] == [row["task"] for row in rows]
         assert [{**a, "index": i} for i, a in enumerate(alone)] == mixed
+
+
+def test_a_mixed_batch_of_per_row_choices_and_text_answers_answers_each_row_as_alone(tmp_path):
+    """Rows with their own choices (copa), answered by text (squad: generated under rank too, 32 new tokens
+    where sst2 gets the run's 10) and by 26 candidates (stsb) in one batch: each gets the answer, choices and
+    gold fields it gets alone, in both modes."""
+    tasks = ["sst2", "copa", "squad", "stsb"]
+    predictor = load_for_inference(fresh_run(tmp_path, "tiny", tasks), device="cpu")
+    rows = demo_rows(2, tasks)
+    for mode in ("rank", "generate"):
+        mixed = predictor.predict(rows, mode=mode)
+        alone = [predictor.predict([row], row["task"], mode=mode)[0] for row in rows]
+        assert [{**a, "index": i} for i, a in enumerate(alone)] == mixed, mode
+        copa = [m for m in mixed if m["task"] == "copa"]
+        assert all(m["prediction"] in m["input"] and m["answers"] for m in copa)
+        assert all("answers" in m and "gold" not in m for m in mixed if m["task"] == "squad")
+    with pytest.raises(InferenceError, match=r"'choice2' has no text .* in 1 row\(s\): 1 .*task 'copa'"):
+        predictor.predict([rows[0], {**rows[1], "choice2": None}])
 
 
 def test_mixed_rows_are_refused_naming_the_rows_and_the_banks_tasks():

@@ -128,6 +128,9 @@ def test_a_group_and_a_report_row_leave_out_the_seed_and_what_cannot_change_a_re
     assert run_group(overrides) == "+callbacks=[early_stopping],k=8,method=ssum"
     assert parse_overrides(overrides) == {"callbacks": "[early_stopping]", "k": "8", "method": "ssum"}
     assert result_overrides(["seed=2", "+callbacks=[device_stats_monitor]", "logger=none"]) == ["seed=2"]
+    # the tested model changes with restore_best: its own job and row (the checkpoint cadence does not)
+    restored = ["callbacks.restore_best=true", "callbacks.keep_last_checkpoint=false"]
+    assert result_overrides(restored) == ["callbacks.restore_best=true"]
     assert run_group(["seed=1", "logger=csv"]) == "default"
 
 

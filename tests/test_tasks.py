@@ -87,8 +87,12 @@ HUB_ROWS = {
 
 
 def test_every_builtin_task_has_a_format_test():
-    assert set(HUB_ROWS) == set(BUILTIN_TASKS)
-    assert len(BUILTIN_TASKS) == 13
+    from tests.test_qa_tasks import FORMATTED
+
+    assert set(HUB_ROWS) | FORMATTED == set(
+        BUILTIN_TASKS
+    )  # the SuperGLUE and QA tasks: tests/test_qa_tasks.py
+    assert len(BUILTIN_TASKS) == 13 + 14
 
 
 @pytest.mark.parametrize("name", sorted(HUB_ROWS))
@@ -393,7 +397,7 @@ def authors_tasks():
 
 
 def test_every_builtin_task_has_its_authors_input():
-    assert set(AUTHORS_INPUTS) == set(BUILTIN_TASKS)
+    assert set(AUTHORS_INPUTS) == set(TASK_SETS["glue"]) | set(TASK_SETS["set2"])  # the paper's tasks
 
 
 @pytest.mark.parametrize("name", sorted(AUTHORS_INPUTS))
@@ -406,3 +410,34 @@ def test_protocol_authors_writes_the_authors_input_strings(authors_tasks, name):
     text = task.format_input(long_row)
     assert text == authors_input(name, long_row, target)
     assert len(text) == 511 - len(target) - 50 and text.startswith(AUTHORS_INPUTS[name][3][:10])
+
+
+# SuperGLUE in the authors' code (c7a19a2): their task names superglue-<config>, the fields of T5's SuperGLUE
+# preprocessing (multirc without HTML tags, wsc's spans marked). task -> (line of their fields, the string for
+# the row of tests/test_qa_tasks.py)
+SUPERGLUE_AUTHORS = {
+    "boolq": (1622, "src-superglue-boolq: question: is the sky blue passage: The sky is blue."),
+    "cb": (1662, "src-superglue-cb: premise: It rains. hypothesis: It is dry."),
+    "multirc": (
+        1726,
+        "src-superglue-multirc: question: Who won? answer: Tom paragraph: Sent 1: Tom ran. Sent 2: He won.",
+    ),
+    "wic": (
+        1747,
+        "src-superglue-wic: sentence1: He sat on the bank. sentence2: The bank lent money. word: bank",
+    ),
+    "wsc": (
+        1815,
+        "src-superglue-wsc.fixed: text: * Mark * told Pete many lies about himself , which Pete included in "
+        "# his # book .",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUPERGLUE_AUTHORS))
+def test_protocol_authors_writes_superglue_as_the_authors_code(authors_tasks, name):
+    from tests import test_qa_tasks
+
+    row = getattr(test_qa_tasks, name.upper())
+    assert authors_tasks[name].format_input(row) == SUPERGLUE_AUTHORS[name][1]
+    assert get_task(name).format_input(row).startswith(f"{name}: ")  # the paper's format keeps compt's name

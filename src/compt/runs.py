@@ -233,8 +233,9 @@ class RunDir:
     ) -> Path:
         """``predictions.jsonl``: one JSON line per evaluated example under the main mask, sorted by task and
         example id, with its input and target text from ``inputs`` (``{task: eval rows}``, indexed by example
-        id). Rows of other masks (their ``mask`` is not ``main_mask``) go to ``mask_predictions.jsonl``, mask by
-        mask in the order they come; a row without ``mask`` is the main mask's."""
+        id), and its gold ``answers`` (text tasks) and ``choices`` (per-row choices) when the row has them. Rows
+        of other masks (their ``mask`` is not ``main_mask``) go to ``mask_predictions.jsonl``, mask by mask in
+        the order they come; a row without ``mask`` is the main mask's."""
         main = [r for r in rows if r.get("mask", main_mask) == main_mask]
         others = [r for r in rows if r.get("mask", main_mask) != main_mask]
         main.sort(key=lambda r: (r["task"], r["example_id"]))
@@ -256,6 +257,7 @@ class RunDir:
                 source = inputs.get(row["task"], [])
                 extra = source[row["example_id"]] if row["example_id"] < len(source) else {}
                 record = {**row, "input": extra.get("input_text"), "target": extra.get("target_text")}
+                record.update({key: extra[key] for key in ("answers", "choices") if key in extra})
                 handle.write(json.dumps(json_safe(record)) + "\n")
 
     def read_predictions(self, main_mask: str | None = None) -> list[dict[str, Any]]:

@@ -3,18 +3,19 @@ lengths); and the collate function that pads a batch dynamically."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from compt.data.sampling import stable_seed
 from compt.tasks import TaskSpec
 from compt.tokenization import encode_inputs, encode_targets, tokenizer_family
 
 if TYPE_CHECKING:  # imported where used: the Collator (compt predict) needs no `datasets`
     import datasets
 
-ENCODING_VERSION = 1
+ENCODING_VERSION = 2
 """Bump when the encoded columns change, so cached encodings are rebuilt."""
 
 _MEMO: dict[str, datasets.Dataset] = {}
@@ -43,7 +44,9 @@ def encode_split(
     """Every row of ``dataset`` encoded: columns ``row`` (index in the split), ``input_text``,
     ``target_text``, ``gold`` (float), ``input_ids`` (≤ max_source_length ids; seq2seq: ends with ``</s>``,
     causal: ``[BOS] text``) and ``labels`` (≤ max_target_length ids ending with EOS; causal: the answer as it
-    follows the text, see :mod:`compt.tokenization`). File-backed splits are cached on disk by ``datasets``
+    follows the text, see :mod:`compt.tokenization`); a task with per-row choices also ``choices`` (texts) and
+    ``choice_ids`` (each choice encoded as a target, untruncated); a text task ``answers`` (every gold answer); a
+    task with ``group_columns`` ``group`` (a 63-bit id of the row's question). File-backed splits are cached on disk by ``datasets``
     under a fingerprint of (split, task format, tokenizer, lengths), so repeated runs and sweeps never
     re-tokenise."""
     from datasets.fingerprint import Hasher
@@ -65,7 +68,7 @@ def encode_split(
         rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
         inputs = [task.format_input(r) for r in rows]
         targets = [task.format_target(r) for r in rows]
-        return {
+        out = {
             "row": indices,
             "input_text": inputs,
             "target_text": targets,
@@ -73,6 +76,7 @@ def encode_split(
             "input_ids": encode_inputs(tokenizer, inputs, max_source_length),
             "labels": encode_targets(tokenizer, targets, max_target_length),
         }
+        return out | answer_columns(task, rows, tokenizer)
 
     encoded = dataset.map(
         encode,
@@ -86,14 +90,32 @@ def encode_split(
     return encoded
 
 
+def answer_columns(task: TaskSpec, rows: Sequence[Mapping[str, Any]], tokenizer: Any) -> dict[str, list]:
+    """The per-row answer data of ``rows`` that evaluation needs beside the target: ``choices`` and
+    ``choice_ids`` (per-row choices), ``answers`` (text tasks), ``group`` (question groups); none for a task
+    with fixed labels."""
+    out: dict[str, list] = {}
+    if task.choices:
+        out["choices"] = [task.row_choices(r) for r in rows]
+        out["choice_ids"] = [encode_targets(tokenizer, c) if c else [] for c in out["choices"]]
+    if task.kind == "text":
+        out["answers"] = [task.gold_answers(r) for r in rows]
+    if task.group_columns:
+        out["group"] = [stable_seed("group", task.group_key(r)) for r in rows]
+    return out
+
+
 class Collator:
     """Pads a list of examples to the longest in the batch.
 
     Each example: ``input_ids`` (list[int]), ``labels`` (list[int]), ``task_id`` (int) and, for evaluation,
-    ``example_id`` (int) and ``gold`` (float). Output (B = batch, N/M = longest input/target):
+    ``example_id`` (int) and ``gold`` (float), and where the task has them ``choices`` / ``choice_ids``,
+    ``answers`` and ``group`` (:func:`answer_columns`). Output (B = batch, N/M = longest input/target):
     ``input_ids`` (B, N) long padded with ``pad_token_id``, ``attention_mask`` (B, N) long,
     ``labels`` (B, M) long padded with -100, ``task_ids`` (B,) long; plus ``example_ids`` (B,) long and
-    ``gold`` (B,) float when present.
+    ``gold`` (B,) float when present; when any example has them, ``choice_labels`` (B, C, K) long (each row's
+    choices as targets, -100 padded: a row with fewer or no choices has all -100 rows), ``choices`` and
+    ``answers`` (lists of B lists of texts, empty for rows without) and ``groups`` (B,) long (-1 = none).
     """
 
     def __init__(self, pad_token_id: int):
@@ -118,4 +140,22 @@ class Collator:
         if "example_id" in examples[0]:
             batch["example_ids"] = torch.tensor([e["example_id"] for e in examples], dtype=torch.long)
             batch["gold"] = torch.tensor([e["gold"] for e in examples], dtype=torch.float)
+        if any("choice_ids" in e for e in examples):
+            batch["choice_labels"] = pad_choices([e.get("choice_ids") or [] for e in examples])
+            batch["choices"] = [list(e.get("choices") or []) for e in examples]
+        if any("answers" in e for e in examples):
+            batch["answers"] = [list(e.get("answers") or []) for e in examples]
+        if any("group" in e for e in examples):
+            batch["groups"] = torch.tensor([e.get("group", -1) for e in examples], dtype=torch.long)
         return batch
+
+
+def pad_choices(choices: Sequence[Sequence[Sequence[int]]]) -> torch.Tensor:
+    """Each row's choice ids as one ``(B, C, K)`` tensor, -100 padded (C: most choices, K: longest choice)."""
+    n_choices = max((len(c) for c in choices), default=0) or 1
+    width = max((len(ids) for c in choices for ids in c), default=0) or 1
+    out = torch.full((len(choices), n_choices, width), -100, dtype=torch.long)
+    for row, options in enumerate(choices):
+        for index, ids in enumerate(options):
+            out[row, index, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+    return out

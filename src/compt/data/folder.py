@@ -9,7 +9,14 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from compt.atomic import atomic_path
-from compt.data.sources import formats_warning, load_hub, load_local_file, local_file, other_formats
+from compt.data.sources import (
+    filter_rows,
+    formats_warning,
+    load_hub,
+    load_local_file,
+    local_file,
+    other_formats,
+)
 from compt.data.validate import duplicate_warning, find_problems, find_warnings
 from compt.errors import DataError
 from compt.tasks import BUILTIN_TASKS, TaskSpec, user_task_definition
@@ -25,7 +32,8 @@ def task_splits(task: TaskSpec, splits: Sequence[str] | None = None) -> list[str
 def snapshot(
     tasks: Sequence[TaskSpec], out: str | Path, splits: Sequence[str] | None = None
 ) -> tuple[list[Path], list[str]]:
-    """Write ``<out>/<task>/<split>.parquet`` from the hub for every task and split (progress bar on stderr).
+    """Write ``<out>/<task>/<split>.parquet`` from the hub for every task and split (progress bar on stderr):
+    the rows a task's ``row_filter`` keeps (one MRQA subset per task), in the hub's columns.
 
     Returns the files written and one message per split that could not be fetched (the others are written
     anyway).
@@ -36,7 +44,7 @@ def snapshot(
     for task, split in (bar := tqdm(jobs, desc="snapshot", unit="split")):
         bar.set_postfix_str(f"{task.name}/{split}")
         try:
-            dataset = load_hub(task, split)
+            dataset = filter_rows(task, load_hub(task, split))
         except DataError as err:
             failures.append(str(err))
             continue

@@ -58,7 +58,8 @@ def select_train(
     One permutation seeded by ``(seed, task.name)`` decides everything: the k-shot set is its first ``k`` rows
     (``balanced``: the first ``k`` of each label), the validation rows are the next ``n_validation`` rows not
     in the k-shot set, so turning validation on never changes the k-shot set. ``k=-1``: every row that is not
-    a validation row. Regression tasks ignore ``balanced`` (with a warning): labels are not classes.
+    a validation row. Tasks without fixed labels (regression, text answers, a list of choices) ignore ``balanced``
+    (with a warning): labels are not classes.
 
     Args:
         golds: gold value per row (class id as float, or score), length n.
@@ -71,9 +72,10 @@ def select_train(
         raise _too_few(task, f"data.validation_from_train={n_validation}", n_validation, n)
     if k == -1:
         return perm[n_validation:], perm[:n_validation]
-    if balanced and task.is_regression:
+    if balanced and task.num_labels == 0:
         warnings.warn(
-            f"kshot_balanced ignored for regression task {task.name!r}: drawing k={k} rows", stacklevel=2
+            f"kshot_balanced ignored for {task.kind} task {task.name!r} (no fixed labels): drawing k={k} rows",
+            stacklevel=2,
         )
         balanced = False
     if balanced:
@@ -100,12 +102,29 @@ def select_train(
     return train, validation
 
 
-def eval_indices(task_name: str, n: int, max_samples: int, eval_seed: int) -> list[int]:
+def eval_indices(
+    task_name: str, n: int, max_samples: int, eval_seed: int, groups: Sequence[object] | None = None
+) -> list[int]:
     """Evaluation rows: all ``n`` (max_samples=-1 or >= n), else a subset seeded by ``(eval_seed, task)`` only
-    — never by the run seed — returned in the split's own order."""
+    — never by the run seed — returned in the split's own order.
+
+    ``groups`` (one key per row: multirc's question) keeps questions whole: whole groups are drawn in a seeded
+    order until ``max_samples`` rows are reached (the last group may pass it), so a question-level metric sees
+    every answer of each question it scores."""
     if max_samples == -1 or max_samples >= n:
         return list(range(n))
-    return sorted(permutation(n, "eval", eval_seed, task_name)[:max_samples])
+    if groups is None:
+        return sorted(permutation(n, "eval", eval_seed, task_name)[:max_samples])
+    members: dict[object, list[int]] = {}
+    for row, key in enumerate(groups):
+        members.setdefault(key, []).append(row)
+    keys = list(members)
+    chosen: list[int] = []
+    for g in permutation(len(keys), "eval", eval_seed, task_name):
+        if len(chosen) >= max_samples:
+            break
+        chosen += members[keys[g]]
+    return sorted(chosen)
 
 
 # ---------------------------------------------------------------------------------------------- mixing

@@ -168,6 +168,22 @@ def load_hub(task: TaskSpec, split: str) -> datasets.Dataset:
         ) from err
 
 
+def filter_rows(task: TaskSpec, dataset: datasets.Dataset) -> datasets.Dataset:
+    """The rows of ``dataset`` that ``task.row_filter`` keeps (all of them without a filter), e.g. one MRQA
+    subset. A filter column the data lacks is left to :func:`check_split`, which names it."""
+    wanted = dict(task.row_filter or {})
+    if not wanted or not set(wanted) <= set(dataset.column_names) or len(dataset) == 0:
+        return dataset
+    if all(set(dataset.unique(c)) == {v} for c, v in wanted.items()):  # already filtered (a snapshot)
+        return dataset
+    columns = list(wanted)
+
+    def keep(batch: dict[str, list]) -> list[bool]:
+        return [all(batch[c][i] == wanted[c] for c in columns) for i in range(len(batch[columns[0]]))]
+
+    return dataset.filter(keep, batched=True, desc=f"select {task.name}")
+
+
 #: how a user makes or checks a local data folder
 LOCAL_HELP = "Write the folder with `compt data snapshot` or check it with `compt data check DIR`."
 
@@ -222,5 +238,6 @@ def load_split(
         if ignored:
             log.warning("[compt] warning: %s/%s: %s", task.name, split, formats_warning(path, ignored))
         dataset, origin = load_local_file(path), str(path)
+    dataset = filter_rows(task, dataset)
     check_split(task, split, dataset, origin)
     return dataset

@@ -37,8 +37,17 @@ def find_problems(task: TaskSpec, split: str, dataset: datasets.Dataset, origin:
     if missing:
         problems.append(f"{where}: missing column(s) {missing}; the file has {dataset.column_names}")
     problems += [f"{where}: {p}" for p in text_report(task, dataset)[0]]
-    if task.label_column in missing:
+    if task.gold_column in missing:
         return problems
+    if task.kind in ("classification", "regression"):
+        problems += [f"{where}: {p}" for p in _label_problems(task, dataset)]
+    if task.kind in ("choice", "text") or task.group_columns:
+        problems += [f"{where}: {p}" for p in answer_report(task, dataset, missing)[0]]
+    return problems
+
+
+def _label_problems(task: TaskSpec, dataset: datasets.Dataset) -> list[str]:
+    """Labels outside a classification task's labels or a regression task's range (counted per value)."""
     counts = Counter(_hashable(v) for v in dataset[task.label_column])
     bad = {}
     for key, count in counts.items():
@@ -46,19 +55,73 @@ def find_problems(task: TaskSpec, split: str, dataset: datasets.Dataset, origin:
             task.gold({task.label_column: key[1]})
         except (TaskError, TypeError):
             bad[key] = count
-    if bad:
-        allowed = (
-            f"scores in {task.regression_range[0]}..{task.regression_range[1]}"
-            if task.is_regression
-            else f"class ids 0..{task.num_labels - 1}"
-            + (f" or {sorted(task.label_values)}" if task.label_values else "")
-        )
-        shown = ", ".join(f"{v!r} ({n} rows)" for (_, v), n in list(bad.items())[:5])
-        problems.append(
-            f"{where}: {sum(bad.values())} row(s) with a label outside the task's labels: {shown}; "
-            f"allowed: {allowed}"
-        )
-    return problems
+    if not bad:
+        return []
+    allowed = (
+        f"scores in {task.regression_range[0]}..{task.regression_range[1]}"
+        if task.is_regression
+        else f"class ids 0..{task.num_labels - 1}"
+        + (f" or {sorted(task.label_values)}" if task.label_values else "")
+    )
+    shown = ", ".join(f"{v!r} ({n} rows)" for (_, v), n in list(bad.items())[:5])
+    return [f"{sum(bad.values())} row(s) with a label outside the task's labels: {shown}; allowed: {allowed}"]
+
+
+def answer_report(
+    task: TaskSpec, dataset: datasets.Dataset, missing: Sequence[str] = ()
+) -> tuple[list[str], list[str]]:
+    """``(problems, warnings)`` of the answers of a task with per-row choices or text answers, row by row: no
+    choices, a label that is not a choice's index, no gold answer text, an unreadable group column (problems);
+    an answer that is not in the row's context or not among its choices (warnings)."""
+    columns = [c for c in dict.fromkeys(task.required_columns) if c not in missing]
+    found: dict[str, list[int]] = {}
+    for index, row in enumerate(dataset.select_columns(columns)):
+        for kind in _row_answer_issues(task, row):
+            found.setdefault(kind, []).append(index)
+    problems = [
+        f"{kind} in {describe_rows(rows)}" for kind, rows in found.items() if not kind.startswith("warning:")
+    ]
+    warnings = [
+        f"{kind[len('warning: ') :]} in {describe_rows(rows)}"
+        for kind, rows in found.items()
+        if kind.startswith("warning:")
+    ]
+    return problems, warnings
+
+
+def _row_answer_issues(task: TaskSpec, row: Mapping[str, Any]) -> list[str]:
+    """What is wrong (or, prefixed ``warning:``, suspicious) about one row's choices, answers and groups."""
+    issues = []
+    try:
+        choices = task.row_choices(row)
+    except (TaskError, KeyError, TypeError):
+        choices = None
+    if task.choices and not choices:
+        issues.append(f"no answer choices (column(s) {list(task.choices)})")
+    if task.kind == "choice" and choices:
+        try:
+            task.label_id(row)
+        except (TaskError, TypeError):
+            issues.append(
+                f"a label that is not the index of one of the row's choices (column {task.label_column!r})"
+            )
+    if task.kind == "text":
+        try:
+            answers = task.gold_answers(row)
+        except (TaskError, TypeError, KeyError):
+            answers = []
+            issues.append(f"no gold answer text (column {task.answers_column!r})")
+        context = row.get(task.context_column) if task.context_column else None
+        if isinstance(context, str) and any(a not in context for a in answers):
+            issues.append(f"warning: a gold answer that is not in column {task.context_column!r}")
+        if choices and any(a not in choices for a in answers):
+            issues.append("warning: a gold answer that is not among the row's choices")
+    if task.group_columns:
+        try:
+            task.group_key(row)
+        except (KeyError, TypeError, IndexError):
+            issues.append(f"no question group (columns {list(task.group_columns)})")
+    return issues
 
 
 def find_warnings(task: TaskSpec, split: str, dataset: datasets.Dataset, origin: str = "") -> list[str]:
@@ -66,7 +129,11 @@ def find_warnings(task: TaskSpec, split: str, dataset: datasets.Dataset, origin:
     if len(dataset) == 0:
         return []
     where = f"{task.name}/{split}" + (f" ({origin})" if origin else "")
-    return [f"{where}: {w}" for w in text_report(task, dataset)[1]]
+    found = text_report(task, dataset)[1]
+    if task.kind == "text" and task.gold_column in dataset.column_names:
+        missing = [c for c in task.required_columns if c not in dataset.column_names]
+        found += answer_report(task, dataset, missing)[1]
+    return [f"{where}: {w}" for w in found]
 
 
 def duplicate_rows(task: TaskSpec, dataset: datasets.Dataset) -> list[int]:
@@ -75,7 +142,8 @@ def duplicate_rows(task: TaskSpec, dataset: datasets.Dataset) -> list[int]:
     if dataset._indices is not None:
         dataset = dataset.flatten_indices()
     table = dataset.data.table
-    columns = [c for c in task.input_columns if c in table.column_names]
+    listed = list_columns(task)  # record's entity lists: the row's text is in its other columns
+    columns = [c for c in task.input_columns if c in table.column_names and c not in listed]
     if not columns or not table.num_rows:
         return []
     keyed = table.select(columns).append_column("__row", pa.array(range(table.num_rows), pa.int64()))
@@ -143,7 +211,8 @@ def text_report(task: TaskSpec, dataset: datasets.Dataset) -> tuple[list[str], l
         if name not in task.input_columns:
             continue
         kind = column.type
-        if not (_is_text(kind) or pa.types.is_null(kind) or _is_number(kind)):
+        listed = name in list_columns(task) and pa.types.is_list(kind) and _is_text(kind.value_type)
+        if not (_is_text(kind) or pa.types.is_null(kind) or _is_number(kind) or listed):
             problems.append(f"column {name!r} holds {kind} values, not text")
             continue
         nulls = _true_rows(pc.is_null(column))
@@ -192,29 +261,41 @@ class RowTextCheck:
     def __init__(self, task: TaskSpec) -> None:
         self.task = task
         self.rows = 0
-        self.found: dict[tuple[str, str], tuple[list[int], int]] = {}
+        self.found: dict[tuple[str | None, str], tuple[list[int], int]] = {}
 
     def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Check the next chunk of rows."""
+        listed = list_columns(self.task)
         for offset, row in enumerate(rows):
-            self.add_row(self.rows + offset, row)
+            self.add_row(self.rows + offset, row, listed)
         self.rows += len(rows)
 
-    def add_row(self, number: int, row: Mapping[str, Any]) -> None:
+    def add_row(self, number: int, row: Mapping[str, Any], listed: tuple[str, ...] | None = None) -> None:
         """Check one row, numbered ``number`` in the messages (rows of several tasks interleaved in one input:
-        each task's check sees its own rows under their numbers in the input; ``rows`` is not advanced)."""
+        each task's check sees its own rows under their numbers in the input; ``rows`` is not advanced).
+        ``listed``: :func:`list_columns` of the task (computed when not given)."""
+        listed = list_columns(self.task) if listed is None else listed
         for name in self.task.input_columns:
-            kind = _text_kind(row.get(name) if isinstance(row, Mapping) else None)
+            kind = _text_kind(row.get(name) if isinstance(row, Mapping) else None, name in listed)
             if kind is not None:
-                shown, count = self.found.get((name, kind), ([], 0))
-                if len(shown) <= SHOWN_ROWS:
-                    shown.append(number)
-                self.found[(name, kind)] = (shown, count + 1)
+                self._note(name, kind, number)
+        if self.task.choices and not has_choices(self.task, row):
+            self._note(None, NO_CHOICES, number)
+
+    def _note(self, name: str | None, kind: str, number: int) -> None:
+        shown, count = self.found.get((name, kind), ([], 0))
+        if len(shown) <= SHOWN_ROWS:
+            shown.append(number)
+        self.found[(name, kind)] = (shown, count + 1)
 
     def report(self) -> tuple[list[str], list[str]]:
-        """``(problems, warnings)`` so far, one message per column and kind."""
+        """``(problems, warnings)`` so far, one message per column and kind (and one for rows without choices)."""
         problems = [
-            f"column {n!r} {k} in {describe_rows(*r)}" for (n, k), r in self.found.items() if k != BLANK
+            f"no answer choices (column(s) {list(self.task.choices or ())}) in {describe_rows(*r)}"
+            if k == NO_CHOICES
+            else f"column {n!r} {k} in {describe_rows(*r)}"
+            for (n, k), r in self.found.items()
+            if k != BLANK
         ]
         warnings = [
             f"column {n!r} is blank in {describe_rows(*r)}" for (n, k), r in self.found.items() if k == BLANK
@@ -222,18 +303,35 @@ class RowTextCheck:
         return problems, warnings
 
 
+def has_choices(task: TaskSpec, row: Any) -> bool:
+    """Whether ``row`` carries at least one answer choice of a task with per-row choices."""
+    try:
+        return bool(task.row_choices(row))
+    except (TaskError, KeyError, TypeError, AttributeError):
+        return False
+
+
 BLANK = "is blank"
+NO_CHOICES = "has no answer choices"
 
 
-def _text_kind(value: Any) -> str | None:
-    """What is wrong with an input field's value (None: it is text or a number)."""
+def _text_kind(value: Any, listed: bool = False) -> str | None:
+    """What is wrong with an input field's value (None: it is text or a number; ``listed``: the column may hold
+    a list of texts, :func:`list_columns`)."""
     if value is None:
         return "has no text (null or missing)"
-    if isinstance(value, list | dict | tuple):
+    if isinstance(value, dict) or (
+        isinstance(value, list | tuple) and not (listed and all(isinstance(v, str) for v in value))
+    ):
         return f"holds a {type(value).__name__}, not text"
     if isinstance(value, str) and not value.strip():
         return BLANK
     return None
+
+
+def list_columns(task: TaskSpec) -> tuple[str, ...]:
+    """Input columns that may hold a list of texts: a task's one list column of choices (record's entities)."""
+    return tuple(task.choices or ()) if len(task.choices or ()) == 1 else ()
 
 
 def _is_text(kind: pa.DataType) -> bool:

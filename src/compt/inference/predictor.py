@@ -45,7 +45,7 @@ from compt.model import ComptModel
 from compt.prompts.bank import CONFIG_FILE, PromptBank
 from compt.runs import BankLocation, RunDir, locate_bank
 from compt.tasks import TaskSpec, get_task
-from compt.tokenization import encode_inputs
+from compt.tokenization import encode_inputs, encode_targets
 from compt.training.config import RunConfig
 from compt.utils import finite_or_none
 
@@ -121,17 +121,29 @@ class PreparedRow:
     text: str
     """the formatted input text"""
     input_ids: list[int]
-    """token ids, truncated to ``max_source_length`` as in training"""
+    """token ids, truncated to the task's input limit as in training (:meth:`RowEncoder.limit`)"""
     length: int
     """the number of tokens before truncation (counted up to a bound: :meth:`RowEncoder.prepare`)"""
-    gold: float | None
-    """the row's label as a value, when it carries a valid one"""
+    answer: dict[str, Any]
+    """what the row carries of its gold answer (``gold``, ``answers``: :func:`gold_fields`; empty without)"""
+    choices: list[str] | None = None
+    """the row's own answer choices (a task with per-row choices: copa, record), else None"""
+    choice_ids: list[list[int]] | None = None
+    """``choices`` tokenised as targets"""
+
+    def example(self) -> dict[str, Any]:
+        """The row as the :class:`~compt.data.encode.Collator` takes it."""
+        example: dict[str, Any] = {"input_ids": self.input_ids, "labels": [], "task_id": self.task_id}
+        if self.choices is not None:
+            example |= {"choices": self.choices, "choice_ids": self.choice_ids}
+        return example
 
 
 class RowEncoder:
     """The text side of prediction: rows formatted with their task's template and tokenised as training data
-    is (truncated to ``max_source_length`` tokens). It holds no model, so a server can prepare the rows of a
-    request (with its own copy of the tokenizer) while the model answers others."""
+    is (truncated to the task's input limit, :meth:`limit`), with their own answer choices where the task has
+    them. It holds no model, so a server can prepare the rows of a request (with its own copy of the
+    tokenizer) while the model answers others."""
 
     def __init__(
         self, tokenizer: PreTrainedTokenizerBase, tasks: Sequence[TaskSpec], max_source_length: int
@@ -140,25 +152,44 @@ class RowEncoder:
         self.tasks = list(tasks)
         self.max_source_length = max_source_length
 
+    def limit(self, task: TaskSpec) -> int:
+        """The input limit of ``task``'s rows in tokens: its own ``max_source_length``, else the run's."""
+        return task.max_source_length or self.max_source_length
+
     def prepare(
         self, rows: Sequence[Mapping[str, Any]], tasks: Sequence[str], count_to: int | None = None
     ) -> list[PreparedRow]:
         """Format and tokenise ``rows``, each under its task in ``tasks``. ``PreparedRow.length`` counts the
-        tokens before truncation up to ``count_to`` (default ``max_source_length``). The rows must hold their
-        task's input columns (checked first: :class:`~compt.inference.rows.RowCheck`)."""
+        tokens before truncation up to ``count_to`` (default: the longest input limit of the rows' tasks). The
+        rows must hold their task's input columns and choices (checked first:
+        :class:`~compt.inference.rows.RowCheck`)."""
         specs = [find_task(self.tasks, name) for name in tasks]
+        limits = [self.limit(spec) for spec in specs]
         texts = [spec.format_input(row) for spec, row in zip(specs, rows)]
-        ids = encode_inputs(self.tokenizer, texts, max(count_to or 0, self.max_source_length))
+        ids = encode_inputs(self.tokenizer, texts, max(count_to or 0, *limits))
         lengths = [len(seq) for seq in ids]
-        longer = [i for i, n in enumerate(lengths) if n > self.max_source_length]
-        if longer:  # cut as training cuts (a seq2seq input keeps its </s>)
-            cut = encode_inputs(self.tokenizer, [texts[i] for i in longer], self.max_source_length)
-            for i, seq in zip(longer, cut):
-                ids[i] = seq
-        return [
-            PreparedRow(spec, self.tasks.index(spec), text, seq, length, _gold(spec, row))
-            for spec, row, text, seq, length in zip(specs, rows, texts, ids, lengths)
-        ]
+        for limit in set(limits):  # cut as training cuts (a seq2seq input keeps its </s>)
+            longer = [i for i, n in enumerate(lengths) if n > limit and limits[i] == limit]
+            if longer:
+                cut = encode_inputs(self.tokenizer, [texts[i] for i in longer], limit)
+                for i, seq in zip(longer, cut):
+                    ids[i] = seq
+        prepared = []
+        for spec, row, text, seq, length in zip(specs, rows, texts, ids, lengths):
+            choices = spec.row_choices(row) if spec.choices else None
+            prepared.append(
+                PreparedRow(
+                    spec,
+                    self.tasks.index(spec),
+                    text,
+                    seq,
+                    length,
+                    gold_fields(spec, row),
+                    choices,
+                    encode_targets(self.tokenizer, choices) if choices is not None else None,
+                )
+            )
+        return prepared
 
 
 class PromptPredictor:
@@ -233,13 +264,16 @@ class PromptPredictor:
         its own ``task`` column; rows of different tasks share batches.
 
         Returns one dict per row, in order: ``index``, ``task``, ``input`` (formatted text), ``prediction``
-        (text), ``value`` (class id or score; None when the generated text is not a valid answer), ``valid``,
-        and ``gold`` when the row carries a valid label.
+        (text), ``value`` (class id, choice index or score; None when the generated text is not a valid answer;
+        None for a task scored as text), ``valid``; ``generated`` when a generated text named none of the row's
+        choices (``prediction`` is then the choice rank classification picks); ``gold`` when the row carries a
+        valid label and ``answers`` (its gold answer texts) for a task with per-row choices or text answers.
 
         Raises:
-            InferenceError: a row's task is missing or not the bank's, or it has no text in an input column
-                (missing, null, a list or dict: nothing is predicted, rather than the text "None"); ``origin``
-                names the rows in the message. Blank text is predicted, with a warning.
+            InferenceError: a row's task is missing or not the bank's, it has no text in an input column
+                (missing, null, a list or dict: nothing is predicted, rather than the text "None") or, for a
+                task with per-row choices, no choices; ``origin`` names the rows in the message. Blank text is
+                predicted, with a warning.
         """
         rows = list(rows)
         if task is not None:
@@ -278,30 +312,39 @@ class PromptPredictor:
         """One backbone pass over ``rows`` of any of the bank's tasks (each row gets its task's prompt,
         candidates and answer parsing): one record per row as :meth:`predict`'s, without ``index``."""
         predictor = self._predictor(mode or self.mode)
-        examples = [{"input_ids": r.input_ids, "labels": [], "task_id": r.task_id} for r in rows]
-        batch = {k: v.to(self.device) for k, v in self.collator(examples).items()}
+        collated = self.collator([row.example() for row in rows])
+        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in collated.items()}
         predictions = predictor(self.model, batch, mask)
+        generated = predictions.generated or [None] * len(rows)
         records = []
-        for row, prediction, value in zip(rows, predictions.texts, predictions.values.tolist()):
-            kept = finite_or_none(value)
+        for row, prediction, value, valid, text in zip(
+            rows, predictions.texts, predictions.values.tolist(), predictions.valid.tolist(), generated
+        ):
             record = {
                 "task": row.task.name,
                 "input": row.text,
                 "prediction": prediction,
-                "value": kept,
-                "valid": kept is not None,
+                "value": finite_or_none(value),
+                "valid": bool(valid),
             }
-            if row.gold is not None:
-                record["gold"] = row.gold
-            records.append(record)
+            if text is not None:
+                record["generated"] = text
+            records.append(record | row.answer)
         return records
 
 
-def _gold(task: TaskSpec, row: Mapping[str, Any]) -> float | None:
+def gold_fields(task: TaskSpec, row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a row carries of its gold answer: ``gold`` (class id, choice index or score) and, for a task with
+    per-row choices or text answers, ``answers`` (every gold answer text); nothing for a row without a valid
+    one."""
     try:
-        return task.gold(row)
-    except (TaskError, KeyError, TypeError, ValueError):
-        return None
+        if task.kind == "text":
+            return {"answers": task.gold_answers(row)}
+        if task.kind == "choice":
+            return {"gold": task.gold(row), "answers": task.gold_answers(row)}
+        return {"gold": task.gold(row)}
+    except (TaskError, KeyError, TypeError, ValueError, IndexError):
+        return {}
 
 
 def load_for_inference(

@@ -80,19 +80,28 @@ def parse_body(body: bytes, tasks: Sequence[TaskSpec]) -> RequestRows:
 
 
 def too_long(
-    lengths: Sequence[int], tasks: Sequence[str], limit: int, truncation: int
+    lengths: Sequence[int], tasks: Sequence[str], limits: Sequence[int], cuts: Sequence[int]
 ) -> RequestError | None:
-    """The refusal of rows longer than ``limit`` tokens (``lengths`` counted up to ``limit + 1``), or None.
+    """The refusal of rows longer than their ``limits`` in tokens (``lengths`` counted up to beyond them), or
+    None.
 
-    Rows up to ``limit`` are cut to ``truncation`` tokens, as in training and ``compt predict``; a row far
-    over that would be answered from a small part of its text."""
-    over = [i for i, n in enumerate(lengths) if n > limit]
+    Rows up to their limit are cut to their ``cuts`` tokens (their task's input limit), as in training and
+    ``compt predict``; a row far over that would be answered from a small part of its text."""
+    over = [i for i, n in enumerate(lengths) if n > limits[i]]
     if not over:
         return None
-    shown = ", ".join(f"{i} ({tasks[i]})" for i in over[:5]) + (", ..." if len(over) > 5 else "")
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i in over:
+        groups.setdefault((limits[i], cuts[i]), []).append(i)
+    said = []
+    for (limit, cut), rows in groups.items():
+        shown = ", ".join(f"{i} ({tasks[i]})" for i in rows[:5]) + (", ..." if len(rows) > 5 else "")
+        said.append(
+            f"{len(rows)} row(s) longer than {limit} tokens: {shown} (numbered from 0; their task reads {cut} "
+            "tokens of an input, longer ones are cut)"
+        )
     return RequestError(
         UNPROCESSABLE,
-        f"{len(over)} row(s) longer than {limit} tokens: {shown} (numbered from 0); this run reads "
-        f"{truncation} tokens of an input (longer ones are cut), and this server refuses inputs over {limit} "
-        "tokens (--max-input-tokens): shorten them; nothing was predicted",
+        f"{'; '.join(said)}; this server refuses inputs that far over (--max-input-tokens): shorten them; "
+        "nothing was predicted",
     )

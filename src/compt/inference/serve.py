@@ -52,7 +52,7 @@ log = logging.getLogger("compt.serve")
 
 #: how long SIGTERM waits for the requests in flight before it cancels them
 DRAIN_TIMEOUT_S = 30
-#: a row is refused beyond this many times the run's input length (max_source_length) by default
+#: a row is refused beyond this many times its task's input limit (max_source_length) by default
 INPUT_LENGTH_FACTOR = 4
 #: the largest body taken by default (bytes)
 MAX_BODY_BYTES = 1 << 20
@@ -75,7 +75,8 @@ class ServeSettings:
     max_wait_ms: float = 5.0
     max_body_bytes: int = MAX_BODY_BYTES
     max_input_tokens: int | None = None
-    """default: :data:`INPUT_LENGTH_FACTOR` × the run's ``max_source_length``"""
+    """default: :data:`INPUT_LENGTH_FACTOR` × the input limit of the row's task (its ``max_source_length``, else
+    the run's)"""
     backbone: str | None = None
 
     def check(self) -> None:
@@ -176,10 +177,10 @@ class Service:
         """The default prediction mode: ``--mode``, else the run's."""
         return self.settings.mode or (self.predictor.mode if self.predictor else "rank")
 
-    @property
-    def max_input_tokens(self) -> int:
-        assert self.predictor is not None
-        return self.settings.max_input_tokens or INPUT_LENGTH_FACTOR * self.predictor.max_source_length
+    def max_input_tokens(self, task: TaskSpec) -> int:
+        """The longest input of ``task`` taken: ``--max-input-tokens``, else a multiple of its input limit."""
+        assert self.encoder is not None
+        return self.settings.max_input_tokens or INPUT_LENGTH_FACTOR * self.encoder.limit(task)
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """``/health``: 200 when ready, 503 while loading (or when loading failed)."""
@@ -206,14 +207,21 @@ class Service:
         return (200 if self.status == "ready" else UNAVAILABLE), body
 
     def task_table(self) -> dict[str, Any]:
-        """``/tasks``: each task's input columns and labels (``labels`` null for regression, with its range)."""
+        """``/tasks``: each task's kind (:attr:`TaskSpec.kind`), input columns and labels (``labels`` null for
+        regression, with its ``range``; null for a task with per-row choices, with the ``choices`` column(s)
+        each row carries them in, and for a task answered by text)."""
         tasks = []
         for task in self.tasks:
-            entry: dict[str, Any] = {"name": task.name, "input_columns": list(task.input_columns)}
+            entry: dict[str, Any] = {
+                "name": task.name,
+                "kind": task.kind,
+                "input_columns": list(task.input_columns),
+                "labels": list(task.label_words) if task.label_words is not None else None,
+            }
             if task.is_regression:
-                entry |= {"labels": None, "range": list(task.regression_range)}
-            else:
-                entry["labels"] = list(task.label_words or [])
+                entry["range"] = list(task.regression_range)
+            if task.choices:
+                entry["choices"] = list(task.choices)
             tasks.append(entry)
         return {"tasks": tasks, "task_column": TASK_COLUMN, "mode": self.mode, "mask": self.settings.mask}
 
@@ -243,9 +251,13 @@ class Service:
                 TOO_LARGE, f"{len(request.rows)} rows in one request; send at most {self.batcher.max_waiting}"
             )
         names = [row[TASK_COLUMN] for row in request.rows]
-        prepared = self.encoder.prepare(request.rows, names, count_to=self.max_input_tokens + 1)
+        limits = {spec.name: self.max_input_tokens(spec) for spec in self.tasks if spec.name in names}
+        prepared = self.encoder.prepare(request.rows, names, count_to=max(limits.values()) + 1)
         refusal = too_long(
-            [r.length for r in prepared], names, self.max_input_tokens, self.encoder.max_source_length
+            [r.length for r in prepared],
+            names,
+            [limits[name] for name in names],
+            [self.encoder.limit(r.task) for r in prepared],
         )
         if refusal is not None:
             raise refusal

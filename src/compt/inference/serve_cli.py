@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--max-input-tokens",
         type=int,
         default=None,
-        help="refuse rows longer than this (default: 4 × the run's max_source_length)",
+        help="refuse rows longer than this (default: 4 × the input limit of the row's task)",
     )
     parser.add_argument("--backbone", default=None, help="override the backbone recorded in the bank")
     parser.set_defaults(func=serve)

@@ -67,8 +67,15 @@ def is_regression(rows: Sequence[dict[str, Any]]) -> bool:
     return True
 
 
+def has_label_words(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether a task's answers are label words: every row has a gold class id, and none carries per-row
+    ``choices`` or gold ``answers`` texts (copa, record, extractive QA: no fixed labels to tabulate)."""
+    return all(r.get("gold") is not None and "choices" not in r and "answers" not in r for r in rows)
+
+
 def confusions(groups: Sequence[Group]) -> list[Confusion]:
-    """Per group and classification task, the answer × gold counts of every mask its runs kept."""
+    """Per group and classification task (label words: not regression, per-row choices or text answers), the
+    answer × gold counts of every mask its runs kept."""
     keys = varying_keys(groups)
     out = []
     for group in groups:
@@ -76,7 +83,7 @@ def confusions(groups: Sequence[Group]) -> list[Confusion]:
         label = series_label(group.settings, [k for k in keys if k in group.settings])
         for task in group.tasks:
             mine = [r for r in rows if r["task"] == task]
-            if not mine or is_regression(mine):
+            if not mine or is_regression(mine) or not has_label_words(mine):
                 continue
             names = {int(r["gold"]): r.get("target") or str(r["gold"]) for r in mine}
             gold = [names[i] for i in sorted(names)]

@@ -87,6 +87,43 @@ class ValidationRecord(pl.Callback):
         return self.global_step == trainer.global_step
 
 
+class BestBank(pl.Callback):
+    """``callbacks.restore_best=true``: keeps the prompt bank's weights of the best validation (highest
+    ``val/avg`` on the development split, the final model's included) so that the run tests that model instead
+    of the last one. The weights (a few MB at most) live in memory and in ``last.ckpt``, so a resumed run keeps
+    its best."""
+
+    def __init__(self, monitor: str = "val/avg") -> None:
+        self.monitor = monitor
+        self.score: float | None = None
+        self.global_step: int | None = None
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        score = float(value)
+        if score == score and (self.score is None or score > self.score):  # NaN never wins
+            self.score, self.global_step = score, trainer.global_step
+            self.weights = {k: v.detach().cpu().clone() for k, v in pl_module.bank.state_dict().items()}
+
+    def restore(self, pl_module: Any) -> dict[str, Any] | None:
+        """Put the best weights back into the module's bank; ``{global_step, val_avg}`` of that model, or None
+        when no validation ran."""
+        if self.weights is None:
+            return None
+        pl_module.bank.load_state_dict(self.weights)
+        return {"global_step": self.global_step, "val_avg": self.score}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"score": self.score, "global_step": self.global_step, "weights": self.weights}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.score, self.global_step = state_dict.get("score"), state_dict.get("global_step")
+        self.weights = state_dict.get("weights")
+
+
 class ResumeState(pl.Callback):
     """Makes a resumed run continue exactly where the checkpoint left it: the same random stream and the same
     training-data stream as an uninterrupted run.

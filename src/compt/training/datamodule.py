@@ -33,7 +33,9 @@ from compt.tasks import TaskSpec, resolve_tasks
 log = logging.getLogger(__name__)
 
 EVAL_FIELDS = ("example_id", "row", "input_text", "target_text", "gold")
-"""Keys of ``eval_rows`` entries."""
+"""Keys of ``eval_rows`` entries (plus ``answers`` / ``choices`` for the tasks that have them)."""
+ANSWER_FIELDS = ("choices", "choice_ids", "answers", "group")
+"""Per-row answer columns an evaluation example carries when its task has them (:func:`answer_columns`)."""
 
 
 class ComptDataModule(pl.LightningDataModule):
@@ -91,7 +93,9 @@ class ComptDataModule(pl.LightningDataModule):
         """Encode only the selected rows (cached by ``datasets`` under the selection's fingerprint)."""
         c = self.config
         subset = raw.select(indices)
-        encoded = encode_split(task, subset, self.tokenizer, c.max_source_length, c.max_target_length, tok_fp)
+        source_limit = task.max_source_length or c.max_source_length
+        target_limit = task.max_target_length or c.max_target_length
+        encoded = encode_split(task, subset, self.tokenizer, source_limit, target_limit, tok_fp)
         return _examples(encoded, indices, task_id, with_eval_fields=eval_fields)
 
     def setup(self, stage: str | None = None) -> None:
@@ -104,7 +108,7 @@ class ComptDataModule(pl.LightningDataModule):
         self._train, self._eval = [], {"validate": [], "test": []}
         for task_id, task in enumerate(self.tasks):
             train = self._raw(task, task.train_split)
-            golds = [task.gold({task.label_column: value}) for value in train[task.label_column]]
+            golds = split_golds(task, train)
             train_idx, val_idx = select_train(
                 task,
                 golds,
@@ -116,7 +120,9 @@ class ComptDataModule(pl.LightningDataModule):
             )
             self._train.append(self._encoded_rows(task, train, train_idx, task_id, tok_fp, eval_fields=False))
             test = self._raw(task, task.eval_split)
-            test_idx = eval_indices(task.name, len(test), c.eval_max_samples, c.eval_seed)
+            test_idx = eval_indices(
+                task.name, len(test), c.eval_max_samples, c.eval_seed, split_groups(task, test)
+            )
             self._eval["test"].append(
                 self._encoded_rows(task, test, test_idx, task_id, tok_fp, eval_fields=True)
             )
@@ -216,7 +222,7 @@ class ComptDataModule(pl.LightningDataModule):
         if stage not in self._eval:
             raise ValueError(f"stage must be one of {sorted(self._eval)}, got {stage!r}")
         rows = self._eval[stage][self.task_names.index(task_name)]
-        return [{k: e[k] for k in EVAL_FIELDS} for e in rows]
+        return [{k: e[k] for k in (*EVAL_FIELDS, "choices", "answers") if k in e} for e in rows]
 
     def _collator(self) -> Collator:
         pad = self.tokenizer.pad_token_id
@@ -229,6 +235,8 @@ def _examples(
     """Encoded rows (``encoded`` holds exactly the selected rows, in order) as plain dicts, with ``task_id``;
     evaluation rows also get ``example_id`` and ``row`` = the index in the original split."""
     columns = ["input_ids", "labels"] + (["input_text", "target_text", "gold"] if with_eval_fields else [])
+    if with_eval_fields:
+        columns += [c for c in ANSWER_FIELDS if c in encoded.column_names]
     data = encoded.select_columns(columns).to_dict()
     out = []
     for i, row in enumerate(indices):
@@ -239,3 +247,20 @@ def _examples(
             example["row"] = int(row)
         out.append(example)
     return out
+
+
+def split_golds(task: TaskSpec, dataset: datasets.Dataset) -> list[float]:
+    """Each row's gold value for k-shot sampling: class id, score or choice index (NaN for a text task)."""
+    if task.kind == "text":
+        return [float("nan")] * len(dataset)
+    if task.kind == "choice":
+        return [float(v) for v in dataset[task.label_column]]
+    return [task.gold({task.label_column: value}) for value in dataset[task.label_column]]
+
+
+def split_groups(task: TaskSpec, dataset: datasets.Dataset) -> list[str] | None:
+    """Each row's question group (``task.group_columns``), or None for a task without groups."""
+    if not task.group_columns:
+        return None
+    columns = list(dict.fromkeys(c.split(".")[0] for c in task.group_columns))
+    return [task.group_key(row) for row in dataset.select_columns(columns)]  # type: ignore[misc]

@@ -14,7 +14,7 @@ from torch.nn.modules.module import _IncompatibleKeys
 
 from compt.backbone import checkpoint_activations, load_backbone, weights_dtype
 from compt.errors import ConfigError
-from compt.evaluation import EvalConfig, Predictor, TaskMetrics
+from compt.evaluation import EvalConfig, Predictions, Predictor, TaskMetrics
 from compt.family import build_model
 from compt.prompts import PromptBank, PromptBankConfig, RouterSchedule, parse_mask
 from compt.tasks import TaskSpec
@@ -188,14 +188,20 @@ class ComptModule(pl.LightningModule):
             return None
         if evaluation.cross_prompts == evaluation.mode:
             return self.predictor
-        return Predictor(self.tasks, self.tokenizer, evaluation.cross_prompts, evaluation.max_new_tokens)
+        return Predictor(
+            self.tasks,
+            self.tokenizer,
+            evaluation.cross_prompts,
+            evaluation.max_new_tokens,
+            evaluation.repetition_penalty,
+        )
 
     def _evaluate(self, batch: dict[str, Tensor], keep_predictions: bool) -> None:
         for mask in self.eval_masks:
             predictions = self.predictor(self.model, batch, mask)
-            self.eval_metrics[mask].update_batch(batch["task_ids"], predictions.values, batch["gold"])
+            self._update(self.eval_metrics[mask], batch, predictions)
             if keep_predictions:  # every mask's: the per-mask confusion tables (paper Tables 5, 6, A1)
-                self._keep(batch, mask, predictions.texts, predictions.values)
+                self._keep(batch, mask, predictions)
 
     def _evaluate_cross(self, batch: dict[str, Tensor]) -> None:
         """Every row answered under every task's prompt (main mask): the task × prompt matrix."""
@@ -204,24 +210,39 @@ class ComptModule(pl.LightningModule):
         for index, task in enumerate(self.tasks):
             prompt_ids = torch.full_like(batch["task_ids"], index)
             predictions = self.cross_predictor(self.model, batch, self.eval_masks[0], prompt_ids)
-            self.cross_metrics[task.name].update_batch(batch["task_ids"], predictions.values, batch["gold"])
+            self._update(self.cross_metrics[task.name], batch, predictions)
 
-    def _keep(self, batch: dict[str, Tensor], mask: str, texts: list[str], values: Tensor) -> None:
+    @staticmethod
+    def _update(metrics: TaskMetrics, batch: dict[str, Any], predictions: Predictions) -> None:
+        """Score one batch's predictions, with what the rows carry of their answers (texts, choices, groups)."""
+        metrics.update_batch(
+            batch["task_ids"],
+            predictions.values,
+            batch["gold"],
+            valid=predictions.valid,
+            texts=predictions.texts,
+            answers=batch.get("answers"),
+            choices=batch.get("choices"),
+            groups=batch.get("groups"),
+        )
+
+    def _keep(self, batch: dict[str, Any], mask: str, predictions: Predictions) -> None:
         for row, (task, example, gold) in enumerate(
             zip(batch["task_ids"].tolist(), batch["example_ids"].tolist(), batch["gold"].tolist())
         ):
-            value = finite_or_none(values[row].item())
             self.predictions.append(
                 {
                     "task": self.tasks[task].name,
                     "mask": mask,
                     "example_id": example,
-                    "prediction": texts[row],
-                    "value": value,
-                    "gold": gold,
-                    "valid": value is not None,
+                    "prediction": predictions.texts[row],
+                    "value": finite_or_none(predictions.values[row].item()),
+                    "gold": finite_or_none(gold),
+                    "valid": bool(predictions.valid[row]),
                 }
             )
+            if predictions.generated and predictions.generated[row] is not None:
+                self.predictions[-1]["generated"] = predictions.generated[row]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluate(batch, keep_predictions=False)

@@ -3,8 +3,8 @@
 A CPU run's figures depend on the machine that makes them, not only on its seed: torch splits reductions over
 as many threads as the machine has cores, and its own kernels, MKL and oneDNN each pick code for the
 processor's vector width (AVX2, AVX-512), each summing in another order. A tiny model's few-shot run turns
-those last-bit differences into different answers (the T5 demo's rte at seed 1: 75.0 on 2 threads, 78.1 on
-one; its stsb 17.2 or 5.5). Portable arithmetic takes one code path everywhere: one thread, torch's
+those last-bit differences into different answers (the T5 demo at seed 1: sst2 90.6 with the machine's vector
+kernels, 87.5 portable; its stsb -25.0 on 2 threads, -22.3 on one). Portable arithmetic takes one code path everywhere: one thread, torch's
 unvectorised kernels (``ATEN_CPU_CAPABILITY=default``), MKL's compatible path (``MKL_CBWR=COMPATIBLE``) and no
 oneDNN. It takes more CPU time (the demo: about 1.2 times one vectorised thread's, less than two threads
 competing for a busy machine's cores) and leaves GPU arithmetic as it is; another torch build or processor

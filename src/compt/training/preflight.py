@@ -50,6 +50,11 @@ def check_run_config(cfg: TrainSchema) -> None:
         raise ConfigError(
             f"optim.epochs={cfg.optim.epochs!r} gives {epochs} training epochs; a run needs at least 1"
         )
+    if cfg.callbacks.get("restore_best") and not cfg.data.validation_from_train:
+        raise ConfigError(
+            "callbacks.restore_best=true picks the best model on a development split, and the validation set is "
+            "the test set here: set data.validation_from_train=N (rows per task carved from train)"
+        )
     if cfg.trainer.get("max_steps", -1) == 0:
         raise ConfigError("trainer.max_steps=0 trains nothing; use -1 (no limit) or a positive number")
     claim_problem = timing_problem(cfg.claim.heartbeat_s, cfg.claim.stale_after_s)

@@ -20,6 +20,7 @@ from compt.provenance import provenance
 from compt.runs import COMPLETE, DIVERGED, FORMAT_VERSION, RESULTS_FILE, RunDir
 from compt.training.build import build_module
 from compt.training.callbacks import (
+    BestBank,
     CurveRecorder,
     LastCheckpoint,
     ResumeState,
@@ -251,6 +252,7 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
     checkpoint = LastCheckpoint(last, cfg.callbacks["checkpoint_every_n_epochs"], stop)
     curves = CurveRecorder()
     validation = ValidationRecord()
+    best = BestBank() if cfg.callbacks.get("restore_best") else None
     trainer = pl.Trainer(
         **cfg.trainer,
         max_epochs=config.epochs,
@@ -261,6 +263,7 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
             *extras,
             curves,
             validation,
+            *([best] if best is not None else []),
             ResumeState(),
             DivergenceGuard(),
             checkpoint,
@@ -275,7 +278,7 @@ def _train(cfg: TrainSchema, output_dir: Path, overrides: list[str]) -> dict[str
         log.info("[compt] resuming from %s", last)
     with stop.deferred():  # a stop signal is acted on at the next step boundary (StopAtStepBoundary)
         return _fit_and_test(
-            cfg, config, run, module, datamodule, trainer, overrides, started, curves, validation
+            cfg, config, run, module, datamodule, trainer, overrides, started, curves, validation, best
         )
 
 
@@ -290,9 +293,11 @@ def _fit_and_test(
     started: float,
     curves: CurveRecorder,
     validation: ValidationRecord,
+    best: BestBank | None = None,
 ) -> dict[str, Any]:
-    """Train (resuming from ``last.ckpt`` when there is one), test, and write the run's outputs (unless the
-    job's claim was taken over meanwhile)."""
+    """Train (resuming from ``last.ckpt`` when there is one), test (the best validation's bank with
+    ``callbacks.restore_best``: ``best``), and write the run's outputs (unless the job's claim was taken over
+    meanwhile)."""
     group, resolved, last = run_group(overrides), cfg.to_dict(), run.last_checkpoint
     stop = stop_request()
     try:
@@ -309,6 +314,11 @@ def _fit_and_test(
     if config.data.validation_from_train and not validation.is_current(trainer):
         # a development split: its metrics (a search's objective) must describe the final model
         trainer.validate(module, datamodule=datamodule, verbose=False)
+    restored = best.restore(module) if best is not None else None
+    if restored:
+        log.info(
+            "[compt] callbacks.restore_best: testing the model of step %s (val/avg %.2f)", *restored.values()
+        )
     trainer.test(module, datamodule=datamodule, verbose=False)
     eval_seconds = time.perf_counter() - started - train_seconds
     if not trainer.is_global_zero:
@@ -319,6 +329,8 @@ def _fit_and_test(
         "global_step": validation.global_step,
         "metrics": validation.metrics,
     }
+    if best is not None:
+        results["validation"]["restored_best"] = restored  # the tested model: step and val/avg (None: last)
     results["provenance"] = provenance(
         trainer.strategy.root_device, trainer.num_devices * trainer.num_nodes, trainer.precision
     )

@@ -30,7 +30,11 @@ from compt.tasks import TaskSpec
 from compt.training.optim import OptimConfig
 
 #: compt's own callback settings (the ``callbacks`` node also takes extra Lightning callbacks)
-COMPT_CALLBACK_SETTINGS = {"checkpoint_every_n_epochs": 5, "keep_last_checkpoint": True}
+COMPT_CALLBACK_SETTINGS = {
+    "checkpoint_every_n_epochs": 5,
+    "keep_last_checkpoint": True,
+    "restore_best": False,
+}
 
 
 @dataclass
@@ -306,7 +310,8 @@ class TrainSchema:
     several with ``logger=[csv,tensorboard]``); ``logger=none`` = no logger"""
     callbacks: dict[str, Any] = field(default_factory=lambda: dict(COMPT_CALLBACK_SETTINGS))
     """compt's own checkpoint settings (``checkpoint_every_n_epochs``: how often ``last.ckpt`` is written for
-    resuming; ``keep_last_checkpoint``: false deletes it once the run is complete, e.g. for big sweeps), plus any
+    resuming; ``keep_last_checkpoint``: false deletes it once the run is complete, e.g. for big sweeps;
+    ``restore_best``: test the model of the best validation on the development split, not the last one), plus any
     extra Lightning callbacks as ``_target_`` entries (``+callbacks=early_stopping``, ``conf/callbacks/``)"""
     optimized_metric: str | None = None
     """what ``train.py`` returns to a hyperparameter sweeper (``hparams_search=optuna``: ``val/avg``); None = the
