@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,14 +15,17 @@ import torch
 from safetensors import safe_open
 
 from compt import PromptBank, PromptBankConfig
+from compt.backbone import load_backbone
 from compt.cli import main
 from compt.errors import ExportError, InferenceError
 from compt.family import build_model
 from compt.inference import composed_prompt, export_embeds, load_for_inference
 from compt.inference.batching import MicroBatcher, QueueFull
+from compt.inference.predictor import RowEncoder
 from compt.inference.requests import RequestError, parse_body
 from compt.inference.rows import check_rows
 from compt.tasks import get_task
+from compt.tokenization import encode_inputs, input_encoder
 from tests.serving import TASKS, demo_rows
 
 D = 64  # both tiny backbones' width
@@ -66,6 +70,27 @@ def test_a_mixed_batch_of_per_row_choices_and_text_answers_answers_each_row_as_a
         assert all("answers" in m and "gold" not in m for m in mixed if m["task"] == "squad")
     with pytest.raises(InferenceError, match=r"'choice2' has no text .* in 1 row\(s\): 1 .*task 'copa'"):
         predictor.predict([rows[0], {**rows[1], "choice2": None}])
+
+
+@pytest.mark.parametrize("backbone", ["tiny", "tiny-causal"])
+def test_rows_encoded_one_at_a_time_get_the_ids_of_a_batch_call(backbone):
+    """The server's per-row encoder (the Rust tokenizer called directly) gives :func:`encode_inputs`' ids, and
+    a long row is cut as training cuts it, even after the tokenizer truncated in a batch call."""
+    _, tokenizer = load_backbone(backbone)
+    texts = [r["sentence"] for r in demo_rows(8, ["sst2"])] + [
+        "",
+        " ",
+        "Ünïcödé — naïve café",
+        "a </s> b <pad>",
+    ]
+    encode = input_encoder(tokenizer)
+    assert [encode(t) for t in texts] == encode_inputs(tokenizer, texts)
+    encode_inputs(tokenizer, ["word " * 50], 8)  # leaves truncation set on transformers' backend
+    assert len(encode("word " * 50)) > 50
+    encoder = RowEncoder(tokenizer, [get_task("sst2")], 8)
+    [row] = encoder.prepare([{"sentence": "word " * 50}], ["sst2"])
+    assert row.input_ids == encode_inputs(tokenizer, ["sst2: sentence: " + "word " * 50], 8)[0]
+    assert len(row.input_ids) == 8 and row.length > 50
 
 
 def test_mixed_rows_are_refused_naming_the_rows_and_the_banks_tasks():
@@ -119,6 +144,42 @@ def test_the_batcher_batches_concurrent_requests_by_key_up_to_its_size_and_keeps
     assert all(len(items) <= 4 for _, items in seen)
     assert sorted(len(items) for key, items in seen if key == "a") == [2, 4]  # 6 rows of key a: 4, then 2
     assert [items for key, items in seen if key == "b"] == [[3, 8, 9]]  # arrived together: one batch
+
+
+@pytest.mark.parametrize("with_shape", [True, False])
+def test_more_rows_than_a_batch_holds_are_batched_by_shape_the_oldest_first(with_shape):
+    """Rows of three shapes (short inputs, long inputs, 26 longer candidates) wait, interleaved, while a batch
+    runs: batches of 4 taken around the oldest row are each of one shape (without ``shape``: of all three)."""
+    shapes = {"a": (10, 2, 2), "b": (30, 2, 2), "c": (20, 26, 4), "x": (5, 2, 2)}
+    seen: list[list[str]] = []
+    release = threading.Event()
+
+    def run(key, items):
+        seen.append(items)
+        release.wait(10)
+        return items
+
+    async def scenario():
+        batcher = MicroBatcher(run, 4, 0.0, shape=(lambda item: shapes[item[0]]) if with_shape else None)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit("k", ["x0"]))
+        while not seen:
+            await asyncio.sleep(0.001)
+        rows = [f"{kind}{i}" for i in range(4) for kind in "abc"]
+        rest = [asyncio.ensure_future(batcher.submit("k", [row])) for row in rows]
+        await asyncio.sleep(0.01)
+        release.set()
+        answers = await asyncio.gather(first, *rest)
+        await batcher.stop()
+        return rows, answers
+
+    rows, answers = asyncio.run(scenario())
+    assert answers == [["x0"], *([row] for row in rows)]
+    assert seen[0] == ["x0"] and sorted(r for batch in seen[1:] for r in batch) == sorted(rows)
+    if with_shape:  # the oldest waiting row's shape first: a0, then b0, then c0
+        assert seen[1:] == [[f"{kind}{i}" for i in range(4)] for kind in "abc"]
+    else:
+        assert seen[1:] == [rows[:4], rows[4:8], rows[8:]]
 
 
 def test_a_failing_batch_fails_its_requests_only_and_a_full_queue_refuses():

@@ -6,6 +6,12 @@ until ``max_batch_size`` rows are in the batch or ``max_wait_s`` has passed sinc
 The batch then runs in one worker thread (the model's: every torch call happens there, one batch at a time),
 while the event loop goes on taking requests; each request gets its rows' answers back in its own order.
 
+When more rows of that key wait than one batch holds, the batch is the oldest row and the waiting rows most
+like it in *shape* (``shape(item)``: input tokens, rank candidates, candidate tokens): ordered by candidate
+length, then input length, the run of ``max_batch_size`` rows around the oldest that pads least. A batch of
+rows of similar lengths pads them less (a padded position costs what a real one does), and the oldest row
+still goes first, so no row waits behind ones that came after it for longer than the rows before it take.
+
 Nothing here knows about HTTP or torch: ``run`` is any function from a list of items to a list of answers.
 
     batcher = MicroBatcher(lambda key, items: [item * 2 for item in items], max_batch_size=32, max_wait_s=0.005)
@@ -21,7 +27,11 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
+
+Shape = tuple[int, int, int]
+"""A row's padded dimensions: ``(input tokens, rank candidates, tokens of its longest candidate)``."""
 
 
 class QueueFull(Exception):
@@ -46,6 +56,8 @@ class MicroBatcher:
             once with whatever is waiting).
         max_waiting: the most items waiting at once; :meth:`submit` raises :class:`QueueFull` beyond it.
         executor: the worker (default: one thread of its own).
+        shape: an item's :data:`Shape`; with it, a batch picked among more waiting items than it holds is
+            the one around the oldest that pads least (see the module's docstring). Without it, the oldest.
     """
 
     def __init__(
@@ -55,6 +67,7 @@ class MicroBatcher:
         max_wait_s: float,
         max_waiting: int | None = None,
         executor: Executor | None = None,
+        shape: Callable[[Any], Shape] | None = None,
     ) -> None:
         if max_batch_size < 1 or max_wait_s < 0:
             raise ValueError(f"max_batch_size={max_batch_size} must be ≥ 1 and max_wait_s={max_wait_s} ≥ 0")
@@ -63,6 +76,7 @@ class MicroBatcher:
         self.max_wait_s = max_wait_s
         self.max_waiting = max_waiting if max_waiting is not None else 64 * max_batch_size
         self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="compt-model")
+        self.shape = shape
         self._waiting: deque[_Waiting] = deque()
         self._arrived = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -159,16 +173,32 @@ class MicroBatcher:
                 await asyncio.wait_for(self._arrived.wait(), left)
             except TimeoutError:
                 break
-        batch, kept = [], deque()
-        for waiting in self._waiting:
-            if waiting.future.done():  # cancelled: its client went away
-                continue
-            if waiting.key == oldest.key and len(batch) < self.max_batch_size:
-                batch.append(waiting)
-            else:
-                kept.append(waiting)
-        self._waiting = kept
-        return batch
+        live = [w for w in self._waiting if not w.future.done()]  # others were cancelled: their clients left
+        same = [w for w in live if w.key == oldest.key]
+        chosen = self._choose(same) if len(same) > self.max_batch_size else same
+        taken = {id(w) for w in chosen}
+        self._waiting = deque(w for w in live if id(w) not in taken)
+        return [w for w in same if id(w) in taken]  # in arrival order
+
+    def _choose(self, same: list[_Waiting]) -> list[_Waiting]:
+        """``max_batch_size`` of the waiting items ``same`` (one key, oldest first), the oldest among them: the
+        first ones without :attr:`shape`, else the run around the oldest in shape order that pads least."""
+        size = self.max_batch_size
+        if self.shape is None:
+            return same[:size]
+        shapes = [self.shape(w.item) for w in same]
+        order = sorted(range(len(same)), key=lambda i: (shapes[i][2], shapes[i][0]))
+        at = order.index(0)
+        inputs = [shapes[i][0] for i in order]
+        candidates = [0, *accumulate(shapes[i][1] for i in order)]
+        lengths = [shapes[i][2] for i in order]  # ascending: a run's longest candidate is its last row's
+
+        def cost(start: int) -> int:
+            end = start + size
+            return size * max(inputs[start:end]) + (candidates[end] - candidates[start]) * lengths[end - 1]
+
+        best = min(range(max(0, at - size + 1), min(at, len(same) - size) + 1), key=cost)
+        return [same[i] for i in order[best : best + size]]
 
     def _live_head(self) -> bool:
         """Drop cancelled items at the head of the queue; whether one is left."""

@@ -45,7 +45,7 @@ from compt.model import ComptModel
 from compt.prompts.bank import CONFIG_FILE, PromptBank
 from compt.runs import BankLocation, RunDir, locate_bank
 from compt.tasks import TaskSpec, get_task
-from compt.tokenization import encode_inputs, encode_targets
+from compt.tokenization import encode_inputs, encode_targets, input_encoder
 from compt.training.config import RunConfig
 from compt.utils import finite_or_none
 
@@ -123,7 +123,7 @@ class PreparedRow:
     input_ids: list[int]
     """token ids, truncated to the task's input limit as in training (:meth:`RowEncoder.limit`)"""
     length: int
-    """the number of tokens before truncation (counted up to a bound: :meth:`RowEncoder.prepare`)"""
+    """the number of tokens before truncation"""
     answer: dict[str, Any]
     """what the row carries of its gold answer (``gold``, ``answers``: :func:`gold_fields`; empty without)"""
     choices: list[str] | None = None
@@ -151,22 +151,20 @@ class RowEncoder:
         self.tokenizer = tokenizer
         self.tasks = list(tasks)
         self.max_source_length = max_source_length
+        self._encode = input_encoder(tokenizer)
 
     def limit(self, task: TaskSpec) -> int:
         """The input limit of ``task``'s rows in tokens: its own ``max_source_length``, else the run's."""
         return task.max_source_length or self.max_source_length
 
-    def prepare(
-        self, rows: Sequence[Mapping[str, Any]], tasks: Sequence[str], count_to: int | None = None
-    ) -> list[PreparedRow]:
-        """Format and tokenise ``rows``, each under its task in ``tasks``. ``PreparedRow.length`` counts the
-        tokens before truncation up to ``count_to`` (default: the longest input limit of the rows' tasks). The
-        rows must hold their task's input columns and choices (checked first:
-        :class:`~compt.inference.rows.RowCheck`)."""
+    def prepare(self, rows: Sequence[Mapping[str, Any]], tasks: Sequence[str]) -> list[PreparedRow]:
+        """Format and tokenise ``rows``, each under its task in ``tasks`` (one text at a time:
+        :func:`~compt.tokenization.input_encoder`). The rows must hold their task's input columns and choices
+        (checked first: :class:`~compt.inference.rows.RowCheck`)."""
         specs = [find_task(self.tasks, name) for name in tasks]
         limits = [self.limit(spec) for spec in specs]
         texts = [spec.format_input(row) for spec, row in zip(specs, rows)]
-        ids = encode_inputs(self.tokenizer, texts, max(count_to or 0, *limits))
+        ids = [self._encode(text) for text in texts]
         lengths = [len(seq) for seq in ids]
         for limit in set(limits):  # cut as training cuts (a seq2seq input keeps its </s>)
             longer = [i for i, n in enumerate(lengths) if n > limit and limits[i] == limit]
