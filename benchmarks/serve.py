@@ -24,6 +24,10 @@ over ``compt predict``'s rows/s on the same rows in the same order (one file, ti
 its last: the model load left out; target ≥ 0.80 at concurrency 32). The machine may be shared: rounds are
 interleaved (every measurement once per round, in a rotated order) and each figure is the median over rounds,
 with ``[min, max]`` of the per-round values (ratios: of the per-round ratios).
+
+CPU time per row is measured beside (``cpu_ms_per_row``, with psutil): the server process's (event loop and
+model thread) and the clients' over a phase, ``compt predict``'s over its timed rows. Where the machine is busy
+with other work, rows/s follow the CPU share a process gets, and these say what each row costs.
 """
 
 from __future__ import annotations
@@ -99,9 +103,20 @@ def fresh_bank(folder: Path, backbone: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- offline
-def offline_rows_per_s(run: Path, rows: list[dict], folder: Path, mode: str) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (NaN without psutil)."""
+    try:
+        import psutil
+    except ImportError:
+        return float("nan")
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def offline_rows_per_s(run: Path, rows: list[dict], folder: Path, mode: str) -> tuple[float, float]:
     """``compt predict`` (a fresh process) over ``rows`` written to a file, to stdout: rows/s from its first
-    output line to its last (what the model does once loaded; its first batch is left out)."""
+    output line to its last (what the model does once loaded; its first batch is left out), and its CPU ms
+    per row over the same rows."""
     source = folder / "offline.jsonl"
     source.write_text("".join(json.dumps(row) + "\n" for row in rows))
     argv = [sys.executable, "-m", "compt.cli", "predict", "--bank", str(run), "--input", str(source)]
@@ -109,13 +124,18 @@ def offline_rows_per_s(run: Path, rows: list[dict], folder: Path, mode: str) -> 
         [*argv, "--mode", mode, "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=ENV
     )
     assert proc.stdout is not None
-    stamps = [time.perf_counter() for _ in proc.stdout]
+    first_batch = 64  # compt predict's default --batch-size: the first line comes with the first batch
+    stamps, cpu = [], []
+    for _ in proc.stdout:
+        stamps.append(time.perf_counter())
+        if len(stamps) in (first_batch, len(rows)):
+            cpu.append(cpu_seconds(proc.pid))
     if proc.wait() != 0 or len(stamps) != len(rows):
         raise SystemExit(
             f"compt predict failed (status {proc.returncode}, {len(stamps)} of {len(rows)} rows)"
         )
-    first_batch = 64  # compt predict's default --batch-size: the first line comes with the first batch
-    return (len(rows) - first_batch) / (stamps[-1] - stamps[first_batch - 1])
+    timed = len(rows) - first_batch
+    return timed / (stamps[-1] - stamps[first_batch - 1]), (cpu[-1] - cpu[0]) / timed * 1e3
 
 
 # ---------------------------------------------------------------------------------------------- served
@@ -140,9 +160,9 @@ class Served:
         self.url = line.split(" on ")[1].split()[0]
         self.client = ComptClient(self.url, timeout=120)
 
-    def phase(self, requests: list[list[dict]], concurrency: int) -> tuple[float, list[float]]:
-        """Send ``requests`` (each a list of rows) from ``concurrency`` threads: wall seconds and each
-        request's latency."""
+    def phase(self, requests: list[list[dict]], concurrency: int) -> tuple[float, list[float], float, float]:
+        """Send ``requests`` (each a list of rows) from ``concurrency`` threads: wall seconds, each request's
+        latency, and the CPU seconds the server process and this process (the clients) spent."""
 
         def send(body: list[dict]) -> float:
             started = time.perf_counter()
@@ -154,9 +174,12 @@ class Served:
             list(
                 pool.map(send, requests[:concurrency])
             )  # every thread's connection opened, outside the timing
+            server, clients = cpu_seconds(self.proc.pid), time.process_time()
             started = time.perf_counter()
             latencies = list(pool.map(send, requests))
-        return time.perf_counter() - started, latencies
+            wall = time.perf_counter() - started
+            server, clients = cpu_seconds(self.proc.pid) - server, time.process_time() - clients
+        return wall, latencies, server, clients
 
     def stop(self) -> int:
         import signal
@@ -215,8 +238,9 @@ def main() -> None:
     rows = demo_rows(32)
     every_row = [row for body in traffic(rows, 1, args.repeat)["mixed"] for row in body]  # the mixed order
     phases = [(k, c, kind) for k in per_requests for c in concurrencies for kind in ("single", "mixed")]
-    timings: dict[tuple, list[tuple[float, list[float]]]] = {p: [] for p in phases}
+    timings: dict[tuple, list[tuple[float, list[float], float, float]]] = {p: [] for p in phases}
     offline: list[float] = []
+    offline_cpu: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         run = args.run or fresh_bank(folder, args.backbone)
@@ -229,13 +253,15 @@ def main() -> None:
                 shift = round_ % len(order)
                 for item in order[shift:] + order[:shift]:
                     if item == "offline":
-                        offline.append(offline_rows_per_s(run, every_row, folder, args.mode))
+                        rate, cpu = offline_rows_per_s(run, every_row, folder, args.mode)
+                        offline.append(rate)
+                        offline_cpu.append(cpu)
                         print(f"round {round_ + 1}: compt predict {offline[-1]:8.0f} rows/s", flush=True)
                         continue
                     k, c, kind = item
                     requests = loads[k][kind][: args.one_client_requests] if c == 1 else loads[k][kind]
-                    wall, latencies = server.phase(requests, c)
-                    timings[item].append((wall, latencies))
+                    wall, latencies, server_cpu, client_cpu = server.phase(requests, c)
+                    timings[item].append((wall, latencies, server_cpu, client_cpu))
                     print(
                         f"round {round_ + 1}: {kind:>6} {k:>2} rows/request, {c:>3} clients: "
                         f"{len(latencies) / wall:7.0f} requests/s, {rows_in(requests) / wall:7.0f} rows/s, "
@@ -250,8 +276,8 @@ def main() -> None:
         for c in concurrencies:
             entry: dict = {"rows_per_request": k, "concurrency": c}
             for kind in ("single", "mixed"):
-                walls = [w for w, _ in timings[(k, c, kind)]]
-                lat = [lat for _, lat in timings[(k, c, kind)]]
+                walls = [t[0] for t in timings[(k, c, kind)]]
+                lat = [t[1] for t in timings[(k, c, kind)]]
                 rows_sent = [len(x) * k for x in lat]
                 entry[kind] = {
                     "requests": len(lat[0]),
@@ -259,9 +285,13 @@ def main() -> None:
                     "rows_per_s": spread([n / w for n, w in zip(rows_sent, walls)]),
                     "p50_ms": spread([percentile(x, 0.5) * 1e3 for x in lat]),
                     "p95_ms": spread([percentile(x, 0.95) * 1e3 for x in lat]),
+                    "cpu_ms_per_row": {
+                        "server": spread([t[2] / n * 1e3 for t, n in zip(timings[(k, c, kind)], rows_sent)]),
+                        "clients": spread([t[3] / n * 1e3 for t, n in zip(timings[(k, c, kind)], rows_sent)]),
+                    },
                 }
-            single = [w for w, _ in timings[(k, c, "single")]]
-            mixed = [w for w, _ in timings[(k, c, "mixed")]]
+            single = [t[0] for t in timings[(k, c, "single")]]
+            mixed = [t[0] for t in timings[(k, c, "mixed")]]
             rows_sent = len(timings[(k, c, "mixed")][0][1]) * k
             entry["mixed_over_single"] = spread([m / s for m, s in zip(mixed, single)])
             entry["served_over_offline"] = spread([rows_sent / m / o for m, o in zip(mixed, offline)])
@@ -281,19 +311,23 @@ def main() -> None:
         "max_batch_size": args.max_batch_size,
         "max_wait_ms": args.max_wait_ms,
         "offline_rows_per_s": spread(offline),
+        "offline_cpu_ms_per_row": spread(offline_cpu),
         "served": results,
         "server_exit_code": code,
         "server_last_line": health_line,
     }
     print()
     print(
-        f"compt predict offline: {report['offline_rows_per_s']['median']:.0f} rows/s {report['offline_rows_per_s']['spread']}"
+        f"compt predict offline: {report['offline_rows_per_s']['median']:.0f} rows/s {report['offline_rows_per_s']['spread']}, "
+        f"{report['offline_cpu_ms_per_row']['median']:.3f} CPU ms/row"
     )
     for r in results:
+        cpu = r["mixed"]["cpu_ms_per_row"]
         print(
             f"{r['rows_per_request']:>2} rows/request, {r['concurrency']:>3} clients: "
             f"mixed/single time per row {r['mixed_over_single']['median']:.3f} {fmt(r['mixed_over_single']['spread'])}, "
-            f"served/offline rows/s {r['served_over_offline']['median']:.2f} {fmt(r['served_over_offline']['spread'])}"
+            f"served/offline rows/s {r['served_over_offline']['median']:.2f} {fmt(r['served_over_offline']['spread'])}; "
+            f"mixed CPU ms/row: server {cpu['server']['median']:.3f}, clients {cpu['clients']['median']:.3f}"
         )
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
