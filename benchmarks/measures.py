@@ -2,7 +2,7 @@
 JSON keys of its figures: train step vs floor, the PEFT peer, evaluation, data loading, memory.
 
 Banks, optimizers and the data pipeline are compt's own: the method lengths come from ``conf/method``, the
-optimizer from :func:`compt.training.optim.build_optimizer`, prompt lengths from ``PromptBank.prompt_length``.
+optimizer from :func:`compt.optim.build_optimizer`, prompt lengths from ``PromptBank.prompt_length``.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ import yaml
 from torch import Tensor
 
 from backbones import BackboneShape
-from compt.backbone import load_backbone
 from compt.config_dir import default_config_dir
 from compt.data import DataConfig
-from compt.family import build_model
-from compt.model import ComptModel
+from compt.models.backbone import load_backbone
+from compt.models.family import build_model
+from compt.models.seq2seq import ComptModel
+from compt.models.tokenization import encode_targets
+from compt.optim import OptimConfig, build_optimizer
 from compt.prompts import PromptBank, PromptBankConfig
 from compt.tasks import resolve_tasks
-from compt.tokenization import encode_targets
 from compt.training.datamodule import ComptDataModule
-from compt.training.optim import OptimConfig, build_optimizer
 from harness import Bench, PeakMemory, Times, median, medians, peak_memory, peak_memory_kind, ratio
 
 #: the GLUE task set: T = 8 tasks, so every bank has 8 private prompts (METHOD.md §5)

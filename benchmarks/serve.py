@@ -9,7 +9,7 @@
 Everything is bounded: each phase sends a fixed number of requests from N client threads on loopback
 (127.0.0.1) and stops. Server and ``compt predict`` run in their own processes with one torch thread
 (``OMP_NUM_THREADS=1``), as a user starts them; the clients are threads of this process using
-:class:`compt.inference.ComptClient` (one kept-alive connection each).
+:class:`compt.serving.ComptClient` (one kept-alive connection each).
 
 Traffic, on the demo's evaluation rows of sst2, rte, mnli and stsb (32 each; 2, 2, 3 and 26 rank candidates):
 
@@ -84,7 +84,7 @@ def fresh_bank(folder: Path, backbone: str) -> Path:
     import torch
 
     from compt import PromptBank, PromptBankConfig
-    from compt.backbone import TINY_MODEL_DIR
+    from compt.models.backbone import TINY_MODEL_DIR
 
     name, width = "tiny", 64
     if backbone == "t5-small":
@@ -143,7 +143,7 @@ class Served:
     """``compt serve`` in its own process on a free port of 127.0.0.1."""
 
     def __init__(self, run: Path, mode: str, log: Path, max_batch_size: int, max_wait_ms: float) -> None:
-        from compt.inference import ComptClient
+        from compt.serving import ComptClient
 
         argv = [sys.executable, "-m", "compt.cli", "serve", str(run), "--port", "0", "--device", "cpu"]
         options = ["--mode", mode, "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms)]

@@ -17,8 +17,8 @@ from pathlib import Path
 from compt.cli import main
 from compt.data import bundled_demo_dir
 from compt.data.sources import local_file
-from compt.inference import ComptClient
-from compt.inference.requests import RequestError
+from compt.serving import ComptClient
+from compt.serving.requests import RequestError
 from compt.tasks import get_task
 from tests.helpers import REPO_ROOT
 

@@ -27,18 +27,18 @@ from transformers import (
 from transformers.modeling_outputs import CausalLMOutputWithPast, Seq2SeqLMOutput
 
 from compt import PromptBank, PromptBankConfig, load_backbone
-from compt.backbone import CACHE_FIELD, TINY_CAUSAL_DIR, backbone_family
-from compt.causal import CausalComptModel, position_ids, prompted_prefix
 from compt.cli import main
+from compt.config.run_config import RunConfig
 from compt.data.encode import Collator
 from compt.errors import ConfigError
 from compt.evaluation import Predictor
-from compt.family import build_model
 from compt.inference import export_peft, load_for_inference
+from compt.models.backbone import CACHE_FIELD, TINY_CAUSAL_DIR, backbone_family
+from compt.models.causal import CausalComptModel, position_ids, prompted_prefix
+from compt.models.family import build_model
+from compt.models.tokenization import encode_inputs, encode_targets, prepare_tokenizer
 from compt.tasks import get_task
-from compt.tokenization import encode_inputs, encode_targets, prepare_tokenizer
 from compt.training.build import build_module
-from compt.training.config import RunConfig
 from compt.training.module import ComptModule
 from tests.helpers import FAST, read_results, run_script
 from tests.serving import Server, demo_rows, served_like_predict, sigterm_drains

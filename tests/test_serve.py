@@ -15,17 +15,17 @@ import torch
 from safetensors import safe_open
 
 from compt import PromptBank, PromptBankConfig
-from compt.backbone import load_backbone
 from compt.cli import main
 from compt.errors import ExportError, InferenceError
-from compt.family import build_model
 from compt.inference import composed_prompt, export_embeds, load_for_inference
-from compt.inference.batching import MicroBatcher, QueueFull
 from compt.inference.predictor import RowEncoder
-from compt.inference.requests import RequestError, parse_body
 from compt.inference.rows import check_rows
+from compt.models.backbone import load_backbone
+from compt.models.family import build_model
+from compt.models.tokenization import encode_inputs, input_encoder
+from compt.serving.batching import MicroBatcher, QueueFull
+from compt.serving.requests import RequestError, parse_body
 from compt.tasks import get_task
-from compt.tokenization import encode_inputs, input_encoder
 from tests.serving import TASKS, demo_rows
 
 D = 64  # both tiny backbones' width

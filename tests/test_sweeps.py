@@ -12,11 +12,11 @@ import time
 import pytest
 from hydra import compose, initialize_config_dir
 
-from compt.identity import result_overrides
+from compt.config.hydra import job_folder_name
 from compt.report.aggregate import parse_overrides
+from compt.runs.identity import result_overrides
 from compt.sweeps.cli import main
 from compt.sweeps.jobs import expand, list_jobs, sweep_names
-from compt.training.launch import job_folder_name
 from compt.training.loggers import run_group
 from tests.helpers import REPO_ROOT, read_results, run_script
 

@@ -11,8 +11,8 @@ import torch
 
 from compt import ComptModel, PromptBank, PromptBankConfig
 from compt.evaluation import Predictor
+from compt.optim import OptimConfig, build_optimizer
 from compt.tasks import get_task
-from compt.training.optim import OptimConfig, build_optimizer
 from tests.helpers import FAST, REPO_ROOT, read_results, run_script
 
 pytestmark = pytest.mark.slow
@@ -62,7 +62,7 @@ def test_the_demo_prints_the_readme_figures_and_learns_its_tasks_through_the_pro
     """``make demo``'s run prints what README.md says (portable_cpu: the same bits on any x86-64 CPU). The
     committed tiny backbone answers a task only behind a hidden instruction (scripts/make_tiny_model.py):
     untrained prompts make it copy words (every generation invalid), trained ones recover the tasks."""
-    from compt.evaluation.rerun import evaluate_run
+    from compt.inference.rerun import evaluate_run
 
     run_dir = tmp_path / "run"
     proc = run_script(

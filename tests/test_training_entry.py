@@ -127,7 +127,7 @@ def test_a_missing_model_fails_with_one_message_and_no_traceback(tmp_path):
         (
             "+metod=msum",
             "compt: +metod=msum: unknown key metod; did you mean method? (every key: README's "
-            "key table, src/compt/training/schema.py)",
+            "key table, src/compt/config/schema.py)",
         ),
         ("logger=none", None),  # the control: the same command runs
     ],

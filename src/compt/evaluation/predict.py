@@ -13,10 +13,10 @@ from transformers import PreTrainedTokenizerBase
 
 from compt.errors import ConfigError
 from compt.evaluation.config import EVAL_MODES, EvalConfig
-from compt.model import ComptModel
+from compt.models.seq2seq import ComptModel
+from compt.models.tokenization import encode_targets
 from compt.prompts.masks import PromptMask
 from compt.tasks import TaskSpec
-from compt.tokenization import encode_targets
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""``compt predict`` and ``compt export``: argument wiring only (the library: :mod:`compt.inference`)."""
+"""``compt evaluate``, ``compt predict`` and ``compt export``: argument wiring only (the library:
+:mod:`compt.inference`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from compt.evaluation.cli import MODES
+from compt.evaluation.config import EVAL_MODES as MODES
 
 PREDICT_HELP = "predict rows of a task with a trained run's prompts"
 PREDICT_DESCRIPTION = (
@@ -23,7 +24,8 @@ EXPORT_DESCRIPTION = (
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``compt predict`` and ``compt export``."""
+    """Register ``compt evaluate``, ``compt predict`` and ``compt export``."""
+    _add_evaluate(subparsers)
     _add_predict(_bank_command(subparsers, "predict", PREDICT_HELP, PREDICT_DESCRIPTION))
     _add_export(_bank_command(subparsers, "export", EXPORT_HELP, EXPORT_DESCRIPTION))
 
@@ -109,4 +111,39 @@ def export(args: argparse.Namespace) -> int:
         raise ExportError("--format peft exports one task's prompt: pass --task NAME")
     out = export_peft(args.bank, args.task, args.out, args.mask, args.allow_position_change)
     print(f"wrote a PEFT prompt-tuning adapter for {args.task!r} to {out}", file=sys.stderr)
+    return 0
+
+
+def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="re-evaluate a trained run, optionally under source/private masks",
+        description="Evaluate a run folder's final prompt bank (or --checkpoint) on its tasks' evaluation "
+        "sets, under each mask: total, private, all_src, src0, src1, ... (docs/method.md §3). "
+        "Writes a task × mask table to RUN_DIR/eval/ (or --out).",
+    )
+    parser.add_argument("run_dir", help="a run folder written by train.py")
+    parser.add_argument(
+        "--masks", help="comma list, e.g. total,private,all_src,src0,src1,src2; 'all' = every mask"
+    )
+    parser.add_argument("--checkpoint", help="a Lightning checkpoint (e.g. RUN_DIR/checkpoints/last.ckpt)")
+    parser.add_argument("--mode", choices=MODES, help="prediction mode (default: the run's)")
+    parser.add_argument("--max-samples", type=int, help="evaluation examples per task (-1 = all)")
+    parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    parser.add_argument("--out", help="output folder (default RUN_DIR/eval)")
+    parser.set_defaults(func=evaluate)
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from compt.inference.mask_table import write_tables
+    from compt.inference.rerun import evaluate_run
+    from compt.runs import RunDir
+
+    masks = [m.strip() for m in args.masks.split(",")] if args.masks else None
+    by_mask = evaluate_run(
+        args.run_dir, masks, args.checkpoint, args.mode, args.max_samples, args.accelerator
+    )
+    out_dir = Path(args.out) if args.out else RunDir(args.run_dir).eval_dir
+    print(write_tables(by_mask, out_dir))
+    print(f"\nwrote {out_dir}/masks.{{md,csv,json}}")
     return 0

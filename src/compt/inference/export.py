@@ -25,8 +25,8 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
 from compt.atomic import atomic_file, atomic_folder
-from compt.backbone import backbone_family, resolve_model_name
 from compt.errors import ConfigError, ExportError
+from compt.models.backbone import backbone_family, resolve_model_name
 from compt.prompts.bank import PromptBank
 from compt.prompts.masks import masks_for, parse_mask
 from compt.runs import locate_bank

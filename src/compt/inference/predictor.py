@@ -27,13 +27,12 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from compt.atomic import atomic_file, output_error, require_writable, write_problem
-from compt.backbone import load_backbone, weights_dtype
+from compt.config.run_config import RunConfig
 from compt.data.config import DataConfig
 from compt.data.encode import Collator
 from compt.errors import InferenceError, RunNotFoundError, TaskError
 from compt.evaluation.config import EVAL_MODES, EvalConfig
 from compt.evaluation.predict import Predictor
-from compt.family import build_model
 from compt.inference.rows import (  # noqa: F401 (read_rows: API)
     TASK_COLUMN,
     check_input,
@@ -41,12 +40,13 @@ from compt.inference.rows import (  # noqa: F401 (read_rows: API)
     read_rows,
     row_chunks,
 )
-from compt.model import ComptModel
+from compt.models.backbone import load_backbone, weights_dtype
+from compt.models.family import build_model
+from compt.models.seq2seq import ComptModel
+from compt.models.tokenization import encode_inputs, encode_targets, input_encoder
 from compt.prompts.bank import CONFIG_FILE, PromptBank
 from compt.runs import BankLocation, RunDir, locate_bank
 from compt.tasks import TaskSpec, get_task
-from compt.tokenization import encode_inputs, encode_targets, input_encoder
-from compt.training.config import RunConfig
 from compt.utils import finite_or_none
 
 BANK_ONLY = EvalConfig(mode="rank")
@@ -159,7 +159,7 @@ class RowEncoder:
 
     def prepare(self, rows: Sequence[Mapping[str, Any]], tasks: Sequence[str]) -> list[PreparedRow]:
         """Format and tokenise ``rows``, each under its task in ``tasks`` (one text at a time:
-        :func:`~compt.tokenization.input_encoder`). The rows must hold their task's input columns and choices
+        :func:`~compt.models.tokenization.input_encoder`). The rows must hold their task's input columns and choices
         (checked first: :class:`~compt.inference.rows.RowCheck`)."""
         specs = [find_task(self.tasks, name) for name in tasks]
         limits = [self.limit(spec) for spec in specs]

@@ -57,7 +57,7 @@ class PromptBank(nn.Module):
 
         traits = c.traits
         if traits.task_matrices:
-            self.private = LowRankTaskMatrices(c.n_tasks, c.source_length, c.d_model, c.mpt_rank)
+            self.private = LowRankTaskMatrices(c.n_tasks, c.source_length, c.d_model, c.options.mpt_rank)
         else:
             self.private = table(c.n_tasks, int(c.private_length)) if traits.private else None
         self.sources = table(c.n_sources, c.source_length) if traits.sources else None
@@ -66,7 +66,9 @@ class PromptBank(nn.Module):
         )
         self.attention = (
             AttemptComposer(
-                c.d_model, c.attempt_hidden or max(8, c.d_model // 8), c.attempt_temperature or c.d_model
+                c.d_model,
+                c.options.attempt_hidden or max(8, c.d_model // 8),
+                c.options.attempt_temperature or c.d_model,
             )
             if traits.per_example
             else None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from compt.errors import ConfigError
+from compt.prompts.options import AttemptOptions, MptOptions
 
 LengthRule = Literal["private", "source", "concat"]
 Operation = Literal["add", "multiply"]
@@ -39,8 +40,9 @@ class MethodTraits:
     """the private part is a low-rank task matrix times one shared prompt (``mpt``), not a prompt table"""
     fixed_n_sources: int | None = None
     """the number of shared prompts the method requires, if it fixes one"""
-    options: tuple[str, ...] = ()
-    """:class:`PromptBankConfig` fields that only this method reads"""
+    options: type | None = None
+    """the dataclass of the settings only this method reads (:mod:`compt.prompts.options`), held by its banks'
+    ``PromptBankConfig.options``; None: it has none"""
 
     @property
     def concatenates(self) -> bool:
@@ -74,9 +76,9 @@ METHOD_TRAITS: dict[str, MethodTraits] = {t.name: t for t in (
     MethodTraits("mcat",         True,   True,   True,   "concat",  "multiply", maskable=True),
     MethodTraits("sources_only", False,  True,   True,   "source",  None,       maskable=True),
     MethodTraits("mpt",          True,   True,   False,  "source",  "multiply", task_matrices=True,
-                 fixed_n_sources=1, options=("mpt_rank",)),
+                 fixed_n_sources=1, options=MptOptions),
     MethodTraits("attempt",      True,   True,   False,  "source",  "add",      per_example=True, maskable=True,
-                 options=("attempt_hidden", "attempt_temperature")),
+                 options=AttemptOptions),
 )}
 # fmt: on
 """method name -> its traits, in compt's order (tables and reports list methods in this order)"""

@@ -12,13 +12,13 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.nn.modules.module import _IncompatibleKeys
 
-from compt.backbone import checkpoint_activations, load_backbone, weights_dtype
 from compt.errors import ConfigError
 from compt.evaluation import EvalConfig, Predictions, Predictor, TaskMetrics
-from compt.family import build_model
+from compt.models.backbone import checkpoint_activations, load_backbone, weights_dtype
+from compt.models.family import build_model
+from compt.optim import OptimConfig, build_optimizer
 from compt.prompts import PromptBank, PromptBankConfig, RouterSchedule, parse_mask
 from compt.tasks import TaskSpec
-from compt.training.optim import OptimConfig, build_optimizer
 from compt.utils import evaluating, finite_or_none
 
 BACKBONE_PREFIX = "model.backbone."
@@ -28,7 +28,7 @@ class ComptModule(pl.LightningModule):
     """Trains the prompt bank of a :class:`ComptModel` (or its causal counterpart, by the backbone's family);
     evaluates by generation or rank classification.
 
-    The arguments are the run's objects (:class:`compt.training.config.RunConfig`); they are stored as plain
+    The arguments are the run's objects (:class:`compt.config.run_config.RunConfig`); they are stored as plain
     dicts with ``save_hyperparameters``, so ``torch.load(weights_only=True)`` reads a checkpoint, and the same
     plain dicts are accepted back, so Lightning's ``ComptModule.load_from_checkpoint(path)`` rebuilds the
     module. Checkpoints hold the bank and optimizer state only, never the frozen backbone.
