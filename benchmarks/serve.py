@@ -45,6 +45,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from compt.serving.process import ServerProcess
+
 TASKS = ("sst2", "rte", "mnli", "stsb")
 ENV = {
     **os.environ,
@@ -139,26 +141,12 @@ def offline_rows_per_s(run: Path, rows: list[dict], folder: Path, mode: str) -> 
 
 
 # ---------------------------------------------------------------------------------------------- served
-class Served:
+class Served(ServerProcess):
     """``compt serve`` in its own process on a free port of 127.0.0.1."""
 
     def __init__(self, run: Path, mode: str, log: Path, max_batch_size: int, max_wait_ms: float) -> None:
-        from compt.serving import ComptClient
-
-        argv = [sys.executable, "-m", "compt.cli", "serve", str(run), "--port", "0", "--device", "cpu"]
         options = ["--mode", mode, "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms)]
-        self.log = log
-        with log.open("w") as handle:
-            self.proc = subprocess.Popen([*argv, *options], stdout=subprocess.DEVNULL, stderr=handle, env=ENV)
-        deadline = time.monotonic() + 120
-        while "compt: serving" not in log.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                raise SystemExit(f"compt serve did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.05)
-        line = next(x for x in log.read_text().splitlines() if "compt: serving" in x)
-        self.url = line.split(" on ")[1].split()[0]
-        self.client = ComptClient(self.url, timeout=120)
+        super().__init__(run, "--device", "cpu", *options, log=log, env=ENV, timeout=120)
 
     def phase(self, requests: list[list[dict]], concurrency: int) -> tuple[float, list[float], float, float]:
         """Send ``requests`` (each a list of rows) from ``concurrency`` threads: wall seconds, each request's
@@ -180,12 +168,6 @@ class Served:
             wall = time.perf_counter() - started
             server, clients = cpu_seconds(self.proc.pid) - server, time.process_time() - clients
         return wall, latencies, server, clients
-
-    def stop(self) -> int:
-        import signal
-
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=120)
 
 
 def traffic(rows: dict[str, list[dict]], per_request: int, repeat: int) -> dict[str, list[list[dict]]]:

@@ -6,9 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +15,7 @@ from compt.cli import main
 from compt.data import bundled_demo_dir
 from compt.data.sources import local_file
 from compt.serving import ComptClient
+from compt.serving.process import ServerProcess
 from compt.serving.requests import RequestError
 from compt.tasks import get_task
 from tests.helpers import REPO_ROOT
@@ -36,36 +34,12 @@ def demo_rows(per_task: int, tasks: list[str] = TASKS) -> list[dict]:
     return [row for group in zip(*by_task) for row in group]
 
 
-class Server:
+class Server(ServerProcess):
     """``compt serve RUN`` on a free port of 127.0.0.1 (``--port 0``), in its own process, on one thread."""
 
     def __init__(self, run: Path, log: Path, *options: str) -> None:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-        argv = [sys.executable, "-m", "compt.cli", "serve", str(run), "--port", "0", "--device", "cpu"]
-        self.log = log
-        with log.open("w") as handle:
-            self.proc = subprocess.Popen(
-                [*argv, *options], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=handle
-            )
-        deadline = time.monotonic() + 120
-        while "compt: serving" not in log.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                raise AssertionError(f"compt serve did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        line = next(x for x in log.read_text().splitlines() if "compt: serving" in x)
-        self.url = line.split(" on ")[1].split()[0]
-        self.client = ComptClient(self.url, timeout=60)
-
-    def stop(self) -> int:
-        """SIGTERM, then the exit code (killed after 60 s: the test fails, nothing is left running)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        super().__init__(run, "--device", "cpu", *options, log=log, env=env, cwd=REPO_ROOT)
 
     def raw(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
         """A request with any body, on a connection of its own: ``(status, JSON answer)``."""

@@ -140,13 +140,7 @@ class Predictor(nn.Module):
             candidates = stack_padded(per_row)
         else:
             candidates = self.candidates[task_ids]
-        scores = model.score_candidates(
-            batch["input_ids"][index],
-            batch["attention_mask"][index],
-            batch["prompt_ids"][index],
-            candidates,
-            mask,
-        )  # (b, C)
+        scores = model.score_candidates(*prompted_rows(batch, index), candidates, mask)  # (b, C)
         best = scores.argmax(-1).tolist()
         texts = []
         for r, t, c, mine in zip(rows, tasks, best, own):
@@ -168,16 +162,17 @@ class Predictor(nn.Module):
         for new_tokens, group in by_limit.items():
             index = torch.tensor(group, device=batch["input_ids"].device)
             generated = model.generate(
-                batch["input_ids"][index],
-                batch["attention_mask"][index],
-                batch["prompt_ids"][index],
-                new_tokens,
-                mask,
-                repetition_penalty=self.repetition_penalty,
+                *prompted_rows(batch, index), new_tokens, mask, repetition_penalty=self.repetition_penalty
             )
             decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
             texts.update(zip(group, (text.strip() for text in decoded)))
         return [texts[row] for row in rows]
+
+
+def prompted_rows(batch: dict[str, Any], index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Rows ``index`` of a batch as the model takes them: ``input_ids``, ``attention_mask`` and the task whose
+    prompt each gets (``prompt_ids``)."""
+    return batch["input_ids"][index], batch["attention_mask"][index], batch["prompt_ids"][index]
 
 
 def stack_padded(candidates: Sequence[Tensor]) -> Tensor:
