@@ -24,7 +24,7 @@ CORE_PACKAGES = (
     "compt.tasks",
     "compt.optim",
 )
-SUBCOMMANDS = ("data", "evaluate", "report", "predict", "export", "sweep")
+SUBCOMMANDS = ("data", "evaluate", "report", "predict", "export", "serve", "sweep")
 #: the layers, bottom up (README, "Development"): a module imports from its own folder or a lower layer only
 LAYERS = (
     ("compt._lazy", "compt.errors", "compt.utils", "compt.fields", "compt.atomic", "compt.config_dir"),
@@ -35,6 +35,7 @@ LAYERS = (
     ("compt.recipes", "compt.sweeps"),
     ("compt.jobs",),
     ("compt.inference", "compt.report"),
+    ("compt.serving",),
 )
 SOURCE = REPO_ROOT / "src" / "compt"
 

@@ -23,6 +23,7 @@ CLI_MODULES = (
     "compt.data.cli",  # compt data snapshot|check
     "compt.inference.cli",  # compt evaluate, compt predict, compt export
     "compt.report.cli",  # compt report
+    "compt.serving.cli",  # compt serve
     "compt.sweeps.cli",  # compt sweep list|names
 )
 

@@ -15,12 +15,15 @@ PREDICT_DESCRIPTION = (
     "backbone. Prints JSON lines (or writes them with --output)."
 )
 EXPORT_HELP = (
-    "export a task's composed prompt (e.g. as a PEFT prompt-tuning adapter), or a LoRA/prefix run's adapter"
+    "export composed prompts (a PEFT prompt-tuning adapter, or prompt embeddings for servers), or a LoRA/prefix "
+    "run's adapter"
 )
 EXPORT_DESCRIPTION = (
-    "Compose the task's target prompt (evaluation-mode router weights, mask applied) and write it as a "
-    "Hugging Face PEFT prompt-tuning adapter (loads with PeftModel.from_pretrained). A method=lora or "
-    "method=prefix run's adapter (shared by its tasks) is written as PEFT saved it."
+    "Compose a task's target prompt (evaluation-mode router weights, mask applied) and write it as a "
+    "Hugging Face PEFT prompt-tuning adapter (--format peft: loads with PeftModel.from_pretrained), or every "
+    "task's prompt under every mask asked as one safetensors file of (L, d) tensors named TASK/MASK "
+    "(--format embeds: for servers that take prompt embeddings per request). A method=lora or method=prefix "
+    "run's adapter (shared by its tasks) is written as PEFT saved it (--format peft)."
 )
 
 
@@ -34,16 +37,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _bank_command(
     subparsers: argparse._SubParsersAction, name: str, summary: str, description: str
 ) -> argparse.ArgumentParser:
-    """A sub-command that reads a trained bank (``--bank``) for one of its tasks (``--task``)."""
+    """A sub-command that reads a trained bank (``--bank``)."""
     parser = subparsers.add_parser(name, help=summary, description=description)
     parser.add_argument(
         "--bank", required=True, type=Path, metavar="RUN_DIR", help="run folder or bank folder"
     )
-    parser.add_argument("--task", required=True, help="a task the bank was trained on")
     return parser
 
 
 def _add_predict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--task",
+        default=None,
+        help="answer every row as this task (default: each row's own 'task' column; rows of different "
+        "tasks share batches)",
+    )
     parser.add_argument("--input", required=True, type=Path, help="rows: .jsonl, .json, .csv or .parquet")
     parser.add_argument("--output", type=Path, default=None, help="write JSON lines here (default: stdout)")
     parser.add_argument("--mode", choices=MODES, default=None, help="default: the run's eval.mode, else rank")
@@ -74,9 +82,18 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def _add_export(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("peft",), default="peft")
-    parser.add_argument("--out", required=True, type=Path, help="adapter folder to write")
-    parser.add_argument("--mask", default="total", help="total, private, all_src, src{i}")
+    parser.add_argument(
+        "--task", default=None, help="the task to export (peft: required; embeds: default every task)"
+    )
+    parser.add_argument("--format", choices=("peft", "embeds"), default="peft")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="peft: adapter folder to write; embeds: FILE.safetensors"
+    )
+    parser.add_argument(
+        "--mask",
+        default="total",
+        help="total, private, all_src, src{i}; embeds: several, comma-separated, or all",
+    )
     parser.add_argument(
         "--allow-position-change",
         action="store_true",
@@ -86,8 +103,16 @@ def _add_export(parser: argparse.ArgumentParser) -> None:
 
 
 def export(args: argparse.Namespace) -> int:
-    from compt.inference.export import export_peft
+    from compt.errors import ExportError
+    from compt.inference.export import export_embeds, export_peft
 
+    if args.format == "embeds":
+        tasks = None if args.task is None else [args.task]
+        out, written = export_embeds(args.bank, args.out, tasks, args.mask.split(","))
+        print(f"wrote {len(written)} prompts ({', '.join(written)}) to {out}", file=sys.stderr)
+        return 0
+    if args.task is None:
+        raise ExportError("--format peft exports one task's prompt: pass --task NAME")
     out = export_peft(args.bank, args.task, args.out, args.mask, args.allow_position_change)
     print(
         f"wrote a PEFT adapter for {args.task!r} to {out} (what it holds: {out}/README.md)", file=sys.stderr

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from transformers import PreTrainedModel
 
 from compt.models.backbone import output_cache, prompt_rows, with_cache
-from compt.models.seq2seq import ComptModel, candidate_scores
+from compt.models.seq2seq import ComptModel, candidate_scores, present_candidates
 from compt.prompts.masks import PromptMask
 
 
@@ -238,8 +238,9 @@ class CausalComptModel(ComptModel):
         candidate_labels: Tensor,
         mask: PromptMask | str | None = None,
     ) -> Tensor:
-        """Log-likelihood of every candidate answer: the prefix runs once per example; its KV cache is repeated
-        for the C candidates, which run as one batch of continuations.
+        """Log-likelihood of every candidate answer: the prefix runs once per example; its KV cache is selected
+        for the candidates that are present (an example of a 2-label task beside a 26-candidate one costs 2
+        rows, not 26), which run as one batch of continuations.
 
         Args:
             candidate_labels: ``(B, C, M)`` token ids of each example's C candidates (EOS-terminated), -100 on
@@ -248,26 +249,25 @@ class CausalComptModel(ComptModel):
         Returns:
             ``(B, C)`` summed token log-probabilities; absent candidates get ``-inf``.
         """
-        batch, n_cand, target_len = candidate_labels.shape
+        owner, labels = present_candidates(candidate_labels)  # (N,), (N, M')
         first, attention, last, cache = self._prefix_step(input_ids, attention_mask, task_ids, mask)
-        labels = candidate_labels.reshape(batch * n_cand, target_len)
-        logits = first.repeat_interleave(n_cand, 0)  # (B·C, 1, V): the first token's distribution is shared
-        if target_len > 1:
-            cache.batch_repeat_interleave(n_cand)
-            inputs = labels[:, :-1]  # (B·C, M-1), right-padded: padding never precedes a real token
-            attention = torch.cat(
-                [attention.repeat_interleave(n_cand, 0), (inputs != -100).to(attention.dtype)], 1
-            )
-            steps = torch.arange(1, target_len, device=inputs.device)
+        logits = first[
+            owner
+        ]  # (N, 1, V): the first token's distribution is shared by an example's candidates
+        if labels.shape[1] > 1:
+            cache.batch_select_indices(owner)
+            inputs = labels[:, :-1]  # (N, M'-1), right-padded: padding never precedes a real token
+            attention = torch.cat([attention[owner], (inputs != -100).to(attention.dtype)], 1)
+            steps = torch.arange(1, labels.shape[1], device=inputs.device)
             rest = self.backbone(
                 input_ids=inputs.clamp_min(0),
                 attention_mask=attention,
-                position_ids=last.repeat_interleave(n_cand, 0) + steps,
+                position_ids=last[owner] + steps,
                 **with_cache(cache),
                 use_cache=True,
-            ).logits  # (B·C, M-1, V)
+            ).logits  # (N, M'-1, V)
             logits = torch.cat([logits, rest], 1)
-        return candidate_scores(logits, labels, batch, n_cand)
+        return candidate_scores(logits, labels, candidate_labels)
 
 
 __all__ = [

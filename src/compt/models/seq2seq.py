@@ -137,7 +137,8 @@ class ComptModel(nn.Module):
         mask: PromptMask | str | None = None,
     ) -> Tensor:
         """Log-likelihood of every candidate target: one encoder pass, one decoder step per example (shared by
-        its candidates, with the cross-attention keys/values) and one batched decoder pass over the candidates.
+        its candidates, with the cross-attention keys/values) and one batched decoder pass over the candidates
+        that are present (an example of a 2-label task beside a 26-candidate one costs 2 decoder rows, not 26).
 
         Args:
             candidate_labels: ``(B, C, M)`` token ids of each example's C candidates, -100 on padding
@@ -146,16 +147,15 @@ class ComptModel(nn.Module):
         Returns:
             ``(B, C)`` summed token log-probabilities; absent candidates get ``-inf``.
         """
-        batch, n_cand, target_len = candidate_labels.shape
+        owner, labels = present_candidates(candidate_labels)  # (N,), (N, M')
         embeds, attention = self.prompted_inputs(input_ids, attention_mask, task_ids, mask)
         hidden = self.backbone.get_encoder()(inputs_embeds=embeds, attention_mask=attention).last_hidden_state
-        labels = candidate_labels.reshape(batch * n_cand, target_len)
         config = self.backbone.config
-        # Step 1: the first target token's distribution is the same for all C candidates, so one decoder step
-        # per example; its cache holds the cross-attention keys/values over the encoder output (the costly
-        # part: 2·d² per encoder position and layer), computed once per example instead of once per candidate.
+        # Step 1: the first target token's distribution is the same for all candidates of an example, so one
+        # decoder step per example; its cache holds the cross-attention keys/values over the encoder output (the
+        # costly part: 2·d² per encoder position and layer), computed once per example instead of per candidate.
         start = torch.full(
-            (batch, 1), config.decoder_start_token_id, dtype=labels.dtype, device=labels.device
+            (len(hidden), 1), config.decoder_start_token_id, dtype=labels.dtype, device=labels.device
         )
         first = self.backbone(
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
@@ -164,28 +164,42 @@ class ComptModel(nn.Module):
             use_cache=True,
             **self.kv_prefix(batch),
         )
-        logits = first.logits.repeat_interleave(n_cand, 0)  # (B·C, 1, V)
-        if target_len > 1:
+        logits = first.logits[owner]  # (N, 1, V)
+        if labels.shape[1] > 1:
             # Step 2: the remaining positions of every candidate, teacher-forced, reusing the shared cache.
             cache = output_cache(first)
-            cache.batch_repeat_interleave(n_cand)
+            cache.batch_select_indices(owner)
             inputs = labels[:, :-1].masked_fill(labels[:, :-1] == -100, config.pad_token_id)  # shifted right
             rest = self.backbone(
-                encoder_outputs=BaseModelOutput(last_hidden_state=hidden.repeat_interleave(n_cand, 0)),
-                attention_mask=attention.repeat_interleave(n_cand, 0),
+                encoder_outputs=BaseModelOutput(last_hidden_state=hidden[owner]),
+                attention_mask=attention[owner],
                 decoder_input_ids=inputs,
                 **with_cache(cache),
                 use_cache=True,
-            ).logits  # (B·C, M-1, V)
-            logits = torch.cat([logits, rest], 1)  # (B·C, M, V)
-        return candidate_scores(logits, labels, batch, n_cand)
+            ).logits  # (N, M'-1, V)
+            logits = torch.cat([logits, rest], 1)  # (N, M', V)
+        return candidate_scores(logits, labels, candidate_labels)
 
 
-def candidate_scores(logits: Tensor, labels: Tensor, batch: int, n_cand: int) -> Tensor:
-    """Summed log-probabilities ``(B, C)`` of candidate targets ``labels`` ``(B·C, M)`` (-100 = padding) under
-    ``logits`` ``(B·C, M, V)`` (row j predicts token j); candidates of all -100 get ``-inf``."""
+def present_candidates(candidate_labels: Tensor) -> tuple[Tensor, Tensor]:
+    """The candidates of ``candidate_labels`` ``(B, C, M)`` that are present (not all -100), flattened in
+    ``(example, candidate)`` order: the example each belongs to ``(N,)`` and their ids ``(N, M')``, cut to the
+    longest present candidate (M' ≤ M; every candidate has at least one token)."""
+    present = (candidate_labels != -100).any(-1)  # (B, C)
+    labels = candidate_labels[present]  # (N, M)
+    owner = present.nonzero()[:, 0]
+    length = int((labels != -100).any(0).nonzero().max()) + 1 if labels.numel() else 1
+    return owner, labels[:, :length]
+
+
+def candidate_scores(logits: Tensor, labels: Tensor, candidate_labels: Tensor) -> Tensor:
+    """Summed log-probabilities ``(B, C)`` of the present candidates ``labels`` ``(N, M')`` (-100 = padding;
+    :func:`present_candidates` of ``candidate_labels`` ``(B, C, M)``) under ``logits`` ``(N, M', V)`` (row j
+    predicts token j); absent candidates get ``-inf``."""
     log_probs = torch.log_softmax(logits.float(), -1)
     valid = labels != -100
     token_lp = log_probs.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1) * valid
-    scores = token_lp.sum(-1).reshape(batch, n_cand)
-    return scores.masked_fill(~valid.reshape(batch, n_cand, -1).any(-1), float("-inf"))
+    present = (candidate_labels != -100).any(-1)  # (B, C)
+    scores = torch.full(present.shape, float("-inf"), device=logits.device)
+    scores[present] = token_lp.sum(-1)
+    return scores

@@ -12,7 +12,8 @@ tokenizer is treated as ``seq2seq``, today's behaviour.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from typing import Any
 
 FAMILIES = ("seq2seq", "causal")
@@ -75,6 +76,24 @@ def encode_inputs(tokenizer: Any, texts: Sequence[str], max_length: int | None =
     return [(bos + seq)[:max_length] for seq in ids]
 
 
+def input_encoder(tokenizer: Any) -> Callable[[str], list[int]]:
+    """One text's input ids as :func:`encode_inputs` gives them without ``max_length``, for a caller that encodes
+    texts one at a time (a server, a row per request): a fast tokenizer's Rust backend is called directly (a
+    private copy, without truncation or padding), which skips transformers' per-call work and holds the GIL
+    (a batch call releases it, and a server's event loop then waits for the model's thread to hand it back).
+    Other tokenizers go through :func:`encode_inputs`."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return lambda text: encode_inputs(tokenizer, [text])[0]
+    backend = copy.deepcopy(backend)
+    backend.no_truncation()
+    backend.no_padding()
+    if tokenizer_family(tokenizer) == "seq2seq":
+        return lambda text: backend.encode(text).ids
+    bos = [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
+    return lambda text: bos + backend.encode(text, add_special_tokens=False).ids
+
+
 def encode_targets(tokenizer: Any, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
     """Target ids of each answer, at most ``max_length`` (seq2seq: ending with ``</s>``; causal: the
     answer's continuation ids after the text, then EOS — EOS kept when truncated)."""
@@ -90,6 +109,7 @@ __all__ = [
     "continuation_ids",
     "encode_inputs",
     "encode_targets",
+    "input_encoder",
     "prepare_tokenizer",
     "tokenizer_family",
 ]
