@@ -162,7 +162,7 @@ class ComptModel(nn.Module):
             attention_mask=attention,
             decoder_input_ids=start,
             use_cache=True,
-            **self.kv_prefix(batch),
+            **self.kv_prefix(len(hidden)),
         )
         logits = first.logits[owner]  # (N, 1, V)
         if labels.shape[1] > 1:
