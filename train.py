@@ -1,8 +1,8 @@
 """Train ComPT prompts: ``python train.py [overrides]`` or a sweep, ``python train.py -m method=ssum,msum k=8,16``.
 
-Configs live in ``conf/``, typed by :class:`compt.training.schema.TrainSchema` (registered with Hydra on
-importing :mod:`compt.training.launch`; see README). Each run writes results.json, predictions.jsonl, bank/ and
-checkpoints/last.ckpt to its output folder.
+Configs live in ``conf/``, typed by :data:`compt.config.schema.TrainSchema`, which this script registers with
+Hydra before it composes them (:func:`compt.config.hydra.register_config`; see README). Each run writes
+results.json, predictions.jsonl, bank/ and checkpoints/last.ckpt to its output folder.
 """
 
 from __future__ import annotations
@@ -20,16 +20,18 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from compt.atomic import environment_error
+from compt.config.command_line import check_overrides, refuse_unknown_schema_keys
+from compt.config.hydra import register_config
+from compt.config.schema import TrainSchema
 from compt.errors import ClaimLost, ComptError, RunDiverged, RunInterrupted
-from compt.training.command_line import check_overrides, refuse_unknown_schema_keys
-from compt.training.launch import check_launch, joblib_gpu, shared_output_dir
-from compt.training.numerics import set_portable_environment
-from compt.training.preflight import RUN_ELSEWHERE, check_run_config
-from compt.training.resume_run import resume_arguments
-from compt.training.runlog import route_run_log, to_log_file
-from compt.training.schema import TrainSchema
-from compt.training.search import check_search, objective
-from compt.training.stopping import JobStopped, how_to_resume, stop_request
+from compt.jobs.launch import check_launch, how_to_resume, joblib_gpu, shared_output_dir
+from compt.jobs.preflight import check_run_config
+from compt.jobs.resume_run import resume_arguments
+from compt.jobs.search import check_search, objective
+from compt.runs import RUN_ELSEWHERE
+from compt.runtime.numerics import set_portable_environment
+from compt.runtime.runlog import route_run_log, to_log_file
+from compt.runtime.stopping import JobStopped, stop_request
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -51,10 +53,10 @@ def main(cfg: DictConfig) -> float | None:
         output_dir = shared_output_dir(hydra_cfg.runtime.output_dir)
         stop = stop_request()
         stop.begin(output_dir)
-        with stop.handling():  # SIGTERM, SIGUSR1, SIGINT: a clean stop (compt.training.stopping)
+        with stop.handling():  # SIGTERM, SIGUSR1, SIGINT: a clean stop (compt.runtime.stopping)
             # The run driver (Lightning, transformers: seconds to import) is loaded once the config is known
             # to work, so a mistake in it answers at once.
-            from compt.training.job import run_job
+            from compt.jobs.job import run_job
 
             with joblib_gpu(cfg, hydra_cfg):
                 results = run_job(schema, output_dir, list(hydra_cfg.overrides.task))
@@ -82,6 +84,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    register_config()  # the schema and the resolvers Hydra composes conf/ with
     try:  # resume=RUN_DIR: the run's own overrides and folder, before Hydra reads the command line
         sys.argv[1:] = resume_arguments(sys.argv[1:])
         check_overrides(sys.argv[1:], TrainSchema, CONFIG_DIR)  # a typo'd key or option, with or without +

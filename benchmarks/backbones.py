@@ -24,9 +24,9 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from compt.backbone import freeze, load_backbone
-from compt.causal import position_ids
-from compt.model import ComptModel
+from compt.models.backbone import freeze, load_backbone
+from compt.models.causal import position_ids
+from compt.models.seq2seq import ComptModel
 from harness import Bench
 
 #: t5-base's architecture (random weights: the compute cost does not depend on them)
@@ -159,7 +159,7 @@ CAUSAL_FLOPS_FORMULA = (
 
 @dataclass
 class CausalShape(BackboneShape):
-    """A frozen decoder-only LM; compt's :class:`compt.causal.CausalComptModel` runs on it (``build_model``
+    """A frozen decoder-only LM; compt's :class:`compt.models.causal.CausalComptModel` runs on it (``build_model``
     picks the class)."""
 
     peft_task_type: ClassVar[str] = "CAUSAL_LM"

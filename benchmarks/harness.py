@@ -32,11 +32,17 @@ class Bench:
         dtype: ``fp32``, or ``bf16`` (autocast).
         repeats: timed rounds per configuration (figures are medians).
         warmup: untimed calls of each configuration first.
+        clock: ``wall`` or ``cpu`` (:attr:`clock`).
     """
 
-    def __init__(self, device: torch.device, dtype: str, repeats: int, warmup: int) -> None:
+    def __init__(
+        self, device: torch.device, dtype: str, repeats: int, warmup: int, clock: str = "wall"
+    ) -> None:
         self.device, self.dtype, self.repeats, self.warmup = device, dtype, repeats, warmup
         self.cuda = device.type == "cuda"
+        #: ``wall`` (elapsed time) or ``cpu`` (this process's CPU time: on a CPU shared with other jobs, what a
+        #: step costs whatever the others do; with one torch thread it is the step's own time)
+        self.clock = clock
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype == "bf16":
@@ -48,11 +54,12 @@ class Bench:
             torch.cuda.synchronize(self.device)
 
     def time_once(self, fn: Callable[[], Any]) -> float:
+        now = time.process_time if self.clock == "cpu" else time.perf_counter
         self.sync()
-        start = time.perf_counter()
+        start = now()
         fn()
         self.sync()
-        return time.perf_counter() - start
+        return now() - start
 
     def interleaved(self, fns: dict[str, Callable[[], Any]], repeats: int | None = None) -> Times:
         """Warm every function up, then time them round by round (order rotated each round), so that a slow

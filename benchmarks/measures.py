@@ -2,7 +2,7 @@
 JSON keys of its figures: train step vs floor, the PEFT peer, evaluation, data loading, memory.
 
 Banks, optimizers and the data pipeline are compt's own: the method lengths come from ``conf/method``, the
-optimizer from :func:`compt.training.optim.build_optimizer`, prompt lengths from ``PromptBank.prompt_length``.
+optimizer from :func:`compt.optim.build_optimizer`, prompt lengths from ``PromptBank.prompt_length``.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ import yaml
 from torch import Tensor
 
 from backbones import BackboneShape
-from compt.backbone import load_backbone
 from compt.config_dir import default_config_dir
 from compt.data import DataConfig
-from compt.family import build_model
-from compt.model import ComptModel
+from compt.models.backbone import load_backbone
+from compt.models.family import build_model
+from compt.models.seq2seq import ComptModel
+from compt.models.tokenization import encode_targets
+from compt.optim import OptimConfig, build_optimizer
 from compt.prompts import PromptBank, PromptBankConfig
 from compt.tasks import resolve_tasks
-from compt.tokenization import encode_targets
 from compt.training.datamodule import ComptDataModule
-from compt.training.optim import OptimConfig, build_optimizer
 from harness import Bench, PeakMemory, Times, median, medians, peak_memory, peak_memory_kind, ratio
 
 #: the GLUE task set: T = 8 tasks, so every bank has 8 private prompts (METHOD.md §5)
@@ -158,22 +158,7 @@ def measure_peer(shape: BackboneShape, batch: dict, bench: Bench) -> PeerFigures
     mlp_step, _ = method_step("pt", shape, batch, bench)
     config = PromptTuningConfig(task_type=shape.peft_task_type, num_virtual_tokens=raw.prompt_length)
     peft_model = get_peft_model(shape.backbone, config).train()
-    optim = OptimConfig()  # PEFT's one prompt at compt's private-prompt rate
-    peft_optimizer = torch.optim.AdamW(
-        [p for p in peft_model.parameters() if p.requires_grad],
-        lr=optim.lr_private,
-        eps=optim.eps,
-        weight_decay=optim.weight_decay,
-    )
-    peft_batch = shape.peft_batch(batch)
-
-    def peft_step() -> None:
-        peft_optimizer.zero_grad(set_to_none=True)
-        with bench.autocast():
-            loss = peft_model(**peft_batch).loss
-        loss.backward()
-        peft_optimizer.step()
-
+    peft_step = peft_train_step(peft_model, OptimConfig().lr_private, shape, batch, bench)  # compt's pt rate
     times = bench.interleaved(
         {"peft": peft_step, "compt_pt_before_raw": raw_step, "compt_pt_default_mlp": mlp_step}
     )
@@ -183,6 +168,28 @@ def measure_peer(shape: BackboneShape, batch: dict, bench: Bench) -> PeerFigures
     raw_over, raw_spread = ratio(times, "compt_pt_before_raw", "peft")
     mlp_over, mlp_spread = ratio(times, "compt_pt_default_mlp", "peft")
     return PeerFigures(medians(times), times, raw_over, raw_spread, mlp_over, mlp_spread)
+
+
+def peft_train_step(peft_model: Any, lr: float, shape: BackboneShape, batch: dict, bench: Bench):
+    """Plain PEFT's train step: its forward and loss on the batch as PEFT takes it, AdamW over its trainable
+    parameters at ``lr`` (compt's eps and weight decay)."""
+    optim = OptimConfig()
+    optimizer = torch.optim.AdamW(
+        [p for p in peft_model.parameters() if p.requires_grad],
+        lr=lr,
+        eps=optim.eps,
+        weight_decay=optim.weight_decay,
+    )
+    peft_batch = shape.peft_batch(batch)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with bench.autocast():
+            loss = peft_model(**peft_batch).loss
+        loss.backward()
+        optimizer.step()
+
+    return step
 
 
 # ---------------------------------------------------------------------------------------------- 3. eval

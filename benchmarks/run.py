@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""compt benchmark harness: train-step overhead, PEFT peer, evaluation, data and memory (benchmarks/README.md).
+"""compt benchmark harness: train-step overhead, PEFT peer, evaluation, data, memory and the PEFT adapter methods
+against plain PEFT (benchmarks/README.md).
 
 A script, not a timed test. Writes one JSON (``--out``) and prints a table. Every figure is the median of
 ``--repeats`` runs after warm-up; configurations that are compared are timed interleaved, round by round, so
@@ -23,6 +24,7 @@ import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ for _key, _value in OFFLINE.items():  # before transformers and datasets are imp
 
 import torch  # noqa: E402
 
+from adapters import AdapterFigures, measure_adapters  # noqa: E402
 from backbones import SHAPES  # noqa: E402
 from harness import Bench, machine_info, median, release_memory  # noqa: E402
 from measures import (  # noqa: E402
@@ -60,7 +63,7 @@ warnings.filterwarnings("ignore")
 METHODS = ("pt", "ssum", "msum", "mcat")
 #: the committed tiny models, one per backbone family (``--quick``)
 QUICK_SHAPES = ("tiny", "tiny-causal")
-PARTS = ("train", "peer", "eval", "data", "memory")
+PARTS = ("train", "peer", "eval", "data", "memory", "adapters")
 #: the method whose train step the data part is compared with (when measured)
 DATA_REFERENCE = "ssum"
 
@@ -75,6 +78,7 @@ class ShapeResult:
     eval: EvalFigures | None = None
     memory: MemoryFigures | None = None
     data: DataFigures | None = None
+    adapters: AdapterFigures | None = None
     #: JSON key -> why its part was not measured
     skipped: dict[str, str] = field(default_factory=dict)
     mfu: dict[str, float] | None = None
@@ -82,7 +86,7 @@ class ShapeResult:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"setup": self.setup}
-        for part in (self.train, self.peer, self.eval, self.memory, self.data):
+        for part in (self.train, self.peer, self.eval, self.memory, self.data, self.adapters):
             if part is not None:
                 out.update({k: v for k, v in asdict(part).items() if v is not None})
         out.update({key: f"skipped: {reason}" for key, reason in self.skipped.items()})
@@ -115,10 +119,7 @@ def bench_shape(name: str, args: argparse.Namespace, bench: Bench) -> ShapeResul
         result.train = measure_train(shape, batch, args.methods, bench)
     if "peer" in args.parts:
         log("PEFT peer")
-        if importlib.util.find_spec("peft") is None:
-            result.skipped["pt_over_peft"] = "peft not installed"
-        else:
-            result.peer = measure_peer(shape, batch, bench)
+        result.peer = with_peft(result, "pt_over_peft", partial(measure_peer, shape, batch, bench))
     if "eval" in args.parts:
         log("evaluation")
         result.eval = measure_eval(shape, batch, bench)
@@ -129,12 +130,25 @@ def bench_shape(name: str, args: argparse.Namespace, bench: Bench) -> ShapeResul
         log("data")
         reference, step_time = reference_step(result.train, shape, batch, bench, args.methods)
         result.data = measure_data(shape.tokenizer, batch_size, reference, step_time, bench)
+    if "adapters" in args.parts:
+        log("PEFT adapters (lora, prefix) vs plain PEFT")
+        result.adapters = with_peft(
+            result, "adapter_over_peft", partial(measure_adapters, shape, batch, bench)
+        )
     if bench.cuda and result.train is not None:
         result.mfu = {m: t / args.peak_tflops for m, t in result.train.train_tflops_per_s.items()}
         result.peak_tflops = args.peak_tflops
     del shape
     release_memory()
     return result
+
+
+def with_peft(result: ShapeResult, key: str, measure: Any) -> Any:
+    """``measure()``, or None with ``key`` marked skipped when peft is not installed."""
+    if importlib.util.find_spec("peft") is None:
+        result.skipped[key] = "peft not installed"
+        return None
+    return measure()
 
 
 def reference_step(
@@ -189,6 +203,14 @@ def table_rows(r: ShapeResult, cuda: bool) -> list[str]:
                 f"  ckpt  {name:<22} {b / 2**20:10.2f} MiB  {m.ckpt_over_backbone[name]:.2%} of backbone"
                 f"   folded {folded / 2**20:.3f} MiB {m.ckpt_folded_over_backbone[name]:.3%}"
             )
+    if (a := r.adapters) is not None:
+        rows += [f"  adapt {name:<22} {t * 1e3:10.1f} ms" for name, t in a.adapter_times_s.items()]
+        for method, value in a.adapter_over_peft.items():
+            lo, hi = a.adapter_over_peft_spread[method]
+            rows.append(
+                f"  {method}_over_peft {'':<17} {value:.3f} [{lo:.3f}, {hi:.3f}]   "
+                f"/ floor_0 {a.adapter_over_floor[method]:.3f}   {a.adapter_trainable_params[method]} params"
+            )
     rows += [f"  {key}: skipped ({reason})" for key, reason in r.skipped.items()]
     return rows
 
@@ -196,7 +218,7 @@ def table_rows(r: ShapeResult, cuda: bool) -> list[str]:
 def print_table(machine: dict[str, Any], shapes: dict[str, ShapeResult], cuda: bool) -> None:
     print(
         f"\ncompt benchmarks  {machine['date']}  {machine['cpu']} ({machine['cpu_count']} CPUs)  "
-        f"torch {machine['torch']}  device {machine['device']}  dtype {machine['dtype']}"
+        f"torch {machine['torch']}  device {machine['device']}  dtype {machine['dtype']}  clock {machine['clock']}"
     )
     for name, r in shapes.items():
         s = r.setup
@@ -240,6 +262,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="peak dense TFLOP/s for MFU (989 = H100/H200 bf16 dense)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--clock",
+        default="wall",
+        choices=("wall", "cpu"),
+        help="wall: elapsed time; cpu: the process's CPU time (a CPU shared with other jobs; use --threads 1)",
+    )
     args = p.parse_args(argv)
     args.methods = [m for m in args.methods.split(",") if m]
     args.parts = [x for x in args.parts.split(",") if x]
@@ -271,9 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     quick_tiny = args.quick or set(args.shapes) <= set(QUICK_SHAPES)
     repeats = args.repeats or (5 if quick_tiny else (20 if device.type == "cuda" else 7))
     warmup = args.warmup if args.warmup is not None else (2 if device.type == "cuda" else 1)
-    bench = Bench(device, dtype, repeats, warmup)
+    if args.clock == "cpu" and device.type == "cuda":
+        print(
+            "note: --clock cpu times the host only; GPU work is not counted, use --clock wall",
+            file=sys.stderr,
+        )
+    bench = Bench(device, dtype, repeats, warmup, args.clock)
     torch.manual_seed(0)
-    machine = machine_info(device, dtype)
+    machine = {**machine_info(device, dtype), "clock": args.clock}
     started = time.perf_counter()
     shapes = {name: bench_shape(name, args, bench) for name in args.shapes}
     result = {

@@ -15,7 +15,7 @@ space, and the real tokenizers' BOS and no-pad cases are exercised.
 Pretraining is the tiny T5's mixture (:func:`make_tiny_model.example_maker`): word copying, and each bundled
 demo task behind a hidden 3-piece **instruction** written after the text, with the loss on the answer only,
 in compt's own causal layout ``[BOS] text [instruction] answer </s>`` (tokenised by
-:mod:`compt.tokenization`). Without its instruction the model copies a span of the input, so untrained soft
+:mod:`compt.models.tokenization`). Without its instruction the model copies a span of the input, so untrained soft
 prompts score 0 with greedy generation and trained ones (in the instruction's slot, ``prompt.position=after``)
 recover the tasks. The demo's accuracy says nothing about generalisation (the pretraining rows come from the
 demo data's own generators).
@@ -34,7 +34,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from compt.tokenization import encode_inputs, encode_targets, prepare_tokenizer
+from compt.models.tokenization import encode_inputs, encode_targets, prepare_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_tiny_model  # the tiny T5's vocabulary and pretraining mixture (a sibling script)

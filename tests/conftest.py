@@ -38,10 +38,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: -slow_runs[item.path])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compt_config_registered() -> None:
+    """compt's schema and resolvers in Hydra, as ``train.py`` and ``compt sweep`` register them before composing
+    (a test that composes ``conf/train.yaml`` needs them; nothing registers them on import)."""
+    from compt.config.hydra import register_config
+
+    register_config()
+
+
 @pytest.fixture(scope="session")
 def tiny_backbone():
     """The committed tiny T5 and its tokenizer, loaded through ``from_pretrained`` (frozen)."""
-    from compt.backbone import load_backbone
+    from compt.models.backbone import load_backbone
 
     return load_backbone("tiny")
 
@@ -54,6 +63,6 @@ def tiny_tokenizer(tiny_backbone):
 @pytest.fixture(scope="session")
 def tiny_causal_backbone():
     """The committed tiny causal LM (Llama architecture) and its tokenizer, through ``from_pretrained``."""
-    from compt.backbone import load_backbone
+    from compt.models.backbone import load_backbone
 
     return load_backbone("tiny-causal")

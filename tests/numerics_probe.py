@@ -10,13 +10,13 @@ import sys
 if __name__ == "__main__":
     portable = sys.argv[1] == "portable"
     if portable:  # before torch computes anything, as train.py does
-        from compt.training.numerics import set_portable_environment
+        from compt.runtime.numerics import set_portable_environment
 
         set_portable_environment()
     import torch
 
     if portable:
-        from compt.training.numerics import use_portable_cpu
+        from compt.runtime.numerics import use_portable_cpu
 
         use_portable_cpu()
     generator = torch.Generator().manual_seed(0)

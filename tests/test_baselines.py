@@ -126,3 +126,36 @@ def test_sources_initialised_from_another_bank_and_spot_style_private_init():
     assert torch.equal(target()[0][0], shared.sources()[0]) and torch.equal(
         target()[0][1], shared.sources()[0]
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "expected"),
+    [
+        ("mpt", {"n_sources": 1, "mpt_rank": 2}, {"mpt_rank": 2}),
+        (
+            "attempt",
+            {"n_sources": 2, "attempt_hidden": 4},
+            {"attempt_hidden": 4, "attempt_temperature": None},
+        ),
+        ("ssum", {}, None),
+    ],
+)
+def test_each_baseline_owns_its_options_and_banks_saved_with_them_at_the_top_still_load(
+    tmp_path, method, options, expected
+):
+    import json
+
+    from compt.prompts.bank import CONFIG_FILE
+
+    bank = _bank(method, **options)
+    assert bank.config.to_dict()["options"] == expected
+    assert not {"mpt_rank", "attempt_hidden", "attempt_temperature"} & set(bank.config.to_dict())
+    bank.save(tmp_path)
+    meta = json.loads((tmp_path / CONFIG_FILE).read_text())
+    old = {key: value for key, value in meta["config"].items() if key != "options"}
+    old.update(mpt_rank=1, attempt_hidden=None, attempt_temperature=None)  # as every bank recorded them
+    old.update({key: value for key, value in options.items() if key != "n_sources"})
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({**meta, "config": old}))
+    loaded = PromptBank.load(tmp_path)
+    assert loaded.config == bank.config
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), bank.state_dict().values()))

@@ -23,6 +23,8 @@ REQUIRED = (
     "train_times_s",
     "peer_times_s",
     "eval_times_s",
+    "adapter_over_peft",
+    "adapter_over_floor",
 )
 METHODS = ("pt", "ssum", "msum", "mcat")
 
@@ -67,4 +69,5 @@ def test_quick_benchmark_writes_every_figure(tmp_path):
                 assert math.isfinite(number) and number > 0, (key, number)
         assert set(tiny["step_over_floor"]) == set(METHODS)
         assert set(METHODS) <= set(tiny["ckpt_bytes"])
+        assert set(tiny["adapter_over_peft"]) == {"lora", "prefix"}
     assert "compt" in proc.stdout and "tiny-causal" in proc.stdout  # the printed table

@@ -27,20 +27,21 @@ from transformers import (
 from transformers.modeling_outputs import CausalLMOutputWithPast, Seq2SeqLMOutput
 
 from compt import PromptBank, PromptBankConfig, load_backbone
-from compt.backbone import CACHE_FIELD, TINY_CAUSAL_DIR, backbone_family
-from compt.causal import CausalComptModel, position_ids, prompted_prefix
 from compt.cli import main
+from compt.config.run_config import RunConfig
 from compt.data.encode import Collator
 from compt.errors import ConfigError
 from compt.evaluation import Predictor
-from compt.family import build_model
 from compt.inference import export_peft, load_for_inference
+from compt.models.backbone import CACHE_FIELD, TINY_CAUSAL_DIR, backbone_family
+from compt.models.causal import CausalComptModel, position_ids, prompted_prefix
+from compt.models.family import build_model
+from compt.models.tokenization import encode_inputs, encode_targets, prepare_tokenizer
 from compt.tasks import get_task
-from compt.tokenization import encode_inputs, encode_targets, prepare_tokenizer
 from compt.training.build import build_module
-from compt.training.config import RunConfig
 from compt.training.module import ComptModule
 from tests.helpers import FAST, read_results, run_script
+from tests.serving import Server, demo_rows, served_like_predict, sigterm_drains
 from tests.test_configs import composed
 from tests.test_predict_export import eval_rows
 
@@ -604,3 +605,29 @@ def test_activation_checkpointing_recomputes_layers_and_keeps_loss_and_gradients
     (loss, grads), (loss_ckpt, grads_ckpt) = results
     assert torch.allclose(loss, loss_ckpt) and len(grads) == len(grads_ckpt) > 0
     assert all(torch.allclose(g, h, atol=1e-6) for g, h in zip(grads, grads_ckpt))
+
+
+# ---------------------------------------------------------------------------------------------- compt serve
+@pytest.fixture(scope="module")
+def causal_server(trained, tmp_path_factory):
+    """``compt serve`` of the causal demo on a free port of 127.0.0.1; it waits up to 2 s to fill batches of
+    50 rows (the burst's 50 rows of one mode arrive together; the drain test's requests stay in flight)."""
+    run_dir, _ = trained
+    folder = tmp_path_factory.mktemp("serve")
+    server = Server(run_dir, folder / "serve.log", "--max-batch-size", "50", "--max-wait-ms", "2000")
+    yield server, folder
+    server.stop()
+
+
+@pytest.mark.slow
+def test_a_burst_of_mixed_requests_is_served_as_compt_predict_answers_it(trained, causal_server):
+    server, folder = causal_server
+    assert served_like_predict(trained[0], server, folder, clients=50)["mode"] == "generate"
+
+
+@pytest.mark.slow
+def test_sigterm_drains_the_requests_in_flight_and_exits_0(trained, causal_server):
+    server, _ = causal_server
+    rows = demo_rows(2)[:6]
+    answers = load_for_inference(trained[0], device="cpu").predict(rows)  # the run's mode: generate
+    sigterm_drains(server, rows, [{**a, "index": 0} for a in answers])

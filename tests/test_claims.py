@@ -1,4 +1,4 @@
-"""The claim on a job folder (:mod:`compt.claims`): one holder at a time, stale claims taken over, and a holder
+"""The claim on a job folder (:mod:`compt.runs.claims`): one holder at a time, stale claims taken over, and a holder
 whose claim was taken over anyway stops before writing anything more."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from compt.claims import CLAIM_FILE, Holder, JobClaim, claim_job, read_holder, stale_reason
 from compt.errors import ClaimLost
+from compt.runs.claims import CLAIM_FILE, Holder, JobClaim, claim_job, read_holder, stale_reason
+from compt.runtime.stopping import StopRequest
 from compt.training.callbacks import LastCheckpoint
 from compt.training.loggers import ResumableCSVLogger
 from compt.training.stop_boundary import StopAtStepBoundary
-from compt.training.stopping import StopRequest
 
 
 def _write_claim(folder, holder: Holder, age_s: float = 0.0) -> None:

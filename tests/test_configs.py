@@ -9,10 +9,10 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from compt.config.hydra import register_schema
+from compt.config.run_config import RunConfig
+from compt.config.schema import TrainSchema
 from compt.errors import ConfigError
-from compt.training.config import RunConfig
-from compt.training.launch import register_schema
-from compt.training.schema import TrainSchema
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -30,7 +30,7 @@ def test_defaults_follow_the_paper():
     assert cfg.model.name == "t5-base" and cfg.model.dropout is True
     assert list(cfg.tasks) == ["mnli", "qnli", "rte", "cola", "sst2", "stsb", "mrpc", "qqp"]
     assert (cfg.k, cfg.n_sources, cfg.data.batch_size) == (16, 3, 20)
-    assert dict(cfg.optim.lr) == {"router": 0.1, "sources": 0.05, "private": 0.02}
+    assert dict(cfg.optim.lr) == {"router": 0.1, "sources": 0.05, "private": 0.02, "adapter": 3e-4}
     assert (cfg.optim.eps, cfg.optim.weight_decay, cfg.optim.warmup_ratio) == (1e-6, 0.0, 0.2)
     assert cfg.trainer.gradient_clip_val == 1.0
     assert (cfg.router.tau0, cfg.router.tau_min, cfg.router.anneal) == (5.0, 1e-3, "linear")
@@ -166,3 +166,58 @@ def test_tables_3_4_under_protocol_authors_take_their_5000_row_settings(method):
     assert paper.epochs == {"mcat": 40}.get(method, 50) and paper.optim.lr_private == 0.02
     assert paper.router.temperature(0, 100) == 5.0  # the paper's linear anneal from 5
     assert RunConfig.from_hydra(composed("+sweep=table3_4", "protocol=authors", "optim.epochs=2")).epochs == 2
+
+
+def test_a_pass_through_knob_is_one_library_field_and_reachable_from_the_command_line(monkeypatch):
+    """Adding a knob = one library field: the schema, train.py's key check, Hydra and the run's DataConfig
+    all follow (nothing else written)."""
+    from dataclasses import dataclass
+
+    from compt.config import knobs
+    from compt.config.command_line import check_overrides
+    from compt.config.hydra import register_schema
+    from compt.config.schema import build_schema
+    from compt.data.config import DataConfig
+    from compt.fields import knob
+
+    @dataclass
+    class WithPrefetch(DataConfig):
+        prefetch_factor: int | None = knob("data.prefetch_factor", None)
+        """batches each DataLoader worker loads ahead"""
+
+    argv = ["experiment=demo", "data.prefetch_factor=4"]
+    with pytest.raises(ConfigError, match="unknown key data.prefetch_factor"):
+        check_overrides(argv, TrainSchema, CONF)  # not a key before the field exists
+    monkeypatch.setitem(knobs.LIBRARY, "data", WithPrefetch)
+    schema = build_schema()
+    check_overrides(argv, schema, CONF)
+    register_schema(schema)
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=argv)
+    finally:
+        register_schema(TrainSchema)
+    config = RunConfig.from_schema(schema.from_hydra(cfg))
+    assert isinstance(config.data, WithPrefetch) and config.data.prefetch_factor == 4
+    assert composed().data.get("prefetch_factor", "absent") == "absent"  # the real schema is back
+
+
+def test_every_knob_keeps_its_key_and_default_and_a_config_pickles():
+    """The keys and defaults of the library fields as the schema types them (README's table); a typed config
+    pickles, as ``ddp_spawn`` hands it to its ranks."""
+    import pickle
+
+    cfg = TrainSchema.from_hydra(composed())
+    assert (cfg.data.batch_size, cfg.eval.max_samples, cfg.kshot.balanced, cfg.sources.freeze) == (
+        20,
+        100,
+        False,
+        False,
+    )
+    assert (cfg.method.mpt_rank, cfg.method.attempt_hidden, cfg.eval.masks, cfg.metrics.compat) == (
+        1,
+        None,
+        ["total"],
+        False,
+    )
+    assert pickle.loads(pickle.dumps(cfg)) == cfg

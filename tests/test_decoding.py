@@ -11,7 +11,7 @@ from transformers import RepetitionPenaltyLogitsProcessor
 
 from compt.errors import ConfigError
 from compt.evaluation import EvalConfig, Predictor
-from compt.model import ComptModel
+from compt.models.seq2seq import ComptModel
 from compt.prompts import PromptBank, PromptBankConfig
 from compt.tasks import get_task
 from tests.test_causal import MIXED, example_parts, make_batch, prepared

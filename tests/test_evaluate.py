@@ -35,7 +35,7 @@ def test_evaluate_reproduces_the_run_and_writes_a_task_by_mask_table(mcat_run, c
 
 
 def test_evaluate_from_the_checkpoint_matches_the_bank(mcat_run):
-    from compt.evaluation.rerun import evaluate_run
+    from compt.inference.rerun import evaluate_run
 
     from_checkpoint = evaluate_run(
         mcat_run, ["total"], checkpoint=mcat_run / "checkpoints" / "last.ckpt", accelerator="cpu"
@@ -54,9 +54,9 @@ def test_lightning_test_from_a_backbone_free_checkpoint(mcat_run):
     """trainer.test(ckpt_path=...) restores the bank from a checkpoint that holds no backbone weights."""
     import pytorch_lightning as pl
 
+    from compt.config.run_config import RunConfig
     from compt.runs import RunDir
     from compt.training.build import build_module
-    from compt.training.config import RunConfig
     from compt.training.datamodule import ComptDataModule
 
     config = RunConfig.from_hydra(RunDir(mcat_run).config())

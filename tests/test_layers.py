@@ -5,10 +5,12 @@ Each check runs in a fresh interpreter, so modules imported by other tests do no
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import subprocess
 import sys
+from functools import cache
 
 import pytest
 
@@ -18,15 +20,26 @@ from tests.helpers import REPO_ROOT
 #: the plain-PyTorch core: no Lightning, no Hydra, no training/evaluation/CLI code
 CORE_PACKAGES = (
     "compt.prompts",
-    "compt.model",
-    "compt.causal",
-    "compt.family",
-    "compt.tokenization",
-    "compt.backbone",
+    "compt.models",
+    "compt.adapters",
     "compt.data",
     "compt.tasks",
+    "compt.optim",
 )
-SUBCOMMANDS = ("data", "evaluate", "report", "predict", "export", "sweep")
+SUBCOMMANDS = ("data", "evaluate", "report", "predict", "export", "serve", "sweep")
+#: the layers, bottom up (README, "Development"): a module imports from its own folder or a lower layer only
+LAYERS = (
+    ("compt._lazy", "compt.errors", "compt.utils", "compt.fields", "compt.atomic", "compt.config_dir"),
+    (*CORE_PACKAGES, "compt.evaluation"),
+    ("compt.runs", "compt.runtime"),
+    ("compt.config",),
+    ("compt.training",),
+    ("compt.recipes", "compt.sweeps"),
+    ("compt.jobs",),
+    ("compt.inference", "compt.report"),
+    ("compt.serving",),
+)
+SOURCE = REPO_ROOT / "src" / "compt"
 
 
 def loaded_in_stages(stages: dict[str, str]) -> dict[str, list[str]]:
@@ -57,7 +70,7 @@ USES = {
     "training package": "import compt.training\n"
     "assert not {'torch', 'pytorch_lightning'} & {m.split('.')[0] for m in sys.modules}, 'eager import'",
     "predict": "import compt.inference.predictor, compt.inference.rows",
-    "evaluate": "import compt.evaluation.rerun, compt.inference.predictor, compt.inference.export, compt.runs",
+    "evaluate": "import compt.inference.rerun, compt.inference.predictor, compt.inference.export, compt.runs",
     "training module": "from compt.training import ComptModule, RunConfig\n"
     "assert ComptModule.__module__ == 'compt.training.module'",
 }
@@ -92,7 +105,7 @@ def test_the_core_imports_neither_lightning_nor_hydra():
 def test_evaluate_and_predict_leave_the_run_driver_out(loaded_by_use):
     """``compt evaluate`` / ``predict`` / ``export`` need a built module, not SLURM, spawning, W&B or Hydra."""
     modules = loaded_by_use["evaluate"]
-    driver = ("compt.training.run", "compt.training.loggers", "compt.training.launch", "compt.training.spot")
+    driver = ("compt.training.fit", "compt.training.loggers", "compt.jobs.launch", "compt.recipes.spot")
     assert not set(driver) & set(modules)
     assert not top_level(modules) & {"wandb", "hydra"}
 
@@ -122,8 +135,8 @@ def test_every_error_is_a_compt_error():
 
 
 def test_the_cli_modes_are_the_predictors():
-    from compt.evaluation.cli import MODES
     from compt.evaluation.predict import EVAL_MODES
+    from compt.inference.cli import MODES
 
     assert MODES == EVAL_MODES
 
@@ -155,3 +168,161 @@ def test_the_training_package_exports_its_module_on_first_use(loaded_by_use):
     :data:`USES` asserts both in the interpreter)."""
     assert not top_level(loaded_by_use["training package"]) & {"torch", "pytorch_lightning"}
     assert "compt.training.module" in loaded_by_use["training module"]
+
+
+@cache
+def import_edges() -> tuple[tuple[str, str], ...]:
+    """``(module, imported module)`` for every compt import in the package, at the top of a module or inside a
+    function, and every module a package ``__init__`` exports on first use (``lazy_exports``)."""
+    modules = {
+        ".".join(("compt", *p.relative_to(SOURCE).with_suffix("").parts)).removesuffix(".__init__")
+        for p in SOURCE.rglob("*.py")
+    }
+    edges = []
+    for path in sorted(SOURCE.rglob("*.py")):
+        source = ".".join(("compt", *path.relative_to(SOURCE).with_suffix("").parts)).removesuffix(
+            ".__init__"
+        )
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("compt"):
+                targets = [
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                    for a in node.names
+                ]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.startswith("compt")]
+            elif isinstance(node, ast.Dict) and path.name == "__init__.py":  # lazy_exports' module -> names
+                targets = [
+                    k.value
+                    for k in node.keys
+                    if isinstance(k, ast.Constant) and str(k.value).startswith("compt.")
+                ]
+            edges += [(source, target) for target in targets if target != source]
+    return tuple(edges)
+
+
+def layer(module: str) -> tuple[int, str] | None:
+    """``(rank, folder)`` of a module; None for the entry points (the ``compt`` package, ``cli`` modules)."""
+    if module == "compt" or module.endswith((".cli", ".__main__")):
+        return None
+    for rank, folders in enumerate(LAYERS):
+        for folder in folders:
+            if module == folder or module.startswith(folder + "."):
+                return rank, folder
+    raise AssertionError(f"{module} is in no layer of LAYERS: add its folder")
+
+
+def test_no_module_imports_a_higher_layer():
+    """Every import goes to the module's own layer or down (jobs/ may import training/, never the reverse;
+    evaluation/ imports nothing of inference/, config/ nothing of training/ ...)."""
+    upward = []
+    for source, target in import_edges():
+        here, there = layer(source), layer(target)
+        if here is None or there is None or here[1] == there[1]:
+            continue
+        if there[0] > here[0]:
+            upward.append(f"{source} -> {target}")
+    assert not upward
+
+
+def test_the_package_has_no_import_circle():
+    graph: dict[str, set[str]] = {}
+    for source, target in import_edges():
+        graph.setdefault(source, set()).add(target)
+    state: dict[str, int] = {}
+    circles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                circles.append(" -> ".join([*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not circles
+
+
+def test_the_config_imports_no_lightning():
+    """``compt.config`` (the schema, the run's objects, Hydra's registration) is plain Python + Hydra."""
+    modules = loaded_after(
+        "import importlib, pkgutil, compt.config\n"
+        "for info in pkgutil.walk_packages(compt.config.__path__, 'compt.config.'):\n"
+        "    importlib.import_module(info.name)"
+    )
+    assert not top_level(modules) & {"pytorch_lightning", "lightning", "lightning_fabric"}
+    assert not [m for m in modules if m.startswith(("compt.training", "compt.jobs", "compt.recipes"))]
+
+
+def test_training_imports_no_claim_repair_preflight_or_search_code():
+    """The Lightning layer fits a run; claiming, repairing, checking and searching are the job's (jobs/): nothing
+    a training module imports, directly or through others, is of jobs/ or recipes/, and none imports the claim.
+    (Read from the source, every import inside functions included, so no interpreter needs to load Lightning.)"""
+    graph: dict[str, set[str]] = {}
+    for source, target in import_edges():
+        graph.setdefault(source, set()).add(target)
+    reached = {m for m in graph if m.startswith("compt.training")}
+    todo = list(reached)
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in reached:
+                reached.add(target)
+                todo.append(target)
+    assert not sorted(m for m in reached if m.startswith(("compt.jobs", "compt.recipes")))
+    claims = [
+        (s, t) for s, t in import_edges() if s.startswith("compt.training") and t == "compt.runs.claims"
+    ]
+    assert not claims
+
+
+def test_nothing_registers_the_config_on_import_and_compt_sweep_registers_it_itself():
+    """Hydra's ConfigStore and OmegaConf's resolvers are filled by ``register_config()`` (``train.py``, ``compt
+    sweep``), never as a side effect of importing the modules that use them."""
+    code = (
+        "from hydra.core.config_store import ConfigStore\n"
+        "from omegaconf import OmegaConf\n"
+        "import compt.config.hydra, compt.config.schema, compt.jobs.launch, compt.jobs.search_sweeper, "
+        "compt.sweeps.jobs\n"
+        "known = lambda: ('compt_schema.yaml' in ConfigStore.instance().repo, "
+        "OmegaConf.has_resolver('compt_job_folder'), OmegaConf.has_resolver('compt_sqlite'))\n"
+        "before = known()\n"
+        "compt.sweeps.jobs.expand(None, ['k=8,16'])\n"
+        "print(json.dumps([before, known()]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import json\n{code}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == [[False, False, False], [True, True, True]]
+
+
+#: lines of Python a folder of the package may hold (its sub-folders included)
+FOLDER_LINES = 1500
+#: the folders above it, and why (README, "Development")
+LARGER_FOLDERS = {
+    "training": "the Lightning layer is one Trainer's parts: the module, the data module, the callbacks, the "
+    "loggers, the fit of one run, DDP spawning, divergence and the stop at a step boundary, one module each; "
+    "what is not Lightning lives in runtime/, config/, recipes/ and jobs/",
+    "report": "one command, compt report: aggregate, tables, plots, analyses and their plots, html and build, "
+    "one module each, read by nothing else",
+}
+
+
+def test_no_folder_is_above_1500_lines_unless_written_down_why():
+    """The package's own modules (``compt/*.py``) count as a folder too."""
+    sizes = {"": sum(len(p.read_text().splitlines()) for p in SOURCE.glob("*.py"))}
+    for folder in SOURCE.iterdir():
+        if folder.is_dir() and (folder / "__init__.py").is_file():
+            sizes[folder.name] = sum(len(p.read_text().splitlines()) for p in folder.rglob("*.py"))
+    assert set(LARGER_FOLDERS) <= set(sizes)
+    over = {name: lines for name, lines in sizes.items() if lines > FOLDER_LINES}
+    assert not over.keys() - LARGER_FOLDERS.keys(), over

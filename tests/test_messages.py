@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from compt.cli import main
+from compt.config.keys import typed_keys
+from compt.config.run_config import RunConfig
 from compt.data import bundled_demo_dir
 from compt.data.sources import load_local_file, load_split
 from compt.data.validate import development_copies, find_problems
 from compt.errors import ConfigError
 from compt.tasks import get_task
-from compt.training.config import RunConfig
-from compt.training.keys import typed_keys
 from tests.test_configs import composed
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from compt.errors import ConfigError
-from compt.training.numerics import use_portable_cpu
+from compt.runtime.numerics import use_portable_cpu
 from tests.helpers import REPO_ROOT
 
 #: this machine, one thread

@@ -9,10 +9,10 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from compt import PromptBank, PromptBankConfig
-from compt.training.config import RunConfig
-from compt.training.optim import OptimConfig, build_optimizer
-from compt.training.schema import TrainSchema
-from compt.training.single_task import single_task_configs
+from compt.config.run_config import RunConfig
+from compt.config.schema import TrainSchema
+from compt.optim import OptimConfig, build_optimizer
+from compt.recipes.single_task import single_task_configs
 from tests.test_configs import composed
 
 

@@ -198,7 +198,7 @@ def test_a_checkpoint_on_a_full_disk_leaves_no_partial_file(tmp_path):
 
 
 def test_a_claim_on_a_full_disk_is_one_error_and_leaves_no_draft(tmp_path):
-    from compt.claims import claim_job
+    from compt.runs.claims import claim_job
 
     with small_disk(tmp_path / "disk") as disk:
         (disk / "job").mkdir()
@@ -214,7 +214,7 @@ def test_a_claim_on_a_full_disk_is_one_error_and_leaves_no_draft(tmp_path):
 def test_a_dangling_symlink_or_a_full_disk_as_the_run_folder_is_one_line_before_hydra_writes(tmp_path):
     from omegaconf import OmegaConf
 
-    from compt.training.preflight import OutputFolderCheck
+    from compt.jobs.preflight import OutputFolderCheck
 
     def start(folder: Path) -> str:
         with pytest.raises(SystemExit) as raised:

@@ -1,4 +1,5 @@
-"""``compt predict`` / :mod:`compt.inference` and ``compt export`` (PEFT prompt-tuning adapters)."""
+"""``compt predict`` / :mod:`compt.inference`, ``compt export`` (PEFT prompt-tuning adapters) and ``compt serve``
+on the T5 demo."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from compt.inference import composed_prompt, export_peft, load_for_inference, re
 from compt.runs import locate_bank
 from compt.tasks import get_task
 from tests.helpers import FAST, read_results, run_script
+from tests.serving import Server, bad_requests_get_one_line, demo_rows, served_like_predict
 
 TINY_D = 64  # the bundled tiny T5's hidden size
 
@@ -167,3 +169,34 @@ def test_exported_peft_adapter_gives_compt_logits(before_run, tmp_path):
         ).logits
     assert peft_model.peft_config["default"].num_virtual_tokens == bank.prompt_length
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------- compt serve
+@pytest.fixture(scope="module")
+def t5_server(before_run, tmp_path_factory):
+    """``compt serve`` of the demo run on a free port of 127.0.0.1 (small body and input limits)."""
+    folder = tmp_path_factory.mktemp("serve")
+    server = Server(
+        before_run, folder / "serve.log", "--max-body-bytes", "65536", "--max-input-tokens", "128"
+    )
+    yield server, folder
+    server.stop()
+
+
+@pytest.mark.slow
+def test_a_burst_of_mixed_requests_is_served_as_compt_predict_answers_it(before_run, t5_server):
+    server, folder = t5_server
+    served_like_predict(before_run, server, folder, clients=8)
+    tasks = server.client.tasks()["tasks"]
+    assert [t["name"] for t in tasks] == ["sst2", "rte", "mnli", "stsb"]
+    assert tasks[1]["input_columns"] == ["sentence1", "sentence2"] and tasks[3]["labels"] is None
+    assert tasks[2]["labels"] == ["entailment", "neutral", "contradiction"]
+
+
+@pytest.mark.slow
+def test_bad_requests_get_one_line_and_the_server_keeps_answering(before_run, t5_server):
+    server, _ = t5_server
+    row = demo_rows(1)[1]
+    [answer] = load_for_inference(before_run, device="cpu").predict([row])
+    bad_requests_get_one_line(server, row, answer)
+    assert server.stop() == 0 and "compt: stopped by SIGTERM" in server.log.read_text()

@@ -14,14 +14,14 @@ import pytest
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
+from compt.config.command_line import check_overrides, refuse_unknown_schema_keys
+from compt.config.schema import TrainSchema
 from compt.data import bundled_demo_dir
 from compt.data.sources import load_local_file, load_split
 from compt.errors import ConfigError, DataError, InferenceError, LaunchError
 from compt.inference.predictor import check_rows, read_rows
-from compt.tasks import get_task
-from compt.training.command_line import check_overrides, refuse_unknown_schema_keys
-from compt.training.launch import check_launch, device_count
-from compt.training.preflight import (
+from compt.jobs.launch import check_launch
+from compt.jobs.preflight import (
     COMPT_TRAINER_ARGUMENTS,
     TRAINER_ARGUMENTS,
     OutputFolderError,
@@ -30,7 +30,8 @@ from compt.training.preflight import (
     trainer_argument_names,
     writable_problem,
 )
-from compt.training.schema import TrainSchema
+from compt.tasks import get_task
+from compt.training.spawn import device_count
 from tests.test_configs import composed
 
 

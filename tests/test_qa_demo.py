@@ -4,6 +4,7 @@ official definitions score its own predictions, and trained prompts beating untr
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import datasets
 import pytest
@@ -14,6 +15,7 @@ from compt.inference import load_for_inference
 from compt.prompts import PromptBank
 from compt.tasks import TASK_SETS, get_task
 from tests.helpers import read_results, run_script
+from tests.serving import Server, demo_rows, predicted
 from tests.test_predict_export import eval_rows
 from tests.test_qa_tasks import official_squad
 
@@ -136,3 +138,29 @@ def test_the_qa_demo_learns_and_copa_always_answers_a_choice(qa_run):
     assert all(
         a["prediction"] in (r["choice1"], r["choice2"]) for a, r in zip(ranked, eval_rows("copa", results))
     )
+
+
+def test_compt_serve_answers_the_qa_demo_as_compt_predict_does(qa_run, tmp_path):
+    """Concurrent one-row requests of squad, copa and boolq (batched together by the server) are answered as
+    ``compt predict`` answers the same mixed rows, in both modes: text answers, per-row choices, gold fields."""
+    run_dir, _ = qa_run
+    rows = demo_rows(4, TASKS)
+    offline = {mode: predicted(run_dir, rows, tmp_path, mode) for mode in ("rank", "generate")}
+    server = Server(run_dir, tmp_path / "serve.log")
+    try:
+        assert server.client.wait_ready(timeout=60)["tasks"] == TASKS
+        kinds = {t["name"]: (t["kind"], t.get("choices")) for t in server.client.tasks()["tasks"]}
+        assert kinds == {
+            "squad": ("text", None),
+            "copa": ("choice", ["choice1", "choice2"]),
+            "boolq": ("classification", None),
+        }
+        requests = [(mode, i) for mode in offline for i in range(len(rows))]
+        with ThreadPoolExecutor(6) as pool:
+            served = list(pool.map(lambda r: server.client.predict(rows[r[1]], mode=r[0]), requests))
+        for (mode, i), answer in zip(requests, served):
+            assert answer == {**offline[mode][i], "index": 0}, (mode, i)
+        assert any(a["task"] == "squad" and a["answers"] for a in served)
+        assert server.client.health()["mixed_batches"] >= 1
+    finally:
+        assert server.stop() == 0

@@ -19,10 +19,10 @@ from compt.data.sampling import eval_indices
 from compt.data.sources import load_split
 from compt.errors import ConfigError, TaskError
 from compt.evaluation import Predictor, TaskMetrics
-from compt.family import build_model
+from compt.models.family import build_model
+from compt.models.tokenization import encode_inputs, encode_targets
 from compt.prompts import PromptBank, PromptBankConfig
 from compt.tasks import TASK_SETS, TaskSpec, get_task
-from compt.tokenization import encode_inputs, encode_targets
 
 # ------------------------------------------------------------------------------------ rows in the hub schemas
 BOOLQ = {"question": "is the sky blue", "passage": "The sky is blue.", "idx": 0, "label": 1}
@@ -436,8 +436,8 @@ def test_mrqa_sets_read_their_subset_from_one_hub_layout(tmp_path):
 
 
 def test_restore_best_needs_a_development_split():
-    from compt.training.preflight import check_run_config
-    from compt.training.schema import TrainSchema
+    from compt.config.schema import TrainSchema
+    from compt.jobs.preflight import check_run_config
     from tests.test_configs import composed
 
     check_run_config(

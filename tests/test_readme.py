@@ -9,8 +9,8 @@ import shlex
 import pytest
 
 from compt.cli import build_parser
-from compt.training.command_line import check_overrides
-from compt.training.schema import TrainSchema
+from compt.config.command_line import check_overrides
+from compt.config.schema import TrainSchema
 from tests.helpers import REPO_ROOT
 
 #: the README's placeholders, filled in as a user would (longest first)

@@ -1,4 +1,4 @@
-"""What a relaunch trusts and repairs in a run folder (:meth:`RunDir.check`, :mod:`compt.training.recovery`),
+"""What a relaunch trusts and repairs in a run folder (:meth:`RunDir.check`, :mod:`compt.jobs.recovery`),
 the CSV log that continues on resume, the divergence guard, and diverged runs in ``compt report``."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import torch
 
 from compt import PromptBank, PromptBankConfig
 from compt.errors import RunDiverged
+from compt.jobs.recovery import checkpoint_problem, repair, start_forced_run
 from compt.report import build_report, scan
 from compt.runs import RunDir, bank_problem, results_problems
 from compt.training.divergence import DivergenceGuard
 from compt.training.loggers import ResumableCSVLogger
-from compt.training.recovery import checkpoint_problem, repair, start_forced_run
 from compt.utils import current_umask
 from tests.test_report import fake_results, write_run
 
@@ -215,3 +215,17 @@ def test_diverged_runs_are_listed_apart_and_never_averaged(tmp_path):
     assert report.tables[0].rows[0][1]["rte"].n == 1
     assert "## Diverged runs (1, not averaged)" in report.markdown
     assert "Diverged runs" in report.html.read_text()
+
+
+def test_every_loggers_folder_keeps_its_own_temporary_files(tmp_path):
+    """The loggers of conf/logger write their own ``*.tmp`` files (TensorBoard, MLflow's store): a relaunch's
+    sweep of compt's temporary files leaves their folders alone."""
+    run = finished_run(tmp_path / "job")
+    kept = [run.path / folder / "events.tmp" for folder in ("wandb", "csv", "tensorboard", "mlruns")]
+    for path in kept:
+        path.parent.mkdir()
+        path.write_text("a logger's own file")
+    (run.path / "predictions.tmp").write_text("")
+    assert run.temp_files() == [run.path / "predictions.tmp"]
+    repair(run)
+    assert all(path.exists() for path in kept)

@@ -20,9 +20,9 @@ from safetensors.torch import load_file
 
 from compt.data.sampling import MixedTaskSampler, ShardedBatchSampler
 from compt.errors import RunInterrupted
+from compt.jobs.launch import RUN_DIR_ENV, gpu_lease, shared_output_dir
+from compt.runtime.stopping import StopRequest
 from compt.training.callbacks import ResumeState
-from compt.training.launch import RUN_DIR_ENV, gpu_lease, shared_output_dir
-from compt.training.stopping import StopRequest
 from tests.helpers import REPO_ROOT, read_results, run_script
 
 #: 3 epochs of 10 steps, a checkpoint at every epoch end, bit-reproducible on CPU

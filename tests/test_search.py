@@ -18,12 +18,12 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from compt.config.hydra import register_job_folder_resolver
 from compt.errors import ConfigError
+from compt.jobs.search import check_search, objective
+from compt.jobs.search_sweeper import study_creation_lock
 from compt.runs import write_json_atomic
 from compt.sweeps.jobs import list_jobs
-from compt.training.launch import register_job_folder_resolver
-from compt.training.search import check_search, objective
-from compt.training.search_sweeper import study_creation_lock
 from tests.helpers import REPO_ROOT, read_results, run_script
 
 CONF = REPO_ROOT / "conf"
@@ -41,7 +41,7 @@ SEARCH = [
 
 
 def test_the_optuna_preset_searches_the_learning_rates_and_tau0_on_k_development_rows(tmp_path):
-    register_job_folder_resolver()  # as train.py's import of compt.training.launch does
+    register_job_folder_resolver()  # as train.py does (compt.config.hydra.register_config)
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose(
             "train", ["hparams_search=optuna", "k=8", f"paths.log_dir={tmp_path}"], return_hydra_config=True

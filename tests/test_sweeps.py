@@ -12,11 +12,11 @@ import time
 import pytest
 from hydra import compose, initialize_config_dir
 
-from compt.identity import result_overrides
+from compt.config.hydra import job_folder_name
 from compt.report.aggregate import parse_overrides
+from compt.runs.identity import result_overrides
 from compt.sweeps.cli import main
 from compt.sweeps.jobs import expand, list_jobs, sweep_names
-from compt.training.launch import job_folder_name
 from compt.training.loggers import run_group
 from tests.helpers import REPO_ROOT, read_results, run_script
 
@@ -35,6 +35,7 @@ EXPECTED_JOBS = {
     "fig6": 2 * 2 * 3,  # constant/learned x methods (ssum, mcat) x seeds
     "fig_a1": 3,  # seeds (ssum)
     "baselines": 5 * 3 * 3,  # pt, ssum, spot, attempt, mpt x k x seeds
+    "peft_baselines": 3 * 3 * 3,  # ssum, lora, prefix x k x seeds
 }
 
 #: the bundled demo data, as a path relative to the repository root (where run_script runs)

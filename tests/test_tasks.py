@@ -389,7 +389,7 @@ def authors_input(task: str, row: dict, target: str) -> str:
 
 @pytest.fixture(scope="module")
 def authors_tasks():
-    from compt.training.config import RunConfig
+    from compt.config.run_config import RunConfig
     from tests.test_configs import composed
 
     tasks = RunConfig.from_hydra(composed("protocol=authors", f"tasks=[{','.join(BUILTIN_TASKS)}]")).tasks

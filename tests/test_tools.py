@@ -18,12 +18,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from compt.errors import ConfigError, RunNotFoundError
-from compt.provenance import git_state, package_version
+from compt.jobs.launch import gpu_lease, joblib_gpu, lease_slots
+from compt.jobs.resume_run import resume_arguments
+from compt.runs.provenance import git_state, package_version
 from compt.training import loggers
 from compt.training.callbacks import extra_callbacks
-from compt.training.launch import gpu_lease, joblib_gpu, lease_slots
 from compt.training.loggers import build_loggers, wandb_mode, wandb_run_id
-from compt.training.resume_run import resume_arguments
 from tests.helpers import FAST, REPO_ROOT, read_results, run_script
 
 CONF = REPO_ROOT / "conf"

@@ -13,8 +13,8 @@ import torch
 
 from compt import ComptModel, PromptBank, PromptBankConfig
 from compt.evaluation import Predictor
+from compt.optim import OptimConfig, build_optimizer
 from compt.tasks import get_task
-from compt.training.optim import OptimConfig, build_optimizer
 from tests.helpers import FAST, REPO_ROOT, read_results, run_script
 from tests.test_predict_export import eval_rows
 
@@ -68,8 +68,8 @@ def test_the_demo_prints_the_readme_figures_and_learns_its_tasks_through_the_pro
     """``make demo``'s run prints what README.md says (portable_cpu: the same bits on any x86-64 CPU). The
     committed tiny backbone answers a task only behind a hidden instruction (scripts/make_tiny_model.py):
     untrained prompts make it copy words (every generation invalid), trained ones recover the tasks."""
-    from compt.evaluation.rerun import evaluate_run
     from compt.inference import load_for_inference
+    from compt.inference.rerun import evaluate_run
 
     run_dir, proc = demo_run
     results = read_results(run_dir)

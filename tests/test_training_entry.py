@@ -43,7 +43,7 @@ def test_the_authors_protocol_runs_the_demo(tmp_path):
     assert results["protocol"] == "authors" and results["metrics_compat"] is True
     assert results["primary"] == results["primary_paper"]  # the paper's reading is primary
     config = results["config"]
-    assert config["optim"]["lr"] == {"router": 0.15, "sources": 0.05, "private": 0.08}
+    assert config["optim"]["lr"] == {"router": 0.15, "sources": 0.05, "private": 0.08, "adapter": 3e-4}
     assert (config["router"]["train_norm"], config["data"]["truncation"]) == ("sum_compat", "chars_compat")
     rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
     golds = [row["gold"] for row in rows if row["task"] == "stsb"]
@@ -133,7 +133,7 @@ def test_a_missing_model_fails_with_one_message_and_no_traceback(tmp_path):
         (
             "+metod=msum",
             "compt: +metod=msum: unknown key metod; did you mean method? (every key: README's "
-            "key table, src/compt/training/schema.py)",
+            "key table, src/compt/config/schema.py)",
         ),
         (None, None),  # the control: the same command without a bad value runs (the W&B test's run)
     ],

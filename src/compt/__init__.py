@@ -14,16 +14,16 @@ __getattr__, __dir__, __all__ = lazy_exports(
     globals(),
     {
         "compt.errors": ["ComptError", "BackboneNotFoundError"],
-        "compt.backbone": [
+        "compt.models.backbone": [
             "TINY_CAUSAL_DIR",
             "TINY_MODEL_DIR",
             "backbone_family",
             "insert_prompts",
             "load_backbone",
         ],
-        "compt.causal": ["CausalComptModel"],
-        "compt.model": ["ComptModel"],
-        "compt.family": ["build_model"],
+        "compt.models.causal": ["CausalComptModel"],
+        "compt.models.seq2seq": ["ComptModel"],
+        "compt.models.family": ["build_model"],
         "compt.prompts.compose": ["compose"],
         "compt.prompts.methods": ["METHODS", "method_traits"],
         "compt.prompts.bank": ["PromptBank"],

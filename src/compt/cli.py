@@ -21,9 +21,9 @@ from compt.errors import ComptError
 #: the modules that define ``add_parser``, in ``compt --help`` order
 CLI_MODULES = (
     "compt.data.cli",  # compt data snapshot|check
-    "compt.evaluation.cli",  # compt evaluate
+    "compt.inference.cli",  # compt evaluate, compt predict, compt export
     "compt.report.cli",  # compt report
-    "compt.inference.cli",  # compt predict, compt export
+    "compt.serving.cli",  # compt serve
     "compt.sweeps.cli",  # compt sweep list|names
 )
 

@@ -93,5 +93,5 @@ class RunInterrupted(ComptError, RuntimeError):
 
 
 class ClaimLost(ComptError, RuntimeError):
-    """Another process took over this job's claim (:mod:`compt.claims`): this process stops without writing
+    """Another process took over this job's claim (:mod:`compt.runs.claims`): this process stops without writing
     anything more into the job's folder."""

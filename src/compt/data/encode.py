@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from compt.data.sampling import stable_seed
+from compt.models.tokenization import encode_inputs, encode_targets, tokenizer_family
 from compt.tasks import TaskSpec
-from compt.tokenization import encode_inputs, encode_targets, tokenizer_family
 
 if TYPE_CHECKING:  # imported where used: the Collator (compt predict) needs no `datasets`
     import datasets
@@ -44,7 +44,7 @@ def encode_split(
     """Every row of ``dataset`` encoded: columns ``row`` (index in the split), ``input_text``,
     ``target_text``, ``gold`` (float), ``input_ids`` (≤ max_source_length ids; seq2seq: ends with ``</s>``,
     causal: ``[BOS] text``) and ``labels`` (≤ max_target_length ids ending with EOS; causal: the answer as it
-    follows the text, see :mod:`compt.tokenization`); a task with per-row choices also ``choices`` (texts) and
+    follows the text, see :mod:`compt.models.tokenization`); a task with per-row choices also ``choices`` (texts) and
     ``choice_ids`` (each choice encoded as a target, untruncated); a text task ``answers`` (every gold answer); a
     task with ``group_columns`` ``group`` (a 63-bit id of the row's question). File-backed splits are cached on disk by ``datasets``
     under a fingerprint of (split, task format, tokenizer, lengths), so repeated runs and sweeps never

@@ -83,9 +83,11 @@ def answer_report(
     for index, row in enumerate(dataset.select_columns(columns)):
         for kind in _row_answer_issues(task, row):
             found.setdefault(kind, []).append(index)
-    problems = [f"{kind} in {_rows(rows)}" for kind, rows in found.items() if not kind.startswith("warning:")]
+    problems = [
+        f"{kind} in {describe_rows(rows)}" for kind, rows in found.items() if not kind.startswith("warning:")
+    ]
     warnings = [
-        f"{kind[len('warning: ') :]} in {_rows(rows)}"
+        f"{kind[len('warning: ') :]} in {describe_rows(rows)}"
         for kind, rows in found.items()
         if kind.startswith("warning:")
     ]
@@ -163,7 +165,7 @@ def duplicate_warning(task: TaskSpec, dataset: datasets.Dataset) -> str | None:
     if not repeated:
         return None
     return (
-        f"{_rows(repeated)} repeat the input of an earlier row: a k-shot sample can then draw one example "
+        f"{describe_rows(repeated)} repeat the input of an earlier row: a k-shot sample can then draw one example "
         "twice, and development rows (data.validation_from_train) can copy k-shot rows; drop the duplicates"
     )
 
@@ -180,7 +182,7 @@ def development_copies(
         return None
     return (
         f"{task.name}: {len(copies)} of {len(development)} development row(s) have the same input as a k-shot "
-        f"training row ({task.train_split} {_rows(copies)}): the split repeats rows, so validation counts "
+        f"training row ({task.train_split} {describe_rows(copies)}): the split repeats rows, so validation counts "
         "examples the prompts were trained on; drop the duplicated rows (`compt data check` lists them)"
     )
 
@@ -208,7 +210,7 @@ def text_report(task: TaskSpec, dataset: datasets.Dataset) -> tuple[list[str], l
             bad = invalid_utf8_rows(column)
             if bad:
                 problems.append(
-                    f"column {name!r} is not valid UTF-8 in {_rows(bad)}; re-encode the file as UTF-8"
+                    f"column {name!r} is not valid UTF-8 in {describe_rows(bad)}; re-encode the file as UTF-8"
                 )
                 continue
         if name not in task.input_columns:
@@ -221,12 +223,14 @@ def text_report(task: TaskSpec, dataset: datasets.Dataset) -> tuple[list[str], l
         nulls = _true_rows(pc.is_null(column))
         if nulls:
             problems.append(
-                f"column {name!r} has no text (null or missing) in {_rows(nulls)}; fill or drop them"
+                f"column {name!r} has no text (null or missing) in {describe_rows(nulls)}; fill or drop them"
             )
         if _is_text(kind):
             blank = _true_rows(pc.equal(pc.utf8_trim_whitespace(column), ""))
             if blank:
-                warnings.append(f"column {name!r} is blank in {_rows(blank)}; they are used as empty text")
+                warnings.append(
+                    f"column {name!r} is blank in {describe_rows(blank)}; they are used as empty text"
+                )
     return problems, warnings
 
 
@@ -268,30 +272,39 @@ class RowTextCheck:
         """Check the next chunk of rows."""
         listed = list_columns(self.task)
         for offset, row in enumerate(rows):
-            for name in self.task.input_columns:
-                kind = _text_kind(row.get(name) if isinstance(row, Mapping) else None, name in listed)
-                if kind is not None:
-                    self._note(name, kind, offset)
-            if self.task.choices and not has_choices(self.task, row):
-                self._note(None, NO_CHOICES, offset)
+            self.add_row(self.rows + offset, row, listed)
         self.rows += len(rows)
 
-    def _note(self, name: str | None, kind: str, offset: int) -> None:
+    def add_row(self, number: int, row: Mapping[str, Any], listed: tuple[str, ...] | None = None) -> None:
+        """Check one row, numbered ``number`` in the messages (rows of several tasks interleaved in one input:
+        each task's check sees its own rows under their numbers in the input; ``rows`` is not advanced).
+        ``listed``: :func:`list_columns` of the task (computed when not given)."""
+        listed = list_columns(self.task) if listed is None else listed
+        for name in self.task.input_columns:
+            kind = _text_kind(row.get(name) if isinstance(row, Mapping) else None, name in listed)
+            if kind is not None:
+                self._note(name, kind, number)
+        if self.task.choices and not has_choices(self.task, row):
+            self._note(None, NO_CHOICES, number)
+
+    def _note(self, name: str | None, kind: str, number: int) -> None:
         shown, count = self.found.get((name, kind), ([], 0))
         if len(shown) <= SHOWN_ROWS:
-            shown.append(self.rows + offset)
+            shown.append(number)
         self.found[(name, kind)] = (shown, count + 1)
 
     def report(self) -> tuple[list[str], list[str]]:
         """``(problems, warnings)`` so far, one message per column and kind (and one for rows without choices)."""
         problems = [
-            f"no answer choices (column(s) {list(self.task.choices or ())}) in {_rows(*r)}"
+            f"no answer choices (column(s) {list(self.task.choices or ())}) in {describe_rows(*r)}"
             if k == NO_CHOICES
-            else f"column {n!r} {k} in {_rows(*r)}"
+            else f"column {n!r} {k} in {describe_rows(*r)}"
             for (n, k), r in self.found.items()
             if k != BLANK
         ]
-        warnings = [f"column {n!r} is blank in {_rows(*r)}" for (n, k), r in self.found.items() if k == BLANK]
+        warnings = [
+            f"column {n!r} is blank in {describe_rows(*r)}" for (n, k), r in self.found.items() if k == BLANK
+        ]
         return problems, warnings
 
 
@@ -338,7 +351,7 @@ def _true_rows(mask: pa.ChunkedArray | pa.Array) -> list[int]:
     return pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist()
 
 
-def _rows(indices: Iterable[int], count: int | None = None) -> str:
+def describe_rows(indices: Iterable[int], count: int | None = None) -> str:
     """``"2 row(s): 4, 9 (numbered from 0)"``, at most :data:`SHOWN_ROWS` numbers; ``count``: how many rows
     there are when ``indices`` holds only the first ones."""
     indices = list(indices)

@@ -1,5 +1,6 @@
-"""Evaluation: predictions by generation or rank classification, per-task metrics, and ``compt evaluate``
-(re-evaluating a trained run under masks). The names below are imported on first use."""
+"""Evaluation: predictions by generation or rank classification, and per-task metrics (plain PyTorch and
+torchmetrics; re-evaluating a finished run, ``compt evaluate``, is :mod:`compt.inference.rerun`). The names below
+are imported on first use."""
 
 from compt._lazy import lazy_exports
 
@@ -10,6 +11,5 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "compt.evaluation.config": ["EVAL_MODES", "EvalConfig"],
         "compt.evaluation.metrics": ["TaskMetrics", "primary_metric"],
         "compt.evaluation.predict": ["Predictions", "Predictor"],
-        "compt.evaluation.rerun": ["evaluate_run"],
     },
 )

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from compt.errors import ConfigError
+from compt.fields import knob
 
 EVAL_MODES = ("generate", "rank")
 
@@ -15,21 +16,21 @@ EVAL_MODES = ("generate", "rank")
 class EvalConfig:
     """Prediction and metrics settings of an evaluation (the data it reads: :class:`compt.data.DataConfig`)."""
 
-    mode: str = "generate"
+    mode: str = knob("eval.mode", "generate")
     """generate (greedy decoding, the paper) | rank (score every label word; never invalid)"""
-    max_new_tokens: int = 8
+    max_new_tokens: int = knob("eval.max_new_tokens", 8)
     """tokens generated per answer with ``mode=generate``"""
-    masks: tuple[str, ...] = ("total",)
+    masks: tuple[str, ...] = knob("eval.masks", ("total",))
     """masks evaluated at test time, the first is the main one: total, private, all_src, src0, src1, ...;
     ``src*`` = every single-source mask ``src0 .. src{S-1}`` (so one list serves sweeps over S)"""
-    metrics_compat: bool = False
+    metrics_compat: bool = knob("metrics.compat", False)
     """make the paper's reading (accuracy; stsb spearman) the primary metrics; both readings are computed either
     way (docs/method.md §6)"""
-    repetition_penalty: float = 1.0
+    repetition_penalty: float = knob("eval.repetition_penalty", 1.0)
     """``mode=generate`` only: transformers' repetition penalty — the next-token logit of every token already in
     the sequence (the decoder's tokens for T5; the text and the answer so far for a causal LM) is divided by it
     when positive, multiplied when negative; 1.0 = none (the authors' evaluation used 2.0)"""
-    cross_prompts: str | None = None
+    cross_prompts: str | None = knob("eval.cross_prompts", None)
     """at test time, also score every task with every task's prompt (paper Fig. A1), under the main mask:
     ``rank`` (each evaluated task's own label words are scored, whichever prompt is used) | ``generate`` (an
     answer outside the evaluated task's labels counts as wrong) | None (off)"""

@@ -13,10 +13,10 @@ from transformers import PreTrainedTokenizerBase
 
 from compt.errors import ConfigError
 from compt.evaluation.config import EVAL_MODES, EvalConfig
-from compt.model import ComptModel
+from compt.models.seq2seq import ComptModel
+from compt.models.tokenization import encode_targets
 from compt.prompts.masks import PromptMask
 from compt.tasks import TaskSpec
-from compt.tokenization import encode_targets
 
 log = logging.getLogger(__name__)
 
@@ -140,13 +140,7 @@ class Predictor(nn.Module):
             candidates = stack_padded(per_row)
         else:
             candidates = self.candidates[task_ids]
-        scores = model.score_candidates(
-            batch["input_ids"][index],
-            batch["attention_mask"][index],
-            batch["prompt_ids"][index],
-            candidates,
-            mask,
-        )  # (b, C)
+        scores = model.score_candidates(*prompted_rows(batch, index), candidates, mask)  # (b, C)
         best = scores.argmax(-1).tolist()
         texts = []
         for r, t, c, mine in zip(rows, tasks, best, own):
@@ -157,19 +151,28 @@ class Predictor(nn.Module):
     def _generate(
         self, model: ComptModel, batch: dict[str, Any], rows: list[int], mask: PromptMask | str | None
     ) -> list[str]:
-        """Greedy answers of ``rows`` (as many new tokens as the longest-answering task among them allows;
-        ``batch["prompt_ids"] (B,)``: the task whose prompt each row gets)."""
-        index = torch.tensor(rows, device=batch["input_ids"].device)
-        task_ids = batch["task_ids"][index]
-        generated = model.generate(
-            batch["input_ids"][index],
-            batch["attention_mask"][index],
-            batch["prompt_ids"][index],
-            max(self.new_tokens[t] for t in task_ids.tolist()),
-            mask,
-            repetition_penalty=self.repetition_penalty,
-        )
-        return [t.strip() for t in self.tokenizer.batch_decode(generated, skip_special_tokens=True)]
+        """Greedy answers of ``rows``, each with as many new tokens as its task allows: rows of tasks with
+        different limits are generated in a pass per limit, so that a row's answer does not depend on the
+        tasks it is batched with (``batch["prompt_ids"] (B,)``: the task whose prompt each row gets)."""
+        tasks = batch["task_ids"].tolist()
+        by_limit: dict[int, list[int]] = {}
+        for row in rows:
+            by_limit.setdefault(self.new_tokens[tasks[row]], []).append(row)
+        texts: dict[int, str] = {}
+        for new_tokens, group in by_limit.items():
+            index = torch.tensor(group, device=batch["input_ids"].device)
+            generated = model.generate(
+                *prompted_rows(batch, index), new_tokens, mask, repetition_penalty=self.repetition_penalty
+            )
+            decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+            texts.update(zip(group, (text.strip() for text in decoded)))
+        return [texts[row] for row in rows]
+
+
+def prompted_rows(batch: dict[str, Any], index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Rows ``index`` of a batch as the model takes them: ``input_ids``, ``attention_mask`` and the task whose
+    prompt each gets (``prompt_ids``)."""
+    return batch["input_ids"][index], batch["attention_mask"][index], batch["prompt_ids"][index]
 
 
 def stack_padded(candidates: Sequence[Tensor]) -> Tensor:

@@ -1,5 +1,7 @@
 """The library behind ``compt export``: one task's composed target prompt as a Hugging Face PEFT
-prompt-tuning adapter.
+prompt-tuning adapter (``--format peft``), or every task's composed prompt as one safetensors file of
+``(L, d)`` tensors named ``TASK/MASK`` (``--format embeds``, :func:`export_embeds`), for servers that take
+prompt embeddings with each request.
 
 The composed prompt (evaluation-mode router weights, optional mask) is fixed, so it is an ordinary soft prompt:
 ``PromptTuningConfig(task_type=SEQ_2_SEQ_LM | CAUSAL_LM, num_virtual_tokens=L_t, token_dim=d)`` (the task type
@@ -22,25 +24,36 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
-from compt.atomic import atomic_folder
-from compt.backbone import backbone_family, resolve_model_name
-from compt.errors import ExportError
+from compt.atomic import atomic_file, atomic_folder
+from compt.errors import ConfigError, ExportError
+from compt.inference.export_adapter import export_adapter
+from compt.inference.export_common import (
+    EXPORT_RECORD,
+    PEFT_TASK_TYPES,
+    family,
+    is_export,
+    loading_snippet,
+)
+from compt.models.backbone import resolve_model_name
 from compt.prompts.bank import PromptBank
+from compt.prompts.masks import masks_for, parse_mask
 from compt.runs import locate_bank
 from compt.utils import evaluating
 
-FORMATS = ("peft",)
+FORMATS = ("peft", "embeds")
+#: ``format`` in an embeds file's metadata
+EMBEDS_FORMAT = "compt-embeds"
+#: where each family's prompt goes among the input embeddings, by ``position`` (an embeds file's ``layout``)
+EMBEDS_LAYOUTS = {
+    ("seq2seq", "after"): "encoder input: [text tokens] [prompt] </s>",
+    ("seq2seq", "before"): "encoder input: [prompt] [text tokens] </s>",
+    ("causal", "after"): "[BOS] [text tokens] [prompt] [answer tokens] (BOS where the tokenizer adds one)",
+    ("causal", "before"): "[prompt] [BOS] [text tokens] [answer tokens] (BOS where the tokenizer adds one)",
+}
 PEFT_POSITION = "before"
 #: PEFT's adapter weights file and the state-dict key of a prompt-tuning prompt
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
 PEFT_PROMPT_KEY = "prompt_embeddings"
-#: compt's record of an export (task, mask, source bank...), beside PEFT's files
-EXPORT_RECORD = "compt_export.json"
-#: backbone family -> (PEFT task type, the transformers class that loads the backbone)
-PEFT_TASK_TYPES = {
-    "seq2seq": ("SEQ_2_SEQ_LM", "AutoModelForSeq2SeqLM"),
-    "causal": ("CAUSAL_LM", "AutoModelForCausalLM"),
-}
 PEFT_NOTES = {
     "seq2seq": "encoder prompt only (`num_transformer_submodules=1`).",
     "causal": "the prompt goes before the input ids (`[BOS] text`, BOS where the tokenizer adds one); "
@@ -68,6 +81,11 @@ def composed_prompt(bank: PromptBank, task: str, mask: str = "total") -> Exporte
     if task not in bank.task_names:
         raise ExportError(
             f"this bank was not trained on task {task!r}; its tasks are: {', '.join(bank.task_names)}"
+        )
+    if bank.config.traits.per_example:
+        raise ExportError(
+            f"method {bank.config.method!r} composes each example's prompt from its input: it has no fixed "
+            "prompt per task to export (serve it with compt serve)"
         )
     index = bank.task_names.index(task)
     with evaluating(bank):
@@ -116,21 +134,6 @@ def write_peft_adapter(exported: ExportedPrompt, out: Path, backbone: str | None
     return out
 
 
-def family(bank: PromptBank) -> str:
-    """The backbone family the bank was trained on: recorded in the bank, else read from the recorded backbone's
-    config when it can be loaded, else ``seq2seq`` (banks that record neither predate causal LMs)."""
-    if bank.config.backbone_family is not None:
-        return bank.config.backbone_family
-    if bank.config.backbone:
-        from transformers import AutoConfig
-
-        try:
-            return backbone_family(AutoConfig.from_pretrained(resolve_model_name(bank.config.backbone)))
-        except (OSError, ValueError):
-            pass
-    return "seq2seq"
-
-
 def write_readme(
     exported: ExportedPrompt, out: Path, source: Path, position_changed: bool, into: Path | None = None
 ) -> Path:
@@ -156,11 +159,7 @@ def write_readme(
         ),
         f"- PEFT task type `{task_type}`: {PEFT_NOTES[exported.family]}",
         "",
-        "```python",
-        "from peft import PeftModel",
-        f"from transformers import {auto_class}",
-        f'model = PeftModel.from_pretrained({auto_class}.from_pretrained("{backbone}"), "{out}")',
-        "```",
+        *loading_snippet(auto_class, backbone, out),
         "",
         "Inputs use compt's text format, e.g. `rte: sentence1: ... sentence2: ...` (see `compt.tasks`).",
     ]
@@ -176,7 +175,8 @@ def export_peft(
     mask: str = "total",
     allow_position_change: bool = False,
 ) -> Path:
-    """Export ``task``'s composed prompt from a run (or bank) folder as a PEFT adapter in ``out``.
+    """Export ``task``'s composed prompt from a run (or bank) folder as a PEFT adapter in ``out`` (a LoRA or
+    prefix run's own PEFT adapter: :func:`compt.inference.export_adapter.export_adapter`).
 
     The adapter is built in a temporary folder beside ``out`` and swapped in whole (:func:`atomic_folder`), so
     ``out`` holds the previous export or the new one, never a mix (nor a config without weights). An existing
@@ -188,6 +188,8 @@ def export_peft(
     """
     files = locate_bank(path)
     bank = PromptBank.load(files.bank_dir)
+    if bank.config.traits.adapter is not None:  # a LoRA or prefix run: its bank/ is a PEFT adapter already
+        return export_adapter(bank, files, task, out, mask)
     check_position(bank, allow_position_change)
     exported = composed_prompt(bank, task, mask)
     out = Path(out)
@@ -208,6 +210,54 @@ def export_peft(
     return out
 
 
-def is_export(folder: Path) -> bool:
-    """Whether ``folder`` holds an earlier ``compt export`` (which a new export may replace)."""
-    return (folder / EXPORT_RECORD).is_file()
+def export_embeds(
+    path: str | Path, out: str | Path, tasks: list[str] | None = None, masks: list[str] | None = None
+) -> tuple[Path, list[str]]:
+    """Write the composed prompt of each of ``tasks`` (default: every task of the bank) under each of ``masks``
+    (default ``["total"]``; ``["all"]``: every mask the method has) to the safetensors file ``out``, whole or
+    not at all: one float32 ``(L, d)`` tensor named ``TASK/MASK`` each (an mcat mask's removed rows left
+    out). The file's metadata names the backbone, its family, the placement (``position`` and ``layout``),
+    the method and the source bank.
+
+    Returns:
+        ``(out, the tensor names written)``.
+    Raises:
+        ExportError: an unknown task or mask, a method without fixed prompts, ``out`` not ``*.safetensors``.
+        OutputWriteError: ``out`` cannot be written.
+    """
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ExportError(f"--out {out}: --format embeds writes one file; name it FILE.safetensors")
+    files = locate_bank(path)
+    bank = PromptBank.load(files.bank_dir)
+    c = bank.config
+    masks = masks or ["total"]
+    if masks == ["all"]:
+        masks = masks_for(c.method, c.n_sources)
+    for mask in masks:
+        try:
+            parse_mask(mask, c.method, c.n_sources)
+        except ConfigError as err:
+            raise ExportError(str(err)) from None
+    prompts = {
+        f"{task}/{mask}": composed_prompt(bank, task, mask)
+        for task in tasks or c.task_names
+        for mask in masks
+    }
+    kind = family(bank)
+    metadata = {
+        "format": EMBEDS_FORMAT,
+        "backbone": resolve_model_name(c.backbone) if c.backbone else "",
+        "family": kind,
+        "position": c.position,
+        "layout": EMBEDS_LAYOUTS[(kind, c.position)],
+        "method": c.method,
+        "tasks": json.dumps(tasks or c.task_names),
+        "masks": json.dumps(masks),
+        "router_weights": json.dumps({name: p.router_weights for name, p in prompts.items()}),
+        "source": str(files.bank_dir),
+    }
+    data = safetensors_bytes({name: p.prompt for name, p in prompts.items()}, metadata=metadata)
+    with atomic_file(out, "wb", elsewhere="--out FILE.safetensors") as handle:
+        handle.write(data)
+    return out, list(prompts)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from compt.data.sources import LOCAL_FORMATS
-from compt.data.validate import RowTextCheck
+from compt.data.validate import SHOWN_ROWS, RowTextCheck, describe_rows
 from compt.errors import InferenceError
 from compt.tasks import TaskSpec
 
@@ -62,40 +62,127 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def check_input(path: str | Path, task: TaskSpec) -> int:
-    """Read the whole input once, in chunks, before anything is predicted: every row must parse and have text
-    in each input column of ``task`` (one line naming the rows otherwise; blank text is a warning).
+#: the column that names a row's task when rows of several tasks are predicted together
+TASK_COLUMN = "task"
+
+
+class RowCheck:
+    """The rows of an input, checked chunk by chunk before anything is predicted (memory stays flat: a few row
+    numbers per kind of problem are kept, the others counted).
+
+    Each row is answered under one of the bank's ``tasks``: ``task`` when given (a row whose ``task`` column
+    names another task is refused rather than answered under the wrong one), else the row's own ``task``
+    column. A row without a task, or whose task the bank lacks, is a problem; so is a row without text in an
+    input column of its task (:class:`RowTextCheck`, one per task); blank text is a warning.
+    """
+
+    def __init__(
+        self, tasks: Sequence[TaskSpec], task: str | None = None, no_task: str = "add one, or pass --task"
+    ) -> None:
+        self.tasks = {spec.name: spec for spec in tasks}
+        self.task = task
+        self.no_task = no_task
+        """what to do about a row without a task, said in its message"""
+        self.rows = 0
+        self.text: dict[str, RowTextCheck] = {}
+        self.wrong: dict[str, tuple[list[int], int]] = {}
+        """rows refused for their task, by problem: (the first row numbers, how many)"""
+
+    def row_task(self, row: Mapping[str, Any]) -> Any:
+        """The task a row is answered under (not checked): ``task``, else its ``task`` column (None if none)."""
+        if self.task is not None:
+            return self.task
+        return row.get(TASK_COLUMN) if isinstance(row, Mapping) else None
+
+    def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Check the next chunk of rows."""
+        for offset, row in enumerate(rows):
+            self.add_row(self.rows + offset, row)
+        self.rows += len(rows)
+
+    def add_row(self, number: int, row: Mapping[str, Any]) -> None:
+        """Check one row numbered ``number`` (``rows`` is not advanced)."""
+        problem = self._task_problem(row)
+        if problem is not None:
+            shown, count = self.wrong.get(problem, ([], 0))
+            if len(shown) <= SHOWN_ROWS:
+                shown.append(number)
+            self.wrong[problem] = (shown, count + 1)
+            return
+        name = self.row_task(row)
+        if name not in self.text:
+            self.text[name] = RowTextCheck(self.tasks[name])
+        self.text[name].add_row(number, row)
+
+    def _task_problem(self, row: Mapping[str, Any]) -> str | None:
+        own = row.get(TASK_COLUMN) if isinstance(row, Mapping) else None
+        if self.task is not None:
+            if own is not None and own != self.task:
+                return f"name another task than {self.task!r} in their {TASK_COLUMN!r} column"
+            return None
+        if own is None:
+            return f"have no {TASK_COLUMN!r} (the task to answer them under): {self.no_task}"
+        if not isinstance(own, str) or own not in self.tasks:
+            return f"are of task {own!r}, which this bank lacks (its tasks are: {', '.join(self.tasks)})"
+        return None
+
+    def report(self) -> tuple[list[str], list[str]]:
+        """``(problems, warnings)`` so far, one line each."""
+        problems = [f"{describe_rows(*rows)} {problem}" for problem, rows in self.wrong.items()]
+        warnings = []
+        for name, check in self.text.items():
+            found, blank = check.report()
+            if found:
+                columns = list(self.tasks[name].input_columns)
+                problems.append(f"{'; '.join(found)} (task {name!r} reads {columns})")
+            warnings += [f"{w} (task {name!r})" for w in blank]
+        return problems, warnings
+
+    def raise_problems(self, origin: str) -> None:
+        """Raise the problems found as one line naming ``origin`` and the rows (nothing is predicted); log the
+        warnings."""
+        problems, warnings = self.report()
+        if problems:
+            raise InferenceError(
+                f"{origin}: {'; '.join(problems)}. Fix or drop these rows: nothing was predicted"
+            )
+        for warning in warnings:
+            log.warning("compt: warning: %s: %s", origin, warning)
+
+
+def check_input(path: str | Path, tasks: TaskSpec | Sequence[TaskSpec], task: str | None = None) -> int:
+    """Read the whole input once, in chunks, before anything is predicted (:class:`RowCheck`: every row must
+    parse, be of one of ``tasks`` — ``task`` when given, else its ``task`` column — and have text in each input
+    column of its task); one line naming the rows otherwise. ``tasks`` may be one task (then ``task`` is it).
 
     Returns:
         The number of rows.
     """
-    check = RowTextCheck(task)
+    check = _row_check(tasks, task)
     for chunk in row_chunks(path):
         check.add(chunk)
     if check.rows == 0:
         raise InferenceError(f"input file {path} holds no rows")
-    report(check, str(path))
+    check.raise_problems(str(path))
     return check.rows
 
 
-def check_rows(task: TaskSpec, rows: Sequence[Mapping[str, Any]], origin: str) -> None:
-    """Refuse rows without text in an input column of ``task`` (one line naming them); warn about blank
-    text."""
-    check = RowTextCheck(task)
+def check_rows(
+    tasks: TaskSpec | Sequence[TaskSpec],
+    rows: Sequence[Mapping[str, Any]],
+    origin: str,
+    task: str | None = None,
+) -> None:
+    """:func:`check_input` for rows in memory; ``origin`` names them in the message."""
+    check = _row_check(tasks, task)
     check.add(rows)
-    report(check, origin)
+    check.raise_problems(origin)
 
 
-def report(check: RowTextCheck, origin: str) -> None:
-    """Raise the problems :class:`RowTextCheck` found as one line (nothing is predicted); log its warnings."""
-    problems, warnings = check.report()
-    if problems:
-        raise InferenceError(
-            f"{origin}: {'; '.join(problems)}; task {check.task.name!r} reads {list(check.task.input_columns)}. "
-            "Fix or drop these rows: nothing was predicted"
-        )
-    for warning in warnings:
-        log.warning("compt: warning: %s: %s", origin, warning)
+def _row_check(tasks: TaskSpec | Sequence[TaskSpec], task: str | None) -> RowCheck:
+    if isinstance(tasks, TaskSpec):
+        return RowCheck([tasks], tasks.name)
+    return RowCheck(tasks, task)
 
 
 # ---------------------------------------------------------------------------------------------- readers

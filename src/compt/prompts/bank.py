@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -17,13 +18,19 @@ from compt.prompts.compose import compose
 from compt.prompts.config import PromptBankConfig
 from compt.prompts.encoder import PromptTable
 from compt.prompts.masks import PromptMask, parse_mask
+from compt.prompts.methods import METHOD_TRAITS
 from compt.prompts.router import Router
 from compt.utils import evaluating
 
 WEIGHTS_FILE = "prompt_bank.safetensors"
 CONFIG_FILE = "prompt_bank.json"
 FORMAT_VERSION = 1
-GROUPS = ("router", "sources", "private")
+#: the optimizer's parameter groups: a prompt bank's three, and a PEFT adapter's one (compt.adapters)
+GROUPS = ("router", "sources", "private", "adapter")
+#: PEFT adapter kind (``MethodTraits.adapter``) -> the bank class that trains it, registered by
+#: :mod:`compt.adapters.bank` when it is imported (that module builds on this one, so this one names no adapter
+#: module: no import circle). :mod:`compt.models.family`, which every model is built with, imports it.
+ADAPTER_BANKS: dict[str, Any] = {}
 
 
 class PromptBank(nn.Module):
@@ -57,7 +64,7 @@ class PromptBank(nn.Module):
 
         traits = c.traits
         if traits.task_matrices:
-            self.private = LowRankTaskMatrices(c.n_tasks, c.source_length, c.d_model, c.mpt_rank)
+            self.private = LowRankTaskMatrices(c.n_tasks, c.source_length, c.d_model, c.options.mpt_rank)
         else:
             self.private = table(c.n_tasks, int(c.private_length)) if traits.private else None
         self.sources = table(c.n_sources, c.source_length) if traits.sources else None
@@ -66,7 +73,9 @@ class PromptBank(nn.Module):
         )
         self.attention = (
             AttemptComposer(
-                c.d_model, c.attempt_hidden or max(8, c.d_model // 8), c.attempt_temperature or c.d_model
+                c.d_model,
+                c.options.attempt_hidden or max(8, c.d_model // 8),
+                c.options.attempt_temperature or c.d_model,
             )
             if traits.per_example
             else None
@@ -145,6 +154,11 @@ class PromptBank(nn.Module):
         if self.config.traits.concatenates:  # segments keep their trained scale; dropped ones are zeroed
             return self.router(task_ids=task_ids) * keep
         return self.router(keep, task_ids)  # ssum/msum: renormalised over the kept sources
+
+    def kv_prefix(self, batch_size: int) -> object | None:
+        """The key/value prefix every attention layer of the backbone starts from: none for prompts, which go
+        into the input (a prefix-tuning adapter's: :class:`compt.adapters.bank.AdapterBank`)."""
+        return None
 
     @property
     def samples_per_example(self) -> bool:
@@ -313,7 +327,8 @@ class PromptBank(nn.Module):
     def load(
         cls, directory: str | Path, d_model: int | None = None, map_location: str | torch.device = "cpu"
     ) -> PromptBank:
-        """Load a bank saved by :meth:`save`. ``d_model``: the backbone's hidden size, checked if given."""
+        """Load a bank saved by :meth:`save` (a PEFT adapter's: an unattached
+        :class:`~compt.adapters.bank.AdapterBank`). ``d_model``: the backbone's hidden size, checked if given."""
         directory = Path(directory)
         if not (directory / CONFIG_FILE).is_file():
             raise FileNotFoundError(
@@ -321,7 +336,8 @@ class PromptBank(nn.Module):
             )
         try:
             meta = json.loads((directory / CONFIG_FILE).read_text())
-            weights = load_file(str(directory / WEIGHTS_FILE), device=str(map_location))
+            adapter = getattr(METHOD_TRAITS.get(meta["config"].get("method")), "adapter", None)
+            weights = None if adapter else load_file(str(directory / WEIGHTS_FILE), device=str(map_location))
         except Exception as err:  # a missing, truncated or overwritten file (OS, json, safetensors errors)
             raise InferenceError(
                 f"the prompt bank in {directory} is damaged ({type(err).__name__}: {err}); relaunching "
@@ -334,6 +350,29 @@ class PromptBank(nn.Module):
                 f"(backbone {config.backbone!r}); this backbone has d={d_model}. "
                 "Load it with the backbone it was trained on."
             )
+        if weights is None:  # a PEFT adapter's bank: its weights are PEFT's files
+            return adapter_bank(config).from_saved(directory, config, map_location)
         bank = cls(config)
         bank.load_state_dict(weights)
         return bank.to(map_location)
+
+
+def new_bank(
+    config: PromptBankConfig, vocab_embeddings: Tensor | None = None, generator: torch.Generator | None = None
+) -> PromptBank:
+    """A fresh bank for ``config`` (the arguments of :class:`PromptBank`): a prompt bank, or for a PEFT adapter
+    method (``lora``, ``prefix``) the :class:`~compt.adapters.bank.AdapterBank` that trains it."""
+    if config.traits.adapter is None:
+        return PromptBank(config, vocab_embeddings, generator)
+    return adapter_bank(config)(config, generator)  # PEFT initialises it: no vocabulary rows
+
+
+def adapter_bank(config: PromptBankConfig) -> Any:
+    """The bank class of ``config``'s PEFT adapter (:data:`ADAPTER_BANKS`)."""
+    try:
+        return ADAPTER_BANKS[config.traits.adapter]
+    except KeyError:
+        raise RuntimeError(
+            f"no bank class is registered for adapter {config.traits.adapter!r}: import compt.adapters.bank "
+            "(compt.models.family does)"
+        ) from None

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+import inspect
+from collections.abc import Mapping
+from dataclasses import InitVar, asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
+from compt.adapters.options import adapter_options, options_dict
 from compt.errors import ConfigError
-from compt.fields import unknown_keys
+from compt.fields import knob, unknown_keys
+from compt.models.tokenization import FAMILIES
 from compt.prompts.encoder import ENCODER_KINDS
 from compt.prompts.methods import METHOD_TRAITS, METHODS, MethodTraits
+from compt.prompts.options import AttemptOptions, MptOptions
 from compt.prompts.router import SAMPLES, TRAIN_NORMS
-from compt.tokenization import FAMILIES
 
 PRIVATE_INITS = ("vocab_random", "vocab_first_rows", "uniform")
 POSITIONS = ("after", "before")
@@ -26,48 +30,58 @@ class PromptBankConfig:
     """the T tasks, in task-id order"""
     d_model: int = 768
     """the backbone's hidden size d"""
-    n_sources: int = 3
+    n_sources: int = knob("n_sources", 3)
     """S, the number of shared source prompts"""
-    source_length: int = 20
+    source_length: int = knob("method.source_length", 20)
     """L_s, rows per source prompt (the paper: 20 for ssum/msum, 10 for mcat)"""
-    private_length: int | None = None
+    private_length: int | None = knob("method.private_length", None)
     """L_u, rows per private prompt; None derives it: L_s for ssum/msum/pt, S·L_s for mcat"""
-    encoder: str = "mlp"
+    encoder: str = knob("prompt.encoder", "mlp")
     """prompt encoder: mlp (Linear→GELU→Linear, the paper) | none (raw prompt)"""
-    encoder_hidden: int | None = None
+    encoder_hidden: int | None = knob("prompt.encoder_hidden", None)
     """the encoder's hidden size; None = d_model"""
-    encoder_residual: bool = False
+    encoder_residual: bool = knob("prompt.encoder_residual", False)
     """add the raw prompt to the encoder's output (not in the paper)"""
-    encoder_dropout: float = 0.0
+    encoder_dropout: float = knob("prompt.encoder_dropout", 0.0)
     """dropout inside the encoder (not in the paper)"""
-    source_init_range: float = 0.5
+    source_init_range: float = knob("prompt.source_init_range", 0.5)
     """source rows start uniform(-r, r)"""
-    private_init: str = "vocab_random"
+    private_init: str = knob("prompt.private_init", "vocab_random")
     """vocab_random (random rows of the input embedding) | vocab_first_rows (the authors' code) | uniform"""
-    router_learn: bool = True
+    router_learn: bool = knob("router.learn", True)
     """false = constant weights 1/S (paper Fig. 5)"""
-    router_train_norm: str = "softmax"
+    router_train_norm: str = knob("router.train_norm", "softmax")
     """normalisation of the Relaxed-Bernoulli sample: softmax (paper) | sum_compat (code: softmax(z/Σz + 1e-8))"""
-    router_sample: str = "per_example"
+    router_sample: str = knob("router.sample", "per_example")
     """training draws: one Relaxed-Bernoulli sample per example (the authors' code) | per_task (one per task and
     step, shared by that task's examples)"""
-    position: str = "after"
+    position: str = knob("prompt.position", "after")
     """where the prompt goes in the encoder input: after the text (before </s>) or before it"""
     backbone: str | None = None
     """the backbone the bank was trained with (name or path), recorded for loading"""
     backbone_family: str | None = None
     """the backbone's family, seq2seq | causal (set when the bank meets its backbone; None = not recorded,
     read as seq2seq: banks saved before causal LMs were supported)"""
-    freeze_sources: bool = False
+    freeze_sources: bool = knob("sources.freeze", False)
     """keep the source prompts and their encoders fixed (e.g. loaded from an earlier run)"""
-    mpt_rank: int = 1
-    """method=mpt only: rank r of the task matrices W_t = u_t v_tᵀ"""
-    attempt_hidden: int | None = None
-    """method=attempt only: width of the attention's down projection; None = max(8, d_model // 8)"""
-    attempt_temperature: float | None = None
-    """method=attempt only: the attention's softmax temperature; None = d_model"""
+    options: Any = None
+    """the settings of the bank's method when it has its own (its traits' ``options`` class:
+    :class:`~compt.prompts.options.MptOptions` for mpt, :class:`~compt.prompts.options.AttemptOptions` for
+    attempt), or None; a mapping is read into that class (:func:`method_options`); None for a method with options
+    = their defaults"""
+    adapter: Any = None
+    """a PEFT adapter method's settings (``lora``: :class:`~compt.adapters.options.LoraOptions`, ``prefix``:
+    :class:`~compt.adapters.options.PrefixOptions`; a mapping is read into that class, None = its defaults);
+    None for the prompt methods"""
+    mpt_rank: InitVar[int] = MptOptions.mpt_rank
+    attempt_hidden: InitVar[int | None] = AttemptOptions.attempt_hidden
+    attempt_temperature: InitVar[float | None] = AttemptOptions.attempt_temperature
+    """(init only) the baselines' options under their own names, as banks saved before they had a class of their
+    own recorded them, and as keywords: folded into ``options``"""
 
-    def __post_init__(self) -> None:
+    def __post_init__(
+        self, mpt_rank: int, attempt_hidden: int | None, attempt_temperature: float | None
+    ) -> None:
         _choice("method", self.method, METHODS)
         _choice("encoder", self.encoder, ENCODER_KINDS)
         _choice("private_init", self.private_init, PRIVATE_INITS)
@@ -95,28 +109,26 @@ class PromptBankConfig:
                 f"(from n_sources={self.n_sources}, source_length={self.source_length}), "
                 f"got {self.private_length}; leave private_length unset to derive it"
             )
-        self._check_method_options()
+        given = dict(asdict(self.options) if is_dataclass(self.options) else self.options or {})
+        flat = {
+            "mpt_rank": mpt_rank,
+            "attempt_hidden": attempt_hidden,
+            "attempt_temperature": attempt_temperature,
+        }
+        self.options = method_options(self.method, {**flat, **given})
+        self._check_method_shape()
+        self.adapter = adapter_options(self.method, self.adapter)
         if not 0.0 <= self.encoder_dropout < 1.0:
             raise ConfigError(f"encoder_dropout must be in [0, 1), got {self.encoder_dropout}")
 
-    def _check_method_options(self) -> None:
-        """Options of one method given to another fail, naming the method they belong to."""
-        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
-        for other in METHOD_TRAITS.values():
-            given = [name for name in other.options if getattr(self, name) != defaults[name]]
-            if other.name != self.method and given:
-                verb = "applies" if len(other.options) == 1 else "apply"
-                raise ConfigError(
-                    f"{' / '.join(other.options)} {verb} to method={other.name} only (method={self.method!r})"
-                )
+    def _check_method_shape(self) -> None:
+        """The number of sources a method fixes, and sources to freeze."""
         fixed = self.traits.fixed_n_sources
         if fixed is not None and self.n_sources != fixed:
             raise ConfigError(
                 f"method={self.method} has exactly {fixed} shared prompt{'s' if fixed > 1 else ''}: "
                 f"n_sources must be {fixed}, got {self.n_sources}"
             )
-        if self.mpt_rank < 1:
-            raise ConfigError(f"mpt_rank must be >= 1, got {self.mpt_rank}")
         if self.freeze_sources and not self.uses_sources:
             raise ConfigError(f"sources.freeze=true: method {self.method!r} has no source prompts to freeze")
 
@@ -148,21 +160,51 @@ class PromptBankConfig:
 
     @property
     def prompt_length(self) -> int:
-        """L_t, rows of the composed target prompt."""
+        """L_t, rows of the composed target prompt (none for an adapter method)."""
+        if self.traits.adapter is not None:
+            return 0
         if self.traits.length == "private":
             return int(self.private_length)
         return self.derived_private_length()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "adapter": options_dict(self.adapter)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PromptBankConfig:
-        """Build from a dict, rejecting unknown keys by name."""
+        """Build from a dict (a saved bank's, a checkpoint's: old ones with the options at the top level too),
+        rejecting unknown keys by name."""
         unknown, known = unknown_keys(cls, values)
+        unknown = [key for key in unknown if key not in inspect.signature(cls).parameters]
         if unknown:
             raise ConfigError(f"unknown prompt bank option(s) {unknown}; known: {known}")
         return cls(**values)
+
+
+def method_options(method: str, given: Mapping[str, Any]) -> Any:
+    """The options of ``method`` (an instance of its traits' ``options`` class; None for a method without) from
+    ``given``: option name -> value, of any method's options (a setting at its default counts as not given).
+
+    Raises:
+        ConfigError: an unknown option, or one of another method's options given, naming the method it applies
+            to (``mpt_rank applies to method=mpt only``).
+    """
+    classes = [t for t in METHOD_TRAITS.values() if t.options is not None]
+    known = {f.name for t in classes for f in fields(t.options)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigError(f"unknown method option(s) {unknown}; known: {sorted(known)}")
+    for other in classes:
+        defaults = asdict(other.options())
+        if other.name != method and any(given.get(name, value) != value for name, value in defaults.items()):
+            verb = "applies" if len(defaults) == 1 else "apply"
+            raise ConfigError(
+                f"{' / '.join(defaults)} {verb} to method={other.name} only (method={method!r})"
+            )
+    own = METHOD_TRAITS[method].options
+    if own is None:
+        return None
+    return own(**{f.name: given[f.name] for f in fields(own) if f.name in given})
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -1,4 +1,5 @@
-"""Every composition method's traits, in one table: what it has, how long its prompt is, how masks act on it.
+"""Every composition method's traits, in one table: what it has, how long its prompt is, how masks act on it
+(and the two PEFT adapter methods, which train no prompt: :mod:`compt.adapters`).
 
 :func:`compose`, :class:`PromptBankConfig`, :class:`PromptBank`, the masks and the report read these traits
 instead of comparing method names.
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from compt.errors import ConfigError
+from compt.prompts.options import AttemptOptions, MptOptions
 
 LengthRule = Literal["private", "source", "concat"]
 Operation = Literal["add", "multiply"]
@@ -39,8 +41,13 @@ class MethodTraits:
     """the private part is a low-rank task matrix times one shared prompt (``mpt``), not a prompt table"""
     fixed_n_sources: int | None = None
     """the number of shared prompts the method requires, if it fixes one"""
-    options: tuple[str, ...] = ()
-    """:class:`PromptBankConfig` fields that only this method reads"""
+    options: type | None = None
+    """the dataclass of the settings only this method reads (:mod:`compt.prompts.options`), held by its banks'
+    ``PromptBankConfig.options``; None: it has none"""
+    adapter: str | None = None
+    """the PEFT adapter the method trains instead of prompts (``lora`` | ``prefix``; its settings:
+    :data:`compt.adapters.options.ADAPTER_OPTIONS`, held by its banks' ``PromptBankConfig.adapter``): the
+    target prompt has no rows, nothing is masked"""
 
     @property
     def concatenates(self) -> bool:
@@ -74,9 +81,11 @@ METHOD_TRAITS: dict[str, MethodTraits] = {t.name: t for t in (
     MethodTraits("mcat",         True,   True,   True,   "concat",  "multiply", maskable=True),
     MethodTraits("sources_only", False,  True,   True,   "source",  None,       maskable=True),
     MethodTraits("mpt",          True,   True,   False,  "source",  "multiply", task_matrices=True,
-                 fixed_n_sources=1, options=("mpt_rank",)),
+                 fixed_n_sources=1, options=MptOptions),
     MethodTraits("attempt",      True,   True,   False,  "source",  "add",      per_example=True, maskable=True,
-                 options=("attempt_hidden", "attempt_temperature")),
+                 options=AttemptOptions),
+    MethodTraits("lora",         False,  False,  False,  "private", None,       adapter="lora"),
+    MethodTraits("prefix",       False,  False,  False,  "private", None,       adapter="prefix"),
 )}
 # fmt: on
 """method name -> its traits, in compt's order (tables and reports list methods in this order)"""

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, RelaxedBernoulli
 
 from compt.errors import ConfigError
+from compt.fields import knob
 
 TRAIN_NORMS = ("softmax", "sum_compat")
 ANNEALS = ("linear", "step_compat")
@@ -25,14 +26,14 @@ SUM_COMPAT_EPS = 1e-8
 class RouterSchedule:
     """The Relaxed-Bernoulli temperature τ over training (docs/method.md §3)."""
 
-    anneal: str = "linear"
+    anneal: str = knob("router.anneal", "linear")
     """linear: τ0 → tau_min over all steps (the paper) | step_compat: the authors' code, τ0 by k (5 if k < 10,
     3 if k < 20, else 1) minus ``decrement`` per step, never below tau_min"""
-    tau0: float = 5.0
+    tau0: float = knob("router.tau0", 5.0)
     """τ at step 0 (``linear``; ``step_compat`` takes it from k)"""
-    tau_min: float = 1e-3
+    tau_min: float = knob("router.tau_min", 1e-3)
     """the last (``linear``) or lowest (``step_compat``) τ"""
-    decrement: float = 0.02
+    decrement: float = knob("router.decrement", 0.02)
     """``step_compat`` only: τ lost per optimizer step"""
     k: int | None = None
     """training examples per task; ``step_compat`` derives τ0 from it (required then)"""

@@ -4,7 +4,7 @@ A *run* is a folder holding a complete ``results.json`` (one that passes its sch
 Hydra made for one run (it has ``.hydra/``). Jobs without a complete ``results.json`` are reported as missing,
 never silently dropped; diverged runs (``"status": "diverged"``) are listed apart and never averaged.
 Runs are grouped by their *settings* — the command-line overrides that can change a result, minus the seed
-(:func:`compt.identity.group_overrides`: no logger, observe-only callback, claim, path, ``hydra.*``, ``force``),
+(:func:`compt.runs.identity.group_overrides`: no logger, observe-only callback, claim, path, ``hydra.*``, ``force``),
 plus ``method``, ``k`` and ``n_sources`` as the run recorded them — so runs that differ only by seed
 (even from separate sweep folders) share a group.
 """
@@ -23,9 +23,9 @@ import yaml
 from tqdm import tqdm
 
 from compt.errors import IncompleteRunError, NoResultsError
-from compt.identity import group_overrides
 from compt.prompts.methods import METHODS
 from compt.runs import DIVERGED, HYDRA_DIR, HYDRA_OVERRIDES, RESULTS_FILE, RunDir
+from compt.runs.identity import group_overrides
 
 #: settings every run records in ``results.json`` itself (they win over the overrides)
 RECORDED_KEYS = ("method", "k", "n_sources", "protocol")
@@ -152,7 +152,7 @@ class Scan:
 # ---------------------------------------------------------------------------------------------- reading
 def parse_overrides(overrides: Iterable[str]) -> dict[str, str]:
     """``["method=ssum", "+x.y=1", "seed=2", "logger=csv"]`` -> ``{"method": "ssum", "x.y": "1"}``: the
-    overrides of the run's group (:func:`compt.identity.group_overrides`) as key -> value."""
+    overrides of the run's group (:func:`compt.runs.identity.group_overrides`) as key -> value."""
     out: dict[str, str] = {}
     for item in group_overrides(overrides):
         key, sep, value = item.lstrip("+~").partition("=")

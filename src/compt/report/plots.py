@@ -290,7 +290,9 @@ def plot_router_weights(groups: Sequence[Group], out: Path) -> list[Path]:
     than :data:`MAX_PANELS` panels continues in ``router_<method>_2.png``, ..."""
     by_method = router_panels(groups)
     if not by_method:
-        raise PlotSkipped("no run has router weights (method pt only)")
+        raise PlotSkipped(
+            "no run has router weights (only methods without a router: pt, mpt, attempt, lora, prefix)"
+        )
     keys = [k for k in varying_keys(groups) if k != "method"]
     files = []
     for method, rows in by_method.items():

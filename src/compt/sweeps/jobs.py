@@ -18,10 +18,10 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from compt.config.hydra import register_config
 from compt.config_dir import default_config_dir
 from compt.errors import ConfigError
 from compt.runs import JobStatus, RunDir
-from compt.training.launch import register_job_folder_resolver, register_schema
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,7 @@ def _arguments(sweep: str | None, overrides: Sequence[str]) -> list[str]:
 
 
 def _hydra(config_dir: Path | None) -> initialize_config_dir:
-    register_schema()
-    register_job_folder_resolver()
+    register_config()
     return initialize_config_dir(
         str(config_dir or default_config_dir()), version_base="1.3", job_name="train"
     )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from compt.errors import TaskError
-from compt.fields import unknown_keys
+from compt.fields import knob, unknown_keys
 from compt.tasks.preprocess import REWRITES
 
 #: metric names a task may list (computed by ``compt.evaluation``)
@@ -91,17 +91,17 @@ class TaskSpec:
     every evaluation reports it beside ``metrics`` (``primary_paper``), ``metrics.compat`` makes it primary"""
     data_dir: str | None = None
     """optional folder holding this task's ``<split>.{parquet,jsonl,csv}``; when set, always read from it"""
-    truncation: str = "tokens"
+    truncation: str = knob("data.truncation", "tokens")
     """input cut: ``tokens`` (``data.max_source_length``) | ``chars_compat`` (the authors' character cut)"""
     char_limits: Mapping[str, int] | None = field(default=None, hash=False)
     """``chars_compat`` only: characters kept of each column before formatting,
     e.g. qnli ``{question: 100}``"""
-    regression_targets: str = "grid"
+    regression_targets: str = knob("data.regression_targets", "grid")
     """regression targets: ``grid`` (``regression_grid``) | ``round1_compat`` (``np.round(score, 1)``,
     gold too)"""
-    answer_parsing: str = "exact"
+    answer_parsing: str = knob("eval.answer_parsing", "exact")
     """reading an answer: ``exact`` | ``first_word_compat`` (first word; unparsable regression scores −1)"""
-    input_format: str = "paper"
+    input_format: str = knob("data.input_format", "paper")
     """the input text: ``paper`` (``template``) | ``authors_compat`` (``authors_template``, as the authors' code
     wrote it)"""
     authors_template: str | None = None

@@ -1,4 +1,4 @@
-"""Training: the LightningModule, optimizer groups, the run driver and its outputs.
+"""Training: the LightningModule, its data and callbacks, and the fit of one run (Lightning).
 
 ``from compt.training import ComptModule`` (Lightning's ``ComptModule.load_from_checkpoint(path)`` rebuilds a
 trained run's module), ``RunConfig``, ``ComptDataModule`` and ``TrainSchema`` are imported on first use, so
@@ -13,7 +13,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     {
         "compt.training.module": ["ComptModule"],
         "compt.training.datamodule": ["ComptDataModule"],
-        "compt.training.config": ["RunConfig"],
-        "compt.training.schema": ["TrainSchema"],
+        "compt.config.run_config": ["RunConfig"],
+        "compt.config.schema": ["TrainSchema"],
     },
 )

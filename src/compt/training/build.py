@@ -1,9 +1,9 @@
-"""The LightningModule of a run, from its :class:`~compt.training.config.RunConfig`. Shared by the run driver
-(:mod:`compt.training.run`) and ``compt evaluate``."""
+"""The LightningModule of a run, from its :class:`~compt.config.run_config.RunConfig`. Shared by the run driver
+(:mod:`compt.training.fit`) and ``compt evaluate``."""
 
 from __future__ import annotations
 
-from compt.training.config import RunConfig
+from compt.config.run_config import RunConfig
 from compt.training.init_from import initialise_bank
 from compt.training.module import ComptModule
 

@@ -19,10 +19,10 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch.distributed import ReduceOp
 
 from compt.atomic import NO_ROOM
+from compt.config.targets import instantiate_target, target_entries
 from compt.errors import ComptError
+from compt.runtime.stopping import CLAIM_LOST, StopRequest
 from compt.training.loggers import ResumableCSVLogger
-from compt.training.stopping import CLAIM_LOST, StopRequest
-from compt.training.targets import instantiate_target, target_entries
 
 #: checkpoint key: rows of ``metrics.csv`` when the checkpoint was written
 LOG_ROWS_KEY = "compt_log_rows"
@@ -268,7 +268,7 @@ class LastCheckpoint(pl.Callback):
     validation and the other callbacks' epoch-end hooks (put this callback after them), through
     ``trainer.save_checkpoint`` to a temporary file renamed into place by rank 0, so a kill mid-write never
     leaves a truncated ``last.ckpt``. ``every_n_epochs <= 0``: only at the end. With ``stop`` (the job's
-    :class:`~compt.training.stopping.StopRequest`), nothing is written once the job's claim was taken over.
+    :class:`~compt.runtime.stopping.StopRequest`), nothing is written once the job's claim was taken over.
     """
 
     def __init__(self, path: str | Path, every_n_epochs: int = 1, stop: StopRequest | None = None) -> None:

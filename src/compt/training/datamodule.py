@@ -45,7 +45,7 @@ class ComptDataModule(pl.LightningDataModule):
         tasks: task names / set names / ``TaskSpec`` objects, or a mapping name -> overrides (``cfg.tasks``).
             Task id = position in ``task_names``.
         tokenizer: a Hugging Face tokenizer (T5: appends ``</s>``; the prompt goes before it; a causal LM's,
-            as ``load_backbone`` marks it: see :mod:`compt.tokenization`).
+            as ``load_backbone`` marks it: see :mod:`compt.models.tokenization`).
         config: data options.
         raw_splits: optional in-memory data, ``{task: {split: datasets.Dataset}}`` with the hub schema, used
             instead of the configured source for those splits.

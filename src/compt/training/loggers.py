@@ -22,10 +22,10 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_info
 
 from compt.atomic import atomic_path, write_text_atomic
-from compt.identity import group_overrides
-from compt.training.launch import launch_rank as process_rank
-from compt.training.preflight import RUN_ELSEWHERE
-from compt.training.targets import instantiate_target, target_class, target_entries, unset
+from compt.config.targets import instantiate_target, target_class, target_entries, unset
+from compt.runs import RUN_ELSEWHERE
+from compt.runs.identity import group_overrides
+from compt.training.spawn import launch_rank as process_rank
 
 #: the file in ``<run>/wandb/`` that keeps the W&B run id of the folder's current training (:func:`wandb_run_id`)
 WANDB_RUN_ID_FILE = "compt-run-id"
@@ -50,7 +50,7 @@ def wandb_logged_in() -> bool:
 
 def run_group(overrides: list[str]) -> str:
     """The W&B group of a run: its overrides that can change the result, minus the seed
-    (:func:`compt.identity.group_overrides`), so a dashboard averages over seeds, whatever logged them."""
+    (:func:`compt.runs.identity.group_overrides`), so a dashboard averages over seeds, whatever logged them."""
     return ",".join(group_overrides(overrides)) or "default"
 
 
@@ -242,7 +242,7 @@ class ResumableCSVLogger(CSVLogger):
     rewrites it atomically. The resume checkpoint records how many rows the file had when it was written
     (:class:`compt.training.callbacks.ResumeState` calls :meth:`rows_written`), and the resumed run first drops
     the rows logged after that checkpoint (:meth:`keep_rows`), which it logs again; a run that starts from
-    scratch starts a new file. Only rank 0 writes, and the job's claim (:mod:`compt.claims`) keeps any other
+    scratch starts a new file. Only rank 0 writes, and the job's claim (:mod:`compt.runs.claims`) keeps any other
     process out of the folder, so the file is never shared.
     """
 

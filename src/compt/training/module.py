@@ -12,13 +12,14 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.nn.modules.module import _IncompatibleKeys
 
-from compt.backbone import checkpoint_activations, load_backbone, weights_dtype
 from compt.errors import ConfigError
 from compt.evaluation import EvalConfig, Predictions, Predictor, TaskMetrics
-from compt.family import build_model
+from compt.models.backbone import checkpoint_activations, load_backbone, weights_dtype
+from compt.models.family import build_model
+from compt.optim import OptimConfig, build_optimizer
 from compt.prompts import PromptBank, PromptBankConfig, RouterSchedule, parse_mask
+from compt.prompts.bank import new_bank
 from compt.tasks import TaskSpec
-from compt.training.optim import OptimConfig, build_optimizer
 from compt.utils import evaluating, finite_or_none
 
 BACKBONE_PREFIX = "model.backbone."
@@ -28,7 +29,7 @@ class ComptModule(pl.LightningModule):
     """Trains the prompt bank of a :class:`ComptModel` (or its causal counterpart, by the backbone's family);
     evaluates by generation or rank classification.
 
-    The arguments are the run's objects (:class:`compt.training.config.RunConfig`); they are stored as plain
+    The arguments are the run's objects (:class:`compt.config.run_config.RunConfig`); they are stored as plain
     dicts with ``save_hyperparameters``, so ``torch.load(weights_only=True)`` reads a checkpoint, and the same
     plain dicts are accepted back, so Lightning's ``ComptModule.load_from_checkpoint(path)`` rebuilds the
     module. Checkpoints hold the bank and optimizer state only, never the frozen backbone.
@@ -99,9 +100,14 @@ class ComptModule(pl.LightningModule):
         )
         generator = torch.Generator().manual_seed(seed)
         vocab = backbone.get_input_embeddings().weight
-        self.model = build_model(backbone, PromptBank(bank, vocab, generator), backbone_dropout)
+        self.model = build_model(backbone, new_bank(bank, vocab, generator), backbone_dropout)
         for mask in self.eval_masks:  # a bad eval.masks entry fails now, not after training
             parse_mask(mask, bank.method, bank.n_sources)
+        if evaluation.cross_prompts is not None and bank.traits.adapter is not None:
+            raise ConfigError(
+                f"eval.cross_prompts answers every task under every task's prompt; method={bank.method} trains "
+                "one adapter shared by every task (the task is named in the text): leave eval.cross_prompts unset"
+            )
         self.predictor = Predictor(
             self.tasks,
             self.tokenizer,

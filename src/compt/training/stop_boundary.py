@@ -1,4 +1,4 @@
-"""The Lightning side of stopping a job (:mod:`compt.training.stopping`): a stop signal is acted on at the next
+"""The Lightning side of stopping a job (:mod:`compt.runtime.stopping`): a stop signal is acted on at the next
 step boundary, after ``last.ckpt`` is written there; a lost claim stops the run before it writes anything."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import pytorch_lightning as pl
 from pytorch_lightning.trainer.states import TrainerFn
 
 from compt.errors import ClaimLost
+from compt.runtime.stopping import CLAIM_LOST, NOTHING, StopRequest
 from compt.training.callbacks import LastCheckpoint, agreed_stop
 from compt.training.loggers import ResumableCSVLogger
-from compt.training.stopping import CLAIM_LOST, NOTHING, StopRequest
 
 
 class StopAtStepBoundary(pl.Callback):
-    """Stops a run that was asked to stop (:class:`~compt.training.stopping.StopRequest`) at the next point
+    """Stops a run that was asked to stop (:class:`~compt.runtime.stopping.StopRequest`) at the next point
     where it can be resumed exactly, with ``last.ckpt`` written there (put it after every other callback: the
     checkpoint holds their state).
 

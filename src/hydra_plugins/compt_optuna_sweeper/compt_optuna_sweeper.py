@@ -1,5 +1,5 @@
 """The Hydra plugin behind ``hparams_search=optuna``: Hydra's Optuna sweeper with compt's trial bookkeeping
-(:mod:`compt.training.search_sweeper`). Hydra imports every plugin module at start-up: this one stays light and
+(:mod:`compt.jobs.search_sweeper`). Hydra imports every plugin module at start-up: this one stays light and
 loads the implementation when a search starts; without ``pip install -e ".[hpo]"`` it defines nothing."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ except ImportError:  # the hpo extra is not installed: hparams_search=optuna say
 if OptunaSweeper is not None:
 
     class ComptOptunaSweeper(OptunaSweeper):
-        """Takes the Optuna sweeper's settings (``hydra.sweeper.*``); see :mod:`compt.training.search_sweeper`."""
+        """Takes the Optuna sweeper's settings (``hydra.sweeper.*``); see :mod:`compt.jobs.search_sweeper`."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            from compt.training.search_sweeper import ComptOptunaSweeperImpl
+            from compt.jobs.search_sweeper import ComptOptunaSweeperImpl
 
             self.sweeper = ComptOptunaSweeperImpl(*args, **kwargs)

@@ -1,0 +1,205 @@
+"""A frozen seq2seq backbone with a prompt bank in front of it: loss, generation and rank scoring.
+
+Plain PyTorch: the Lightning module, the evaluator, the benchmarks and ``compt predict`` all use this.
+:func:`compt.models.family.build_model` picks this class or its decoder-only counterpart (:mod:`compt.models.causal`)
+for a backbone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput
+
+from compt.models.backbone import backbone_family, insert_prompts, output_cache, set_dropout, with_cache
+from compt.prompts.bank import PromptBank
+from compt.prompts.masks import PromptMask
+
+
+class ComptModel(nn.Module):
+    """``backbone`` (frozen) + ``bank`` (trainable).
+
+    Args:
+        backbone: a Hugging Face seq2seq LM (T5 family), already frozen.
+        bank: the prompt bank; its ``config.position`` decides where prompts go.
+        backbone_dropout: keep the backbone's dropout active in training (the authors' code did).
+    """
+
+    #: the backbone family this class serves (:func:`compt.models.backbone.backbone_family`)
+    family = "seq2seq"
+
+    def __init__(self, backbone: PreTrainedModel, bank: PromptBank, backbone_dropout: bool = True) -> None:
+        super().__init__()
+        d_model = backbone.get_input_embeddings().embedding_dim
+        if d_model != bank.config.d_model:
+            raise ValueError(
+                f"prompt bank d_model={bank.config.d_model} does not match the backbone's hidden size {d_model}"
+            )
+        family = backbone_family(backbone)
+        if family != self.family:
+            raise ValueError(
+                f"{type(self).__name__} needs a {self.family} backbone, this one is {family}: "
+                "use compt.build_model(backbone, bank), which picks the class"
+            )
+        if bank.config.backbone_family not in (None, family):
+            raise ValueError(
+                f"this prompt bank was trained on a {bank.config.backbone_family} backbone "
+                f"({bank.config.backbone!r}); this backbone is {family}"
+            )
+        bank.config.backbone_family = family  # recorded in the saved bank (export needs it)
+        self.backbone = backbone
+        self.bank = bank
+        set_dropout(backbone, backbone_dropout)
+
+    def kv_prefix(self, batch_size: int) -> dict[str, object]:
+        """The keyword that starts the backbone's (decoder's) attention from the bank's key/value prefix, a
+        prefix adapter's (:mod:`compt.adapters`; PEFT puts it in an encoder-decoder's decoder), or nothing."""
+        prefix = self.bank.kv_prefix(batch_size)
+        return {} if prefix is None else with_cache(prefix)
+
+    def prompted_inputs(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        task_ids: Tensor,
+        mask: PromptMask | str | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Encoder inputs with each example's target prompt inserted: ``(B, N+L, d)``, ``(B, N+L)``."""
+        embeds, prompts, prompt_mask = self.embed_with_prompts(input_ids, attention_mask, task_ids, mask)
+        return insert_prompts(embeds, attention_mask, prompts, prompt_mask, self.bank.config.position)
+
+    def embed_with_prompts(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        task_ids: Tensor,
+        mask: PromptMask | str | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The text's token embeddings ``(B, N, d)``, each example's target prompt ``(B, L, d)`` and the
+        prompt's attention mask ``(B, L)`` (None = every row attends)."""
+        embeds = self.backbone.get_input_embeddings()(input_ids)  # (B, N, d)
+        prompts, prompt_mask = self.bank.example_prompts(task_ids, embeds, attention_mask, mask)  # (B, L, d)
+        return embeds, prompts, prompt_mask
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        task_ids: Tensor,
+        labels: Tensor,
+        mask: PromptMask | str | None = None,
+    ) -> Tensor:
+        """Mean token cross-entropy of ``labels`` ``(B, M)`` (-100 = ignored): a scalar, computed in fp32 whatever
+        the backbone's dtype (the decoder is fed ``labels`` shifted right, as the backbone's own loss does)."""
+        embeds, attention = self.prompted_inputs(input_ids, attention_mask, task_ids, mask)
+        logits = self.backbone(
+            inputs_embeds=embeds,
+            attention_mask=attention,
+            decoder_input_ids=self.backbone.prepare_decoder_input_ids_from_labels(labels=labels),
+            **self.kv_prefix(len(labels)),
+        ).logits  # (B, M, V)
+        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        task_ids: Tensor,
+        max_new_tokens: int,
+        mask: PromptMask | str | None = None,
+        repetition_penalty: float = 1.0,
+    ) -> Tensor:
+        """Greedy decoding (the paper's evaluation): token ids ``(B, ≤ max_new_tokens + 1)``.
+
+        ``repetition_penalty``: transformers' own (the decoder's tokens so far, its start token included, are
+        penalised; the encoder's input is not); 1.0 = none."""
+        embeds, attention = self.prompted_inputs(input_ids, attention_mask, task_ids, mask)
+        return self.backbone.generate(
+            inputs_embeds=embeds,
+            attention_mask=attention,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            repetition_penalty=repetition_penalty,
+            **self.kv_prefix(len(input_ids)),
+        )
+
+    @torch.no_grad()
+    def score_candidates(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        task_ids: Tensor,
+        candidate_labels: Tensor,
+        mask: PromptMask | str | None = None,
+    ) -> Tensor:
+        """Log-likelihood of every candidate target: one encoder pass, one decoder step per example (shared by
+        its candidates, with the cross-attention keys/values) and one batched decoder pass over the candidates
+        that are present (an example of a 2-label task beside a 26-candidate one costs 2 decoder rows, not 26).
+
+        Args:
+            candidate_labels: ``(B, C, M)`` token ids of each example's C candidates, -100 on padding
+                (rows of all -100 are absent candidates).
+
+        Returns:
+            ``(B, C)`` summed token log-probabilities; absent candidates get ``-inf``.
+        """
+        owner, labels = present_candidates(candidate_labels)  # (N,), (N, M')
+        embeds, attention = self.prompted_inputs(input_ids, attention_mask, task_ids, mask)
+        hidden = self.backbone.get_encoder()(inputs_embeds=embeds, attention_mask=attention).last_hidden_state
+        config = self.backbone.config
+        # Step 1: the first target token's distribution is the same for all candidates of an example, so one
+        # decoder step per example; its cache holds the cross-attention keys/values over the encoder output (the
+        # costly part: 2·d² per encoder position and layer), computed once per example instead of per candidate.
+        start = torch.full(
+            (len(hidden), 1), config.decoder_start_token_id, dtype=labels.dtype, device=labels.device
+        )
+        first = self.backbone(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+            attention_mask=attention,
+            decoder_input_ids=start,
+            use_cache=True,
+            **self.kv_prefix(len(hidden)),
+        )
+        logits = first.logits[owner]  # (N, 1, V)
+        if labels.shape[1] > 1:
+            # Step 2: the remaining positions of every candidate, teacher-forced, reusing the shared cache.
+            cache = output_cache(first)
+            cache.batch_select_indices(owner)
+            inputs = labels[:, :-1].masked_fill(labels[:, :-1] == -100, config.pad_token_id)  # shifted right
+            rest = self.backbone(
+                encoder_outputs=BaseModelOutput(last_hidden_state=hidden[owner]),
+                attention_mask=attention[owner],
+                decoder_input_ids=inputs,
+                **with_cache(cache),
+                use_cache=True,
+            ).logits  # (N, M'-1, V)
+            logits = torch.cat([logits, rest], 1)  # (N, M', V)
+        return candidate_scores(logits, labels, candidate_labels)
+
+
+def present_candidates(candidate_labels: Tensor) -> tuple[Tensor, Tensor]:
+    """The candidates of ``candidate_labels`` ``(B, C, M)`` that are present (not all -100), flattened in
+    ``(example, candidate)`` order: the example each belongs to ``(N,)`` and their ids ``(N, M')``, cut to the
+    longest present candidate (M' ≤ M; every candidate has at least one token)."""
+    present = (candidate_labels != -100).any(-1)  # (B, C)
+    labels = candidate_labels[present]  # (N, M)
+    owner = present.nonzero()[:, 0]
+    length = int((labels != -100).any(0).nonzero().max()) + 1 if labels.numel() else 1
+    return owner, labels[:, :length]
+
+
+def candidate_scores(logits: Tensor, labels: Tensor, candidate_labels: Tensor) -> Tensor:
+    """Summed log-probabilities ``(B, C)`` of the present candidates ``labels`` ``(N, M')`` (-100 = padding;
+    :func:`present_candidates` of ``candidate_labels`` ``(B, C, M)``) under ``logits`` ``(N, M', V)`` (row j
+    predicts token j); absent candidates get ``-inf``."""
+    log_probs = torch.log_softmax(logits.float(), -1)
+    valid = labels != -100
+    token_lp = log_probs.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1) * valid
+    present = (candidate_labels != -100).any(-1)  # (B, C)
+    scores = torch.full(present.shape, float("-inf"), device=logits.device)
+    scores[present] = token_lp.sum(-1)
+    return scores
