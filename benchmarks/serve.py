@@ -7,7 +7,7 @@
     python benchmarks/serve.py --backbone t5-small                 # a compute-bound backbone (35 M parameters)
 
 Everything is bounded: each phase sends a fixed number of requests from N client threads on loopback
-(127.0.0.1) and stops. Server and ``compt predict`` run in their own processes with one torch thread
+(127.0.0.1) and stops. Server (with its model's process) and ``compt predict`` run in processes of their own with one torch thread
 (``OMP_NUM_THREADS=1``), as a user starts them; the clients are threads of this process using
 :class:`compt.serving.ComptClient` (one kept-alive connection each).
 
@@ -25,8 +25,8 @@ its last: the model load left out; target ≥ 0.80 at concurrency 32). The machi
 interleaved (every measurement once per round, in a rotated order) and each figure is the median over rounds,
 with ``[min, max]`` of the per-round values (ratios: of the per-round ratios).
 
-CPU time per row is measured beside (``cpu_ms_per_row``, with psutil): the server process's (event loop and
-model thread) and the clients' over a phase, ``compt predict``'s over its timed rows. Where the machine is busy
+CPU time per row is measured beside (``cpu_ms_per_row``, with psutil): the server's (its process, the event
+loop, and its model's process) and the clients' over a phase, ``compt predict``'s over its timed rows. Where the machine is busy
 with other work, rows/s follow the CPU share a process gets, and these say what each row costs.
 """
 
@@ -106,13 +106,14 @@ def fresh_bank(folder: Path, backbone: str) -> Path:
 
 # ---------------------------------------------------------------------------------------------- offline
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (NaN without psutil)."""
+    """User + system CPU seconds of process ``pid`` and its live children (``compt serve``'s model process) so
+    far (NaN without psutil)."""
     try:
         import psutil
     except ImportError:
         return float("nan")
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
+    process = psutil.Process(pid)
+    return sum(sum(p.cpu_times()[:2]) for p in (process, *process.children(recursive=True)))
 
 
 def offline_rows_per_s(run: Path, rows: list[dict], folder: Path, mode: str) -> tuple[float, float]:

@@ -35,7 +35,7 @@ def demo_rows(per_task: int, tasks: list[str] = TASKS) -> list[dict]:
 
 
 class Server(ServerProcess):
-    """``compt serve RUN`` on a free port of 127.0.0.1 (``--port 0``), in its own process, on one thread."""
+    """``compt serve RUN`` on a free port of 127.0.0.1 (``--port 0``), in its own process (and its model's), on one torch thread."""
 
     def __init__(self, run: Path, log: Path, *options: str) -> None:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -145,7 +145,7 @@ def sigterm_drains(server: Server, rows: list[dict], answers: list[dict]) -> Non
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 20
-    while server.client.health()["in_flight"] < len(rows):
+    while (health := server.client.health())["in_flight"] < len(rows):
         assert time.monotonic() < deadline, "the requests never arrived"
         time.sleep(0.02)
     server.client.close()
@@ -154,3 +154,12 @@ def sigterm_drains(server: Server, rows: list[dict], answers: list[dict]) -> Non
         thread.join(timeout=60)
     assert [results[i] for i in range(len(rows))] == answers
     assert "compt: stopped by SIGTERM after answering" in server.log.read_text()
+    assert not is_running(health["model_pid"])  # the model's process left with the server
+
+
+def is_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False

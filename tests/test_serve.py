@@ -23,7 +23,7 @@ from compt.inference.rows import check_rows
 from compt.models.backbone import load_backbone
 from compt.models.family import build_model
 from compt.models.tokenization import encode_inputs, input_encoder
-from compt.serving.batching import MicroBatcher, QueueFull
+from compt.serving.batching import MicroBatcher, QueueFull, in_thread
 from compt.serving.requests import RequestError, parse_body
 from compt.tasks import get_task
 from tests.serving import TASKS, demo_rows
@@ -131,7 +131,7 @@ def test_the_batcher_batches_concurrent_requests_by_key_up_to_its_size_and_keeps
         return [(key, item * 10) for item in items]
 
     async def scenario():
-        batcher = MicroBatcher(run, max_batch_size=4, max_wait_s=0.05)
+        batcher = MicroBatcher(in_thread(run), max_batch_size=4, max_wait_s=0.05)
         batcher.start()
         requests = [("a", [1, 2]), ("b", [3]), ("a", [4, 5, 6]), ("a", [7]), ("b", [8, 9])]
         answers = await asyncio.gather(*(batcher.submit(key, items) for key, items in requests))
@@ -160,7 +160,9 @@ def test_more_rows_than_a_batch_holds_are_batched_by_shape_the_oldest_first(with
         return items
 
     async def scenario():
-        batcher = MicroBatcher(run, 4, 0.0, shape=(lambda item: shapes[item[0]]) if with_shape else None)
+        batcher = MicroBatcher(
+            in_thread(run), 4, 0.0, shape=(lambda item: shapes[item[0]]) if with_shape else None
+        )
         batcher.start()
         first = asyncio.ensure_future(batcher.submit("k", ["x0"]))
         while not seen:
@@ -189,7 +191,7 @@ def test_a_failing_batch_fails_its_requests_only_and_a_full_queue_refuses():
         return items
 
     async def scenario():
-        batcher = MicroBatcher(run, max_batch_size=8, max_wait_s=0.0, max_waiting=4)
+        batcher = MicroBatcher(in_thread(run), max_batch_size=8, max_wait_s=0.0, max_waiting=4)
         batcher.start()
         with pytest.raises(RuntimeError, match="boom"):
             await batcher.submit("k", ["bad"])
@@ -312,3 +314,35 @@ def test_compt_serve_refuses_what_cannot_work_before_loading_anything(tmp_path, 
             assert main(argv) == 2, argv
             err = capsys.readouterr().err
             assert phrase in err and err.count("\n") == 1, err
+
+
+def test_a_dead_model_process_stops_the_server_with_one_line_naming_its_status(tmp_path):
+    """The model's process killed outright (out of memory, say): the server does not hang or answer wrongly, it
+    stops by itself with exit 2 and one line; the request it was answering gets a line, or no connection."""
+    import os
+    import signal
+
+    from tests.serving import Server, is_running
+
+    server = Server(fresh_run(tmp_path, "tiny"), tmp_path / "serve.log")
+    try:
+        model_pid = server.client.wait_ready(timeout=60)["model_pid"]
+        row = demo_rows(1)[0]
+        assert server.client.predict(row)["task"] == row["task"]
+        os.kill(model_pid, signal.SIGKILL)
+        try:
+            server.client.predict(row)
+        except RequestError as refused:
+            assert refused.status in (500, 503) and "model's process exited" in str(refused), refused
+        except InferenceError as err:  # the server had already stopped
+            assert "cannot reach compt serve" in str(err)
+        else:
+            raise AssertionError("a dead model answered")
+        assert server.proc.wait(timeout=60) == 2
+    finally:
+        if server.proc.poll() is None:
+            server.stop()
+    log = server.log.read_text()
+    assert "\ncompt: the model's process exited (status -9); restart compt serve\n" in log, log[-2000:]
+    assert "Traceback" not in log  # no bug: a line
+    assert not is_running(model_pid)

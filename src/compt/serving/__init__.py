@@ -1,5 +1,6 @@
 """Every task of a trained run over HTTP: ``compt serve`` (:mod:`~compt.serving.server`, FastAPI + uvicorn,
-``pip install -e ".[serve]"``), its batches of rows of any tasks (:mod:`~compt.serving.batching`), what a request
+``pip install -e ".[serve]"``), the model in a process of its own (:mod:`~compt.serving.model_process`), its
+batches of rows of any tasks (:mod:`~compt.serving.batching`), what a request
 may hold (:mod:`~compt.serving.requests`) and a client of the standard library only
 (:mod:`~compt.serving.client`).
 

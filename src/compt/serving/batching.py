@@ -3,8 +3,9 @@
 Each request puts its rows in one queue; one loop takes the oldest row's *key* (the prediction mode and mask:
 rows predicted differently cannot share a pass) and gathers the waiting rows of that key, whatever their task,
 until ``max_batch_size`` rows are in the batch or ``max_wait_s`` has passed since the oldest of them arrived.
-The batch then runs in one worker thread (the model's: every torch call happens there, one batch at a time),
-while the event loop goes on taking requests; each request gets its rows' answers back in its own order.
+The batch then goes to ``run`` (awaited: the model runs elsewhere, one batch at a time, in a process of its
+own for ``compt serve``), while the event loop goes on taking requests; each request gets its rows' answers back
+in its own order.
 
 When more rows of that key wait than one batch holds, the batch is the oldest row and the waiting rows most
 like it in *shape* (``shape(item)``: input tokens, rank candidates, candidate tokens): ordered by candidate
@@ -12,9 +13,10 @@ length, then input length, the run of ``max_batch_size`` rows around the oldest 
 rows of similar lengths pads them less (a padded position costs what a real one does), and the oldest row
 still goes first, so no row waits behind ones that came after it for longer than the rows before it take.
 
-Nothing here knows about HTTP or torch: ``run`` is any function from a list of items to a list of answers.
+Nothing here knows about HTTP or torch: ``run`` is any coroutine function from a list of items to a list of
+answers (:func:`in_thread` makes one of a plain function, run in a worker thread).
 
-    batcher = MicroBatcher(lambda key, items: [item * 2 for item in items], max_batch_size=32, max_wait_s=0.005)
+    batcher = MicroBatcher(in_thread(lambda key, items: [item * 2 for item in items]), 32, max_wait_s=0.005)
     answers = await batcher.submit("key", [1, 2, 3])   # [2, 4, 6]
 """
 
@@ -24,7 +26,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -46,27 +48,42 @@ class _Waiting:
     arrived: float = field(default_factory=time.monotonic)
 
 
+Run = Callable[[Hashable, list[Any]], Awaitable[Sequence[Any]]]
+"""``await run(key, items)``: the answers to one batch, one per item, in order."""
+
+
+def in_thread(
+    function: Callable[[Hashable, list[Any]], Sequence[Any]], executor: Executor | None = None
+) -> Run:
+    """A batcher's ``run`` that calls the plain ``function(key, items)`` in ``executor`` (default: one thread of
+    its own), so that it blocks no event loop."""
+    worker = executor or ThreadPoolExecutor(1, thread_name_prefix="compt-batch")
+
+    async def run(key: Hashable, items: list[Any]) -> Sequence[Any]:
+        return await asyncio.get_running_loop().run_in_executor(worker, function, key, items)
+
+    return run
+
+
 class MicroBatcher:
     """Batches items submitted by concurrent requests (see the module's docstring).
 
     Args:
-        run: ``run(key, items) -> answers`` (one per item, in order), called in the worker thread.
+        run: ``await run(key, items)``: the answers (one per item, in order); one call at a time.
         max_batch_size: the most items in one call of ``run``.
         max_wait_s: how long the oldest waiting item may wait for others before its batch runs (0: run at
             once with whatever is waiting).
         max_waiting: the most items waiting at once; :meth:`submit` raises :class:`QueueFull` beyond it.
-        executor: the worker (default: one thread of its own).
         shape: an item's :data:`Shape`; with it, a batch picked among more waiting items than it holds is
             the one around the oldest that pads least (see the module's docstring). Without it, the oldest.
     """
 
     def __init__(
         self,
-        run: Callable[[Hashable, list[Any]], Sequence[Any]],
+        run: Run,
         max_batch_size: int,
         max_wait_s: float,
         max_waiting: int | None = None,
-        executor: Executor | None = None,
         shape: Callable[[Any], Shape] | None = None,
     ) -> None:
         if max_batch_size < 1 or max_wait_s < 0:
@@ -75,7 +92,6 @@ class MicroBatcher:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.max_waiting = max_waiting if max_waiting is not None else 64 * max_batch_size
-        self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="compt-model")
         self.shape = shape
         self._waiting: deque[_Waiting] = deque()
         self._arrived = asyncio.Event()
@@ -85,7 +101,7 @@ class MicroBatcher:
         self.items = 0
         """items answered so far"""
         self.busy_s = 0.0
-        """seconds the worker spent running batches"""
+        """seconds spent waiting for ``run``'s answers"""
 
     @property
     def waiting(self) -> int:
@@ -130,13 +146,13 @@ class MicroBatcher:
             raise
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self._next_batch()
             if not batch:
                 continue
+            started = time.perf_counter()
             try:
-                answers = await loop.run_in_executor(self.executor, self._timed, batch[0].key, batch)
+                answers = await self.run(batch[0].key, [w.item for w in batch])
             except (
                 Exception
             ) as err:  # a bug or the device failing: the batch's requests get it, the loop lives
@@ -144,18 +160,13 @@ class MicroBatcher:
                     if not waiting.future.done():
                         waiting.future.set_exception(err)
                 continue
+            finally:
+                self.busy_s += time.perf_counter() - started
             self.batches += 1
             self.items += len(batch)
             for waiting, answer in zip(batch, answers):
                 if not waiting.future.done():
                     waiting.future.set_result(answer)
-
-    def _timed(self, key: Hashable, batch: list[_Waiting]) -> Sequence[Any]:
-        started = time.perf_counter()
-        try:
-            return self.run(key, [w.item for w in batch])
-        finally:
-            self.busy_s += time.perf_counter() - started
 
     async def _next_batch(self) -> list[_Waiting]:
         """Wait for the oldest item's batch to fill or its time to pass; take its items out of the queue."""

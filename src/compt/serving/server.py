@@ -1,10 +1,11 @@
 """``compt serve RUN_DIR``: every task of a trained bank from one frozen backbone, over HTTP.
 
-Built on FastAPI and uvicorn (``pip install -e ".[serve]"``), in one process: the backbone and the bank load
-once, in the model's own thread, and every prediction runs there; the event loop reads requests, checks and
-tokenises their rows (with its own copy of the tokenizer) and hands them to a :class:`MicroBatcher`, which
-puts rows that arrive together into one batch whatever their task (each row gets its task's prompt, as in
-training) — up to ``max_batch_size`` rows, waiting at most ``max_wait_ms`` for them.
+Built on FastAPI and uvicorn (``pip install -e ".[serve]"``). The backbone and the bank load once, in a
+process of their own (:class:`~compt.serving.model_process.ModelProcess`), and every prediction runs there; the
+server's event loop reads requests, checks and tokenises their rows and hands them to a :class:`MicroBatcher`,
+which puts rows that arrive together into one batch whatever their task (each row gets its task's prompt, as
+in training) — up to ``max_batch_size`` rows, waiting at most ``max_wait_ms`` for them — and sends each batch
+to the model's process: requests are read and answered while the model computes.
 
 Routes:
 
@@ -22,7 +23,6 @@ Ctrl-C) stops taking connections, answers the requests in flight and exits 0.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import signal
 import socket
@@ -41,11 +41,12 @@ from starlette.exceptions import HTTPException
 
 from compt.errors import ComptError, ConfigError, InferenceError
 from compt.evaluation.config import EVAL_MODES
-from compt.inference.predictor import PreparedRow, PromptPredictor, RowEncoder, load_for_inference, recorded
+from compt.inference.predictor import PreparedRow, RowEncoder, recorded
 from compt.inference.rows import TASK_COLUMN
 from compt.models.tokenization import encode_targets
 from compt.prompts.masks import parse_mask
 from compt.serving.batching import MicroBatcher, QueueFull, Shape
+from compt.serving.model_process import ModelFacts, ModelProcess
 from compt.serving.requests import TOO_LARGE, UNPROCESSABLE, RequestError, parse_body, too_long
 from compt.tasks import TaskSpec
 
@@ -115,7 +116,9 @@ class Service:
         self.status = "loading"
         self.failure: BaseException | None = None
         self.on_failure = on_failure
-        self.predictor: PromptPredictor | None = None
+        self.model: ModelProcess | None = None
+        self.facts: ModelFacts | None = None
+        """the loaded model's tokenizer, device, mode and bank (None while loading)"""
         self.encoder: RowEncoder | None = None
         self.requests = 0
         """requests answered"""
@@ -137,26 +140,29 @@ class Service:
         self._loading = asyncio.get_running_loop().create_task(self._load())
 
     async def stop(self) -> None:
-        """Stop the batcher (the server has answered every request in flight) and the model's thread."""
+        """Stop the batcher (the server has answered every request in flight) and the model's process."""
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
         await self.batcher.stop()
-        self.batcher.executor.shutdown(wait=False, cancel_futures=True)
+        if self.model is not None:
+            self.model.stop()
 
     async def _load(self) -> None:
-        loop = asyncio.get_running_loop()
+        settings = self.settings
+        self.model = ModelProcess(
+            settings.run, settings.backbone, settings.device, settings.mask, on_exit=self._model_exited
+        )
         try:
-            self.predictor = await loop.run_in_executor(self.batcher.executor, self._load_model)
+            facts = await self.model.start()
         except Exception as err:
             self.status, self.failure = "failed", err
-            if not isinstance(err, ComptError):
+            if not isinstance(err, ComptError):  # a bug of the server's (the model's process logs its own)
                 log.error("".join(traceback.format_exception(err)))
             self.on_failure()
             return
-        # rows are tokenised on the event loop with a tokenizer of their own: the model's thread decodes
-        # generated answers with the predictor's at the same time
-        tokenizer = copy.deepcopy(self.predictor.tokenizer)
-        self.encoder = RowEncoder(tokenizer, self.tasks, self.predictor.max_source_length)
+        self.facts = facts
+        tokenizer = facts.tokenizer
+        self.encoder = RowEncoder(tokenizer, self.tasks, facts.max_source_length)
         for task_id, task in enumerate(self.tasks):
             fixed = encode_targets(tokenizer, task.candidates()) if task.kind in FIXED_CANDIDATES else []
             self.candidates[task_id] = (len(fixed), max(map(len, fixed), default=0))
@@ -164,18 +170,16 @@ class Service:
         url = f"http://{self.settings.host}:{self.settings.port}"
         print(
             f"compt: serving {len(self.tasks)} tasks ({', '.join(self.task_names)}) of {self.settings.run} on "
-            f"{url} — {self.predictor.device}, mode {self.mode}, mask {self.settings.mask}; POST {url}/predict",
+            f"{url} — {facts.device}, mode {self.mode}, mask {self.settings.mask}; POST {url}/predict",
             file=sys.stderr,
             flush=True,
         )
 
-    def _load_model(self) -> PromptPredictor:
-        predictor = load_for_inference(self.settings.run, self.settings.backbone, self.settings.device)
-        parse_mask(
-            self.settings.mask, predictor.model.bank.config.method, predictor.model.bank.config.n_sources
-        )
-        predictor.load_modes()
-        return predictor
+    def _model_exited(self) -> None:
+        """The model's process died while serving: every later request is refused, and the server stops."""
+        assert self.model is not None
+        self.status, self.failure = "failed", self.model.closed
+        self.on_failure()
 
     # ------------------------------------------------------------------ facts
     @property
@@ -185,7 +189,7 @@ class Service:
     @property
     def mode(self) -> str:
         """The default prediction mode: ``--mode``, else the run's."""
-        return self.settings.mode or (self.predictor.mode if self.predictor else "rank")
+        return self.settings.mode or (self.facts.mode if self.facts else "rank")
 
     def max_input_tokens(self, task: TaskSpec) -> int:
         """The longest input of ``task`` taken: ``--max-input-tokens``, else a multiple of its input limit."""
@@ -196,11 +200,11 @@ class Service:
         """``/health``: 200 when ready, 503 while loading (or when loading failed)."""
         body: dict[str, Any] = {"status": self.status}
         if self.status == "ready":
-            assert self.predictor is not None
+            assert self.facts is not None
             body |= {
                 "tasks": self.task_names,
                 "backbone": self.backbone,
-                "device": str(self.predictor.device),
+                "device": self.facts.device,
                 "mode": self.mode,
                 "mask": self.settings.mask,
                 "max_batch_size": self.settings.max_batch_size,
@@ -211,6 +215,7 @@ class Service:
                 "mixed_batches": self.mixed_batches,
                 "rows": self.batcher.items,
                 "model_busy_s": round(self.batcher.busy_s, 3),
+                "model_pid": self.model.pid if self.model else None,
             }
         elif self.failure is not None:
             body["error"] = str(self.failure)
@@ -253,7 +258,7 @@ class Service:
         return answers
 
     async def _answer(self, body: bytes, mode: str | None, mask: str | None) -> Any:
-        assert self.predictor is not None and self.encoder is not None
+        assert self.encoder is not None
         key = self._key(mode, mask)
         request = parse_body(body, self.tasks)
         if len(request.rows) > self.batcher.max_waiting:
@@ -275,6 +280,8 @@ class Service:
             records = await self.batcher.submit(key, prepared)
         except QueueFull as err:
             raise RequestError(UNAVAILABLE, f"the server is busy ({err}); retry later") from None
+        except ComptError as err:  # the model failed on the batch (its process logged a bug's traceback) or died
+            raise RequestError(SERVER_ERROR, str(err)) from None
         answers = [{"index": i, **record} for i, record in enumerate(records)]
         return answers[0] if request.single else answers
 
@@ -284,10 +291,9 @@ class Service:
         mask = mask or self.settings.mask
         if mode not in EVAL_MODES:
             raise RequestError(UNPROCESSABLE, f"mode={mode!r}; choose one of {', '.join(EVAL_MODES)}")
-        assert self.predictor is not None
-        bank = self.predictor.model.bank.config
+        assert self.facts is not None
         try:
-            parse_mask(mask, bank.method, bank.n_sources)
+            parse_mask(mask, self.facts.method, self.facts.n_sources)
         except ConfigError as err:
             raise RequestError(UNPROCESSABLE, str(err)) from None
         return mode, mask
@@ -298,11 +304,10 @@ class Service:
             return len(row.input_ids), len(row.choice_ids), max(map(len, row.choice_ids), default=0)
         return len(row.input_ids), *self.candidates[row.task_id]
 
-    def _run_batch(self, key: Hashable, rows: list[PreparedRow]) -> list[dict[str, Any]]:
-        """One batch in the model's thread (rows of any tasks, one backbone pass)."""
-        assert self.predictor is not None
-        mode, mask = key  # type: ignore[misc]
-        answers = self.predictor.predict_prepared(rows, mode, mask)
+    async def _run_batch(self, key: Hashable, rows: list[PreparedRow]) -> list[dict[str, Any]]:
+        """One batch in the model's process (rows of any tasks, one backbone pass)."""
+        assert self.model is not None
+        answers = await self.model.predict(key, rows)
         self.mixed_batches += len({row.task_id for row in rows}) > 1
         return answers
 
@@ -440,8 +445,7 @@ def serve(settings: ServeSettings) -> int:
         timeout_graceful_shutdown=DRAIN_TIMEOUT_S,
         lifespan="on",
         # uvloop's event loop and the httptools parser (both C, in the [serve] extra) when installed, else
-        # asyncio's and h11: a third less of the event loop's time per request, which the model's thread
-        # shares (the interpreter lock)
+        # asyncio's and h11: a third less of the event loop's time per request
         loop="auto",
         http="auto",
     )
