@@ -146,11 +146,13 @@ def test_the_batcher_batches_concurrent_requests_by_key_up_to_its_size_and_keeps
     assert [items for key, items in seen if key == "b"] == [[3, 8, 9]]  # arrived together: one batch
 
 
-@pytest.mark.parametrize("with_shape", [True, False])
-def test_more_rows_than_a_batch_holds_are_batched_by_shape_the_oldest_first(with_shape):
-    """Rows of three shapes (short inputs, long inputs, 26 longer candidates) wait, interleaved, while a batch
-    runs: batches of 4 taken around the oldest row are each of one shape (without ``shape``: of all three)."""
-    shapes = {"a": (10, 2, 2), "b": (30, 2, 2), "c": (20, 26, 4), "x": (5, 2, 2)}
+SHAPES = {"a": (10, 2, 2), "b": (30, 2, 2), "c": (20, 26, 4), "x": (5, 2, 2)}
+"""rows of four shapes: short inputs, long inputs, 26 longer candidates, and the blocker ``x``"""
+
+
+def batches_while_busy(rows: list[str], max_batch_size: int, with_shape: bool = True) -> list[list[str]]:
+    """The batches ``rows`` (named by their :data:`SHAPES` letter) go in when they arrive, one request each,
+    while a first batch runs; each request gets its own row back."""
     seen: list[list[str]] = []
     release = threading.Event()
 
@@ -160,28 +162,43 @@ def test_more_rows_than_a_batch_holds_are_batched_by_shape_the_oldest_first(with
         return items
 
     async def scenario():
-        batcher = MicroBatcher(
-            in_thread(run), 4, 0.0, shape=(lambda item: shapes[item[0]]) if with_shape else None
-        )
+        shape = (lambda item: SHAPES[item[0]]) if with_shape else None
+        batcher = MicroBatcher(in_thread(run), max_batch_size, 0.0, shape=shape)
         batcher.start()
         first = asyncio.ensure_future(batcher.submit("k", ["x0"]))
         while not seen:
             await asyncio.sleep(0.001)
-        rows = [f"{kind}{i}" for i in range(4) for kind in "abc"]
         rest = [asyncio.ensure_future(batcher.submit("k", [row])) for row in rows]
         await asyncio.sleep(0.01)
         release.set()
         answers = await asyncio.gather(first, *rest)
         await batcher.stop()
-        return rows, answers
+        return answers
 
-    rows, answers = asyncio.run(scenario())
+    answers = asyncio.run(scenario())
     assert answers == [["x0"], *([row] for row in rows)]
     assert seen[0] == ["x0"] and sorted(r for batch in seen[1:] for r in batch) == sorted(rows)
+    return seen[1:]
+
+
+@pytest.mark.parametrize("with_shape", [True, False])
+def test_more_rows_than_a_batch_holds_are_batched_by_shape_the_oldest_first(with_shape):
+    """Rows of three shapes (short inputs, long inputs, 26 longer candidates) wait, interleaved, while a batch
+    runs: batches of 4 taken around the oldest row are each of one shape (without ``shape``: of all three)."""
+    rows = [f"{kind}{i}" for i in range(4) for kind in "abc"]
+    seen = batches_while_busy(rows, 4, with_shape)
     if with_shape:  # the oldest waiting row's shape first: a0, then b0, then c0
-        assert seen[1:] == [[f"{kind}{i}" for i in range(4)] for kind in "abc"]
+        assert seen == [[f"{kind}{i}" for i in range(4)] for kind in "abc"]
     else:
-        assert seen[1:] == [rows[:4], rows[4:8], rows[8:]]
+        assert seen == [rows[:4], rows[4:8], rows[8:]]
+
+
+def test_rows_with_candidates_of_another_length_only_fill_a_batch():
+    """A batch of 4 holds 2-token-candidate rows (a) and 4-token ones (c) together only when fewer than half a
+    batch of the oldest row's kind wait."""
+    assert batches_while_busy(["a0", "c0", "a1", "c1"], 4) == [["a0", "a1"], ["c0", "c1"]]
+    assert batches_while_busy(["a0", "c0", "c1", "c2"], 4) == [["a0", "c0", "c1", "c2"]]
+    assert batches_while_busy(["c0", "a0", "b0", "a1"], 4) == [["c0", "a0", "b0", "a1"]]
 
 
 def test_a_failing_batch_fails_its_requests_only_and_a_full_queue_refuses():

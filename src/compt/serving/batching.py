@@ -7,8 +7,11 @@ The batch then goes to ``run`` (awaited: the model runs elsewhere, one batch at 
 own for ``compt serve``), while the event loop goes on taking requests; each request gets its rows' answers back
 in its own order.
 
-When more rows of that key wait than one batch holds, the batch is the oldest row and the waiting rows most
-like it in *shape* (``shape(item)``: input tokens, rank candidates, candidate tokens): ordered by candidate
+With a *shape* (``shape(item)``: input tokens, rank candidates, candidate tokens), rows whose longest candidate
+has another number of tokens than the oldest row's only fill its batch: when at least half a batch of rows like
+it wait, the batch holds only them (rank scoring pads every candidate of a batch to the longest: a 2-token label
+beside stsb's 4-token values costs three decoder positions instead of one). When more of the rows it may hold
+wait than one batch holds, the batch is the oldest row and the waiting rows most like it: ordered by candidate
 length, then input length, the run of ``max_batch_size`` rows around the oldest that pads least. A batch of
 rows of similar lengths pads them less (a padded position costs what a real one does), and the oldest row
 still goes first, so no row waits behind ones that came after it for longer than the rows before it take.
@@ -185,11 +188,21 @@ class MicroBatcher:
             except TimeoutError:
                 break
         live = [w for w in self._waiting if not w.future.done()]  # others were cancelled: their clients left
-        same = [w for w in live if w.key == oldest.key]
+        same = self._alike([w for w in live if w.key == oldest.key], oldest)
         chosen = self._choose(same) if len(same) > self.max_batch_size else same
         taken = {id(w) for w in chosen}
         self._waiting = deque(w for w in live if id(w) not in taken)
         return [w for w in same if id(w) in taken]  # in arrival order
+
+    def _alike(self, same: list[_Waiting], oldest: _Waiting) -> list[_Waiting]:
+        """The waiting items ``same`` (one key, oldest first) that may share the oldest's batch: those whose
+        longest candidate has as many tokens as the oldest's, when at least half a batch of them wait; else all
+        (rows of other lengths fill the batch). Without :attr:`shape`, all."""
+        if self.shape is None:
+            return same
+        length = self.shape(oldest.item)[2]
+        alike = [w for w in same if self.shape(w.item)[2] == length]
+        return alike if len(alike) >= self.max_batch_size / 2 else same
 
     def _choose(self, same: list[_Waiting]) -> list[_Waiting]:
         """``max_batch_size`` of the waiting items ``same`` (one key, oldest first), the oldest among them: the

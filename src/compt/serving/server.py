@@ -280,7 +280,7 @@ class Service:
             records = await self.batcher.submit(key, prepared)
         except QueueFull as err:
             raise RequestError(UNAVAILABLE, f"the server is busy ({err}); retry later") from None
-        except ComptError as err:  # the model failed on the batch (its process logged a bug's traceback) or died
+        except ComptError as err:  # the model failed on the batch (a bug's traceback is in the log) or died
             raise RequestError(SERVER_ERROR, str(err)) from None
         answers = [{"index": i, **record} for i, record in enumerate(records)]
         return answers[0] if request.single else answers
