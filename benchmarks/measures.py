@@ -33,7 +33,7 @@ from compt.tasks import resolve_tasks
 from compt.training.datamodule import ComptDataModule
 from harness import Bench, PeakMemory, Times, median, medians, peak_memory, peak_memory_kind, ratio
 
-#: the GLUE task set: T = 8 tasks, so every bank has 8 private prompts (METHOD.md §5)
+#: the GLUE task set: T = 8 tasks, so every bank has 8 private prompts (docs/method.md §5)
 TASKS = ("mnli", "qnli", "rte", "cola", "sst2", "stsb", "mrpc", "qqp")
 #: the label words scored by rank classification (mnli: three candidates)
 LABEL_WORDS = ("entailment", "neutral", "contradiction")

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_DATA = ROOT / "src" / "compt" / "assets" / "demo_data"
 DEFAULT_OUT = ROOT / "src" / "compt" / "assets" / "tiny-t5"
 
-# Words every built-in task's input template or target uses (METHOD.md §5), so they tokenise compactly.
+# Words every built-in task's input template or target uses (docs/method.md §5), so they tokenise compactly.
 TASK_WORDS = (
     "mnli qnli rte cola sst2 stsb mrpc qqp multinli scitail imdb yelp_polarity paws "
     "sentence: sentence1: sentence2: premise: hypothesis: question: question1: question2: text: "
