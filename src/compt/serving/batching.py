@@ -30,7 +30,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
@@ -55,12 +55,10 @@ Run = Callable[[Hashable, list[Any]], Awaitable[Sequence[Any]]]
 """``await run(key, items)``: the answers to one batch, one per item, in order."""
 
 
-def in_thread(
-    function: Callable[[Hashable, list[Any]], Sequence[Any]], executor: Executor | None = None
-) -> Run:
-    """A batcher's ``run`` that calls the plain ``function(key, items)`` in ``executor`` (default: one thread of
-    its own), so that it blocks no event loop."""
-    worker = executor or ThreadPoolExecutor(1, thread_name_prefix="compt-batch")
+def in_thread(function: Callable[[Hashable, list[Any]], Sequence[Any]]) -> Run:
+    """A batcher's ``run`` that calls the plain ``function(key, items)`` in a thread of its own, so that it blocks
+    no event loop."""
+    worker = ThreadPoolExecutor(1, thread_name_prefix="compt-batch")
 
     async def run(key: Hashable, items: list[Any]) -> Sequence[Any]:
         return await asyncio.get_running_loop().run_in_executor(worker, function, key, items)

@@ -78,7 +78,7 @@ class ModelProcess:
         backbone: load this backbone instead of the recorded one.
         device: ``cpu``, ``cuda``...; default CUDA when available.
         mask: the server's mask (checked against the bank as the model loads).
-        on_exit: called on the event loop if the child dies while the server runs.
+        on_exit: called on the event loop, with what later calls raise, if the child dies while serving.
     """
 
     def __init__(
@@ -87,7 +87,7 @@ class ModelProcess:
         backbone: str | None,
         device: str | None,
         mask: str,
-        on_exit: Callable[[], None] = lambda: None,
+        on_exit: Callable[[InferenceError], None] = lambda reason: None,
     ) -> None:
         self.args = (str(run), backbone, device, mask)
         self.on_exit = on_exit
@@ -175,12 +175,10 @@ class ModelProcess:
         """The child is gone: every call fails with its exit status, and ``on_exit`` is told."""
         assert self.process is not None
         self.process.join(1.0)  # its status (it has closed its end: it is exiting)
-        self._close(
-            InferenceError(
-                f"the model's process exited (status {self.process.exitcode}); restart compt serve"
-            )
-        )
-        self.on_exit()
+        status = self.process.exitcode
+        reason = InferenceError(f"the model's process exited (status {status}); restart compt serve")
+        self._close(reason)
+        self.on_exit(reason)
 
     def _close(self, reason: InferenceError) -> None:
         assert self._conn is not None

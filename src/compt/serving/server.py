@@ -175,10 +175,9 @@ class Service:
             flush=True,
         )
 
-    def _model_exited(self) -> None:
+    def _model_exited(self, reason: InferenceError) -> None:
         """The model's process died while serving: every later request is refused, and the server stops."""
-        assert self.model is not None
-        self.status, self.failure = "failed", self.model.closed
+        self.status, self.failure = "failed", reason
         self.on_failure()
 
     # ------------------------------------------------------------------ facts
