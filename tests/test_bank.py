@@ -209,16 +209,53 @@ def test_without_backbone_dropout_a_training_forward_is_deterministic(tiny_backb
 
 
 def test_rank_scores_match_teacher_forced_loss(tiny_backbone):
+    """Every row scores answers of 2, 3, 4 and 8 tokens (padded to the longest) and an absent candidate;
+    each score is the answer's teacher-forced log-likelihood on that row alone."""
     backbone, tokenizer = tiny_backbone
     model = ComptModel(backbone, make_bank("ssum")).eval()
-    input_ids, attention, task_ids, labels = batch(tokenizer)
-    scores = model.score_candidates(input_ids, attention, task_ids, labels.unsqueeze(1))  # (B, 1)
+    input_ids, attention, task_ids, _ = batch(tokenizer)
+    labels = tokenizer(
+        ["positive", "3.8", "a cat", "the dog is fun"], padding=True, return_tensors="pt"
+    ).input_ids
+    labels[labels == tokenizer.pad_token_id] = -100
+    lengths = (labels != -100).sum(-1).tolist()
+    assert lengths == [2, 3, 4, 8]
+    absent = torch.full_like(labels[:1], -100)
+    candidates = torch.cat([labels, absent]).expand(3, -1, -1)  # (B, 5, M)
+    scores = model.score_candidates(input_ids, attention, task_ids, candidates)
+    assert scores[:, 4].tolist() == [float("-inf")] * 3
     for row in range(3):
-        loss = model(
-            input_ids[row : row + 1], attention[row : row + 1], task_ids[row : row + 1], labels[row : row + 1]
+        for answer in range(4):
+            loss = model(
+                input_ids[row : row + 1],
+                attention[row : row + 1],
+                task_ids[row : row + 1],
+                labels[answer : answer + 1],
+            )
+            expected = -loss.item() * lengths[answer]
+            assert scores[row, answer].item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_on_cpu_a_large_batch_is_encoded_in_passes_by_length_as_one_pass_encodes_it(tiny_backbone):
+    """More than 32 rows run in passes of similar lengths; every attended position gets what one pass gives."""
+    from compt.models.seq2seq import CPU_ENCODER_ROWS
+
+    backbone, tokenizer = tiny_backbone
+    model = ComptModel(backbone, make_bank("ssum")).eval()
+    words = ["a cat", "the dog is fun and the cat is not", "x", "a dog and a cat sat on the mat today"]
+    texts = [
+        f"rte: sentence1: {words[i % 4]} sentence2: {words[i // 4 % 4]}" for i in range(CPU_ENCODER_ROWS + 8)
+    ]
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        embeds, attention = model.prompted_inputs(
+            enc.input_ids, enc.attention_mask, torch.zeros(len(texts), dtype=torch.long)
         )
-        n_tokens = int((labels[row] != -100).sum())
-        assert scores[row, 0].item() == pytest.approx(-loss.item() * n_tokens, rel=1e-4)
+        one_pass = backbone.get_encoder()(inputs_embeds=embeds, attention_mask=attention).last_hidden_state
+        in_passes = model.encode(embeds, attention)
+    attended = attention.bool()
+    assert len(set(attention.sum(1).tolist())) > 4  # lengths differ: the passes cut padding
+    torch.testing.assert_close(in_passes[attended], one_pass[attended], atol=1e-5, rtol=0)
 
 
 def test_a_generator_makes_the_whole_bank_reproducible_whatever_the_global_random_state():

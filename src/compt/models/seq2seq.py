@@ -102,6 +102,23 @@ class ComptModel(nn.Module):
         ).logits  # (B, M, V)
         return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
 
+    def encode(self, embeds: Tensor, attention: Tensor) -> Tensor:
+        """The encoder's output ``(B, N, d)`` for the prompted inputs ``embeds`` ``(B, N, d)`` under ``attention``
+        ``(B, N)``: one pass, except on CPU for more than :data:`CPU_ENCODER_ROWS` rows, where the rows, sorted
+        by length, go in passes of at most that many, each cut to its longest row (less padding, and each pass's
+        attention, with T5's ``(rows, heads, N, N)`` position bias, stays in the CPU's cache). Every attended
+        position gets what one pass gives; masked ones mean nothing (zeros where a pass was cut)."""
+        encoder = self.backbone.get_encoder()
+        if embeds.device.type != "cpu" or len(embeds) <= CPU_ENCODER_ROWS:
+            return encoder(inputs_embeds=embeds, attention_mask=attention).last_hidden_state
+        hidden = embeds.new_zeros(embeds.shape)
+        by_length = attention.sum(1).argsort()
+        for rows in by_length.chunk(-(-len(embeds) // CPU_ENCODER_ROWS)):
+            width = int(attention[rows].any(0).nonzero().max()) + 1  # the columns any of them attends
+            passed = encoder(inputs_embeds=embeds[rows, :width], attention_mask=attention[rows, :width])
+            hidden[rows, :width] = passed.last_hidden_state
+        return hidden
+
     @torch.no_grad()
     def generate(
         self,
@@ -136,9 +153,10 @@ class ComptModel(nn.Module):
         candidate_labels: Tensor,
         mask: PromptMask | str | None = None,
     ) -> Tensor:
-        """Log-likelihood of every candidate target: one encoder pass, one decoder step per example (shared by
-        its candidates, with the cross-attention keys/values) and one batched decoder pass over the candidates
-        that are present (an example of a 2-label task beside a 26-candidate one costs 2 decoder rows, not 26).
+        """Log-likelihood of every candidate target: one encoder pass (:meth:`encode`), one decoder step per
+        example (shared by its candidates, with the cross-attention keys/values) and one batched decoder pass over
+        the candidates that are present (an example of a 2-label task beside a 26-candidate one costs 2 decoder
+        rows, not 26).
 
         Args:
             candidate_labels: ``(B, C, M)`` token ids of each example's C candidates, -100 on padding
@@ -149,7 +167,7 @@ class ComptModel(nn.Module):
         """
         owner, labels = present_candidates(candidate_labels)  # (N,), (N, M')
         embeds, attention = self.prompted_inputs(input_ids, attention_mask, task_ids, mask)
-        hidden = self.backbone.get_encoder()(inputs_embeds=embeds, attention_mask=attention).last_hidden_state
+        hidden = self.encode(embeds, attention)
         config = self.backbone.config
         # Step 1: the first target token's distribution is the same for all candidates of an example, so one
         # decoder step per example; its cache holds the cross-attention keys/values over the encoder output (the
@@ -171,7 +189,7 @@ class ComptModel(nn.Module):
             cache.batch_select_indices(owner)
             inputs = labels[:, :-1].masked_fill(labels[:, :-1] == -100, config.pad_token_id)  # shifted right
             rest = self.backbone(
-                encoder_outputs=BaseModelOutput(last_hidden_state=hidden[owner]),
+                encoder_outputs=BaseModelOutput(last_hidden_state=shape_only(hidden, len(owner))),
                 attention_mask=attention[owner],
                 decoder_input_ids=inputs,
                 **with_cache(cache),
@@ -203,3 +221,15 @@ def candidate_scores(logits: Tensor, labels: Tensor, candidate_labels: Tensor) -
     scores = torch.full(present.shape, float("-inf"), device=logits.device)
     scores[present] = token_lp.sum(-1)
     return scores
+
+
+#: on CPU, the most rows :meth:`ComptModel.encode` runs in one encoder pass (with the tiny T5, one pass over 64
+#: rows costs about 2.3 times one over 32)
+CPU_ENCODER_ROWS = 32
+
+
+def shape_only(hidden: Tensor, rows: int) -> Tensor:
+    """Encoder states that a decoder pass with a filled cross-attention cache takes for their shape only
+    (transformers builds the cross-attention mask from them; the keys and values come from the cache): a
+    ``(rows, N, d)`` zero-stride view of zeros rather than ``rows`` copies of ``hidden`` ``(B, N, d)``."""
+    return hidden.new_zeros(()).expand(rows, *hidden.shape[1:])
