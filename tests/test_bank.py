@@ -208,9 +208,11 @@ def test_without_backbone_dropout_a_training_forward_is_deterministic(tiny_backb
     ComptModel(backbone, make_bank("pt"), backbone_dropout=True).eval()  # the shared backbone as it was
 
 
-def test_rank_scores_match_teacher_forced_loss(tiny_backbone):
-    """Every row scores answers of 2, 3, 4 and 8 tokens (padded to the longest) and an absent candidate;
-    each score is the answer's teacher-forced log-likelihood on that row alone."""
+@pytest.mark.parametrize("pass_cost", [0, 10**6])  # a pass per candidate length / one padded pass
+def test_rank_scores_match_teacher_forced_loss(tiny_backbone, pass_cost, monkeypatch):
+    """Every row scores answers of 2, 3, 4 and 8 tokens and an absent candidate; each score is the answer's
+    teacher-forced log-likelihood on that row alone."""
+    monkeypatch.setattr("compt.models.candidates.PASS_COST_POSITIONS", pass_cost)
     backbone, tokenizer = tiny_backbone
     model = ComptModel(backbone, make_bank("ssum")).eval()
     input_ids, attention, task_ids, _ = batch(tokenizer)
@@ -234,6 +236,22 @@ def test_rank_scores_match_teacher_forced_loss(tiny_backbone):
             )
             expected = -loss.item() * lengths[answer]
             assert scores[row, answer].item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_rank_scoring_plans_a_pass_per_length_only_where_the_padding_it_saves_costs_more():
+    from compt.models.candidates import PASS_COST_POSITIONS as PASS
+    from compt.models.candidates import plan_passes
+
+    assert PASS == 128
+    assert plan_passes([1, 1]) == []
+    assert plan_passes([2] * 5 + [3] * 5) == [3]  # 10 positions saved by a second pass: one padded pass
+    # stsb's values: 25 of 3 tokens and "5.0" of 4. One row: pad "5.0"'s companions (25 < 128)...
+    assert plan_passes([3] * 25 + [4]) == [4]
+    # ... 64 rows: 1,600 positions saved, so "5.0" gets a pass of its own
+    assert plan_passes([3] * 1600 + [4] * 64) == [3, 4]
+    # 300 label words (2 tokens) beside 100 values of 3 tokens: a pass of their own saves the words 300 positions
+    assert plan_passes([2] * 300 + [3] * 100) == [2, 3]
+    assert plan_passes([2] * 100 + [3] * 300) == [3]  # 100 positions saved: less than a pass
 
 
 def test_on_cpu_a_large_batch_is_encoded_in_passes_by_length_as_one_pass_encodes_it(tiny_backbone):

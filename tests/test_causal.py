@@ -321,8 +321,12 @@ def test_mcat_masks_take_the_dropped_sources_out_of_attention(tiny_causal_backbo
         torch.testing.assert_close(got[:, 0], expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("pass_cost", [0, 10**6])  # a pass per candidate length / one padded pass
 @pytest.mark.parametrize("architecture", ["llama", "qwen2", "mistral", "gpt2"])
-def test_cached_generation_and_rank_scores_equal_unpadded_references(tiny_causal_backbone, architecture):
+def test_cached_generation_and_rank_scores_equal_unpadded_references(
+    tiny_causal_backbone, architecture, pass_cost, monkeypatch
+):
+    monkeypatch.setattr("compt.models.candidates.PASS_COST_POSITIONS", pass_cost)
     backbone, tokenizer = tiny_causal_backbone
     if architecture != "llama":
         backbone = other_architecture(architecture, len(tokenizer))

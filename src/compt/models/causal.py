@@ -24,7 +24,8 @@ from torch.nn import functional as F
 from transformers import PreTrainedModel
 
 from compt.models.backbone import output_cache, prompt_rows, with_cache
-from compt.models.seq2seq import ComptModel, candidate_scores, present_candidates
+from compt.models.candidates import present_candidates, scatter_scores, score_present
+from compt.models.seq2seq import ComptModel
 from compt.prompts.masks import PromptMask
 
 
@@ -240,7 +241,9 @@ class CausalComptModel(ComptModel):
     ) -> Tensor:
         """Log-likelihood of every candidate answer: the prefix runs once per example; its KV cache is selected
         for the candidates that are present (an example of a 2-label task beside a 26-candidate one costs 2
-        rows, not 26), which run as one batch of continuations.
+        rows, not 26), which run as batches of continuations planned by candidate length
+        (:func:`~compt.models.candidates.score_present`: a short candidate is not padded to a long one where a
+        pass of its own costs less).
 
         Args:
             candidate_labels: ``(B, C, M)`` token ids of each example's C candidates (EOS-terminated), -100 on
@@ -251,23 +254,21 @@ class CausalComptModel(ComptModel):
         """
         owner, labels = present_candidates(candidate_labels)  # (N,), (N, M')
         first, attention, last, cache = self._prefix_step(input_ids, attention_mask, task_ids, mask)
-        logits = first[
-            owner
-        ]  # (N, 1, V): the first token's distribution is shared by an example's candidates
-        if labels.shape[1] > 1:
-            cache.batch_select_indices(owner)
-            inputs = labels[:, :-1]  # (N, M'-1), right-padded: padding never precedes a real token
-            attention = torch.cat([attention[owner], (inputs != -100).to(attention.dtype)], 1)
-            steps = torch.arange(1, labels.shape[1], device=inputs.device)
-            rest = self.backbone(
-                input_ids=inputs.clamp_min(0),
-                attention_mask=attention,
-                position_ids=last[owner] + steps,
+
+        def continue_(rows: Tensor, inputs: Tensor, start: int) -> Tensor:  # teacher-forced, from the cache
+            examples = owner[rows]
+            answer = attention.new_ones(len(rows), start + inputs.shape[1] - 1)  # the answer so far, unpadded
+            steps = torch.arange(start, start + inputs.shape[1], device=inputs.device)
+            return self.backbone(
+                input_ids=inputs,
+                attention_mask=torch.cat([attention[examples], answer], 1),
+                position_ids=last[examples] + steps,
                 **with_cache(cache),
                 use_cache=True,
-            ).logits  # (N, M'-1, V)
-            logits = torch.cat([logits, rest], 1)
-        return candidate_scores(logits, labels, candidate_labels)
+            ).logits
+
+        scores = score_present(first[:, -1], owner, labels, cache, continue_)
+        return scatter_scores(scores, candidate_labels)
 
 
 __all__ = [

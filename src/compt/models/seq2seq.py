@@ -14,6 +14,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
 from compt.models.backbone import backbone_family, insert_prompts, output_cache, set_dropout, with_cache
+from compt.models.candidates import present_candidates, scatter_scores, score_present
 from compt.prompts.bank import PromptBank
 from compt.prompts.masks import PromptMask
 
@@ -154,9 +155,10 @@ class ComptModel(nn.Module):
         mask: PromptMask | str | None = None,
     ) -> Tensor:
         """Log-likelihood of every candidate target: one encoder pass (:meth:`encode`), one decoder step per
-        example (shared by its candidates, with the cross-attention keys/values) and one batched decoder pass over
+        example (shared by its candidates, with the cross-attention keys/values) and batched decoder passes over
         the candidates that are present (an example of a 2-label task beside a 26-candidate one costs 2 decoder
-        rows, not 26).
+        rows, not 26), planned by candidate length (:func:`~compt.models.candidates.score_present`: a short
+        candidate is not padded to a long one where a pass of its own costs less).
 
         Args:
             candidate_labels: ``(B, C, M)`` token ids of each example's C candidates, -100 on padding
@@ -169,58 +171,32 @@ class ComptModel(nn.Module):
         embeds, attention = self.prompted_inputs(input_ids, attention_mask, task_ids, mask)
         hidden = self.encode(embeds, attention)
         config = self.backbone.config
-        # Step 1: the first target token's distribution is the same for all candidates of an example, so one
+        # The first target token's distribution is the same for all candidates of an example, so one
         # decoder step per example; its cache holds the cross-attention keys/values over the encoder output (the
         # costly part: 2·d² per encoder position and layer), computed once per example instead of per candidate.
-        start = torch.full(
+        decoder_start = torch.full(
             (len(hidden), 1), config.decoder_start_token_id, dtype=labels.dtype, device=labels.device
         )
         first = self.backbone(
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
             attention_mask=attention,
-            decoder_input_ids=start,
+            decoder_input_ids=decoder_start,
             use_cache=True,
             **self.kv_prefix(len(hidden)),
         )
-        logits = first.logits[owner]  # (N, 1, V)
-        if labels.shape[1] > 1:
-            # Step 2: the remaining positions of every candidate, teacher-forced, reusing the shared cache.
-            cache = output_cache(first)
-            cache.batch_select_indices(owner)
-            inputs = labels[:, :-1].masked_fill(labels[:, :-1] == -100, config.pad_token_id)  # shifted right
-            rest = self.backbone(
-                encoder_outputs=BaseModelOutput(last_hidden_state=shape_only(hidden, len(owner))),
-                attention_mask=attention[owner],
+        cache = output_cache(first)
+
+        def continue_(rows: Tensor, inputs: Tensor, start: int) -> Tensor:  # teacher-forced, from the cache
+            return self.backbone(
+                encoder_outputs=BaseModelOutput(last_hidden_state=shape_only(hidden, len(rows))),
+                attention_mask=attention[owner[rows]],
                 decoder_input_ids=inputs,
                 **with_cache(cache),
                 use_cache=True,
-            ).logits  # (N, M'-1, V)
-            logits = torch.cat([logits, rest], 1)  # (N, M', V)
-        return candidate_scores(logits, labels, candidate_labels)
+            ).logits
 
-
-def present_candidates(candidate_labels: Tensor) -> tuple[Tensor, Tensor]:
-    """The candidates of ``candidate_labels`` ``(B, C, M)`` that are present (not all -100), flattened in
-    ``(example, candidate)`` order: the example each belongs to ``(N,)`` and their ids ``(N, M')``, cut to the
-    longest present candidate (M' ≤ M; every candidate has at least one token)."""
-    present = (candidate_labels != -100).any(-1)  # (B, C)
-    labels = candidate_labels[present]  # (N, M)
-    owner = present.nonzero()[:, 0]
-    length = int((labels != -100).any(0).nonzero().max()) + 1 if labels.numel() else 1
-    return owner, labels[:, :length]
-
-
-def candidate_scores(logits: Tensor, labels: Tensor, candidate_labels: Tensor) -> Tensor:
-    """Summed log-probabilities ``(B, C)`` of the present candidates ``labels`` ``(N, M')`` (-100 = padding;
-    :func:`present_candidates` of ``candidate_labels`` ``(B, C, M)``) under ``logits`` ``(N, M', V)`` (row j
-    predicts token j); absent candidates get ``-inf``."""
-    log_probs = torch.log_softmax(logits.float(), -1)
-    valid = labels != -100
-    token_lp = log_probs.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1) * valid
-    present = (candidate_labels != -100).any(-1)  # (B, C)
-    scores = torch.full(present.shape, float("-inf"), device=logits.device)
-    scores[present] = token_lp.sum(-1)
-    return scores
+        scores = score_present(first.logits[:, 0], owner, labels, cache, continue_)
+        return scatter_scores(scores, candidate_labels)
 
 
 #: on CPU, the most rows :meth:`ComptModel.encode` runs in one encoder pass (with the tiny T5, one pass over 64
