@@ -17,8 +17,8 @@ Traffic, on the demo's evaluation rows of sst2, rte, mnli and stsb (32 each; 2, 
   every batch holds one task;
 - *mixed*: the rows interleaved (sst2, rte, mnli, stsb, sst2, ...), so that every batch mixes the tasks.
 
-Both send the same rows the same number of times (a phase with one client sends the first
-``--one-client-requests`` only: it measures latency); ``mixed_over_single`` is the mixed traffic's time per row
+Both send the same rows the same number of times (a phase with one client, which measures latency, sends the
+rows of the first ``--one-client-requests`` mixed requests, in both orders); ``mixed_over_single`` is the mixed traffic's time per row
 over the single-task traffic's (target ≤ 1.10). ``served_over_offline`` is the served rows/s of the mixed traffic
 over ``compt predict``'s rows/s on the same rows in the same order (one file, timed from its first output line to
 its last: the model load left out; target ≥ 0.80 at concurrency 32). The machine may be shared: rounds are
@@ -171,11 +171,14 @@ class Served(ServerProcess):
         return wall, latencies, server, clients
 
 
-def traffic(rows: dict[str, list[dict]], per_request: int, repeat: int) -> dict[str, list[list[dict]]]:
-    """The two traffics over the same rows (each row ``repeat`` times), ``per_request`` rows per request:
-    ``single`` (one task after the other) and ``mixed`` (the tasks interleaved, inside requests too)."""
-    single = [row for task in TASKS for _ in range(repeat) for row in rows[task]]
-    mixed = [row for _ in range(repeat) for group in zip(*(rows[t] for t in TASKS)) for row in group]
+def traffic(
+    rows: dict[str, list[dict]], per_request: int, repeat: int, limit: int | None = None
+) -> dict[str, list[list[dict]]]:
+    """The two traffics over the same rows (each row ``repeat`` times; only the first ``limit`` rows of the
+    mixed order with a limit), ``per_request`` rows per request: ``mixed`` (the tasks interleaved, inside
+    requests too) and ``single`` (the same rows one task after the other)."""
+    mixed = [row for _ in range(repeat) for group in zip(*(rows[t] for t in TASKS)) for row in group][:limit]
+    single = sorted(mixed, key=lambda row: TASKS.index(row["task"]))  # stable: each task's rows in order
 
     def requests(stream: list[dict]) -> list[list[dict]]:
         return [stream[i : i + per_request] for i in range(0, len(stream), per_request)]
@@ -221,6 +224,7 @@ def main() -> None:
     rows = demo_rows(32)
     every_row = [row for body in traffic(rows, 1, args.repeat)["mixed"] for row in body]  # the mixed order
     phases = [(k, c, kind) for k in per_requests for c in concurrencies for kind in ("single", "mixed")]
+    one_client = args.one_client_requests  # requests of a one-client phase: their rows, in both traffics
     timings: dict[tuple, list[tuple[float, list[float], float, float]]] = {p: [] for p in phases}
     offline: list[float] = []
     offline_cpu: list[float] = []
@@ -228,8 +232,10 @@ def main() -> None:
         folder = Path(tmp)
         run = args.run or fresh_bank(folder, args.backbone)
         server = Served(run, args.mode, folder / "serve.log", args.max_batch_size, args.max_wait_ms)
-        loads = {k: traffic(rows, k, args.repeat) for k in per_requests}
-        server.phase(loads[per_requests[0]]["mixed"], max(concurrencies))  # warm-up
+        loads = {
+            (k, c): traffic(rows, k, args.repeat, one_client * k if c == 1 else None) for k, c, _ in phases
+        }
+        server.phase(loads[per_requests[0], max(concurrencies)]["mixed"], max(concurrencies))  # warm-up
         try:
             for round_ in range(args.rounds):
                 order = [*phases, "offline"]
@@ -242,7 +248,7 @@ def main() -> None:
                         print(f"round {round_ + 1}: compt predict {offline[-1]:8.0f} rows/s", flush=True)
                         continue
                     k, c, kind = item
-                    requests = loads[k][kind][: args.one_client_requests] if c == 1 else loads[k][kind]
+                    requests = loads[k, c][kind]
                     wall, latencies, server_cpu, client_cpu = server.phase(requests, c)
                     timings[item].append((wall, latencies, server_cpu, client_cpu))
                     print(
