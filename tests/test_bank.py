@@ -212,7 +212,7 @@ def test_without_backbone_dropout_a_training_forward_is_deterministic(tiny_backb
 def test_rank_scores_match_teacher_forced_loss(tiny_backbone, pass_cost, monkeypatch):
     """Every row scores answers of 2, 3, 4 and 8 tokens and an absent candidate; each score is the answer's
     teacher-forced log-likelihood on that row alone."""
-    monkeypatch.setattr("compt.models.candidates.PASS_COST_POSITIONS", pass_cost)
+    monkeypatch.setattr("compt.models.seq2seq.PASS_COST_POSITIONS", pass_cost)
     backbone, tokenizer = tiny_backbone
     model = ComptModel(backbone, make_bank("ssum")).eval()
     input_ids, attention, task_ids, _ = batch(tokenizer)
@@ -239,8 +239,8 @@ def test_rank_scores_match_teacher_forced_loss(tiny_backbone, pass_cost, monkeyp
 
 
 def test_rank_scoring_plans_a_pass_per_length_only_where_the_padding_it_saves_costs_more():
-    from compt.models.candidates import PASS_COST_POSITIONS as PASS
-    from compt.models.candidates import plan_passes
+    from compt.models.passes import PASS_COST_POSITIONS as PASS
+    from compt.models.passes import plan_passes
 
     assert PASS == 128
     assert plan_passes([1, 1]) == []
@@ -252,11 +252,26 @@ def test_rank_scoring_plans_a_pass_per_length_only_where_the_padding_it_saves_co
     # 300 label words (2 tokens) beside 100 values of 3 tokens: a pass of their own saves the words 300 positions
     assert plan_passes([2] * 300 + [3] * 100) == [2, 3]
     assert plan_passes([2] * 100 + [3] * 300) == [3]  # 100 positions saved: less than a pass
+    assert plan_passes([2] * 300 + [3] * 100, cost=float("inf")) == [3]  # off the CPU: one pass
+
+
+def test_a_pass_costs_less_on_a_wider_backbone_and_is_not_planned_off_the_cpu():
+    from compt.models.passes import pass_cost, plan_rows
+
+    cpu = torch.device("cpu")
+    assert pass_cost(128, 64, cpu) == 128 and pass_cost(128, 512, cpu) == 2
+    assert pass_cost(128, 64, torch.device("meta")) == float("inf")
+    # the encoder: 8 short rows beside 24 long ones share a pass on the tiny T5, not on a wide backbone
+    lengths = [40] * 8 + [59] * 24
+    assert plan_rows(lengths, cost=400) == [32]
+    assert plan_rows(lengths, cost=6) == [8, 32]
+    assert plan_rows([50] * 64, cost=400) == [32, 64]  # at most 32 rows a pass
+    assert plan_rows([], cost=400) == []
 
 
 def test_on_cpu_a_large_batch_is_encoded_in_passes_by_length_as_one_pass_encodes_it(tiny_backbone):
     """More than 32 rows run in passes of similar lengths; every attended position gets what one pass gives."""
-    from compt.models.seq2seq import CPU_ENCODER_ROWS
+    from compt.models.passes import CPU_ENCODER_ROWS
 
     backbone, tokenizer = tiny_backbone
     model = ComptModel(backbone, make_bank("ssum")).eval()

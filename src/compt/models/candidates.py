@@ -8,23 +8,20 @@ it. What remains is teacher-forced continuation: a candidate of ``n`` tokens nee
 One rectangular pass pads every candidate to the longest: the demo's stsb values are 3 tokens but "5.0" is 4,
 so one such row pads 25 candidates by a position; a label word (2 tokens) beside them runs 3 positions instead
 of 1. Passes by length avoid that, but each pass has a fixed cost too (on the tiny T5, about what 130 candidate
-positions cost). :func:`plan_passes` picks where passes end to spend the fewest positions, a pass counted as
-:data:`PASS_COST_POSITIONS`. The candidates go longest first, so the ones a later pass continues are the first
+positions cost; relatively less on wider backbones). :func:`~compt.models.passes.plan_passes` picks where
+passes end to spend the fewest positions. The candidates go longest first, so the ones a later pass continues are the first
 rows of the cache: it keeps a slice (a view; the cross-attention keys and values are copied once per candidate,
 by the first pass's cut, never again). A candidate padded in a pass ends in it: nothing it pads is read later.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-#: what one more decoder pass costs, in candidate positions (on the tiny T5 on CPU, about 2 ms: what 130 positions
-#: cost; on a larger backbone a position costs relatively more, so this splits less often than it could)
-PASS_COST_POSITIONS = 128
+from compt.models.passes import plan_passes
 
 Continue = Callable[[Tensor, Tensor, int], Tensor]
 """``continue_(rows, inputs, start)``: the backbone's logits ``(n, k, V)`` for the teacher-forced ``inputs``
@@ -52,26 +49,11 @@ def token_log_probs(logits: Tensor, targets: Tensor) -> Tensor:
     return (token * (targets != -100)).sum(-1)
 
 
-def plan_passes(lengths: list[int]) -> list[int]:
-    """Where the continuation passes end, for candidates of ``lengths`` tokens: ascending answer positions, the
-    last the longest length (none when every candidate has one token). A pass from position ``a`` to ``b`` runs
-    every candidate longer than ``a`` for ``b - a`` positions; the plan spends the fewest positions, each pass
-    counted as :data:`PASS_COST_POSITIONS` more (one pass for one length, as a rectangular pass)."""
-    counts = Counter(lengths)
-    ends = sorted(set(counts) - {1})
-    longer = {a: sum(c for n, c in counts.items() if n > a) for a in [1, *ends]}
-    cost: dict[int, tuple[int, list[int]]] = {1: (0, [])}  # a pass may start at 1 or where another ended
-    for end in ends:
-        cost[end] = min(
-            (spent + PASS_COST_POSITIONS + longer[start] * (end - start), [*plan, end])
-            for start, (spent, plan) in cost.items()
-        )
-    return cost[ends[-1]][1] if ends else []
-
-
-def score_present(first: Tensor, owner: Tensor, labels: Tensor, cache: object, continue_: Continue) -> Tensor:
+def score_present(
+    first: Tensor, owner: Tensor, labels: Tensor, cache: object, continue_: Continue, cost: float
+) -> Tensor:
     """Log-likelihoods ``(N,)`` of the present candidates ``labels`` ``(N, M')`` (-100 after each one's end;
-    :func:`present_candidates`), in the passes :func:`plan_passes` plans (see the module's docstring).
+    :func:`present_candidates`), in the passes :func:`~compt.models.passes.plan_passes` plans (see the module's docstring).
 
     Args:
         first: ``(B, V)`` each example's first-token logits (shared by its candidates).
@@ -79,12 +61,13 @@ def score_present(first: Tensor, owner: Tensor, labels: Tensor, cache: object, c
         cache: the KV cache after ``first``, one row per example; cut in place (``batch_select_indices``) to the
             candidates each pass runs.
         continue_: runs a pass (:data:`Continue`).
+        cost: a pass's fixed cost in candidate positions (:func:`~compt.models.passes.pass_cost`).
     """
     lengths = (labels != -100).sum(-1)  # (N,), ≥ 1
     scores = token_log_probs(first[owner].unsqueeze(1), labels[:, :1])
     longest_first = lengths.argsort(descending=True, stable=True)
     done = 1  # answer positions scored so far
-    for end in plan_passes(lengths.tolist()):
+    for end in plan_passes(lengths.tolist(), cost):
         count = int((lengths > done).sum())  # the candidates this pass runs: the longest ones
         rows = longest_first[:count]
         if done == 1:  # each candidate's copy of its example's cache, longest first

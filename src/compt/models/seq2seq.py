@@ -15,6 +15,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from compt.models.backbone import backbone_family, insert_prompts, output_cache, set_dropout, with_cache
 from compt.models.candidates import present_candidates, scatter_scores, score_present
+from compt.models.passes import ENCODER_PASS_COST_TOKENS, PASS_COST_POSITIONS, pass_cost, plan_rows
 from compt.prompts.bank import PromptBank
 from compt.prompts.masks import PromptMask
 
@@ -105,16 +106,20 @@ class ComptModel(nn.Module):
 
     def encode(self, embeds: Tensor, attention: Tensor) -> Tensor:
         """The encoder's output ``(B, N, d)`` for the prompted inputs ``embeds`` ``(B, N, d)`` under ``attention``
-        ``(B, N)``: one pass, except on CPU for more than :data:`CPU_ENCODER_ROWS` rows, where the rows, sorted
-        by length, go in passes of at most that many, each cut to its longest row (less padding, and each pass's
-        attention, with T5's ``(rows, heads, N, N)`` position bias, stays in the CPU's cache). Every attended
-        position gets what one pass gives; masked ones mean nothing (zeros where a pass was cut)."""
+        ``(B, N)``. On CPU the rows go, sorted by length, in the passes :func:`~compt.models.passes.plan_rows`
+        plans (each cut to its longest row: a padded position costs what a real one does, and at most 32 rows,
+        whose attention stays in the CPU's cache); elsewhere in one. Every attended position gets what one pass
+        gives; masked ones mean nothing (zeros where a pass was cut)."""
         encoder = self.backbone.get_encoder()
-        if embeds.device.type != "cpu" or len(embeds) <= CPU_ENCODER_ROWS:
+        lengths = attention.sum(1)
+        by_length = lengths.argsort()
+        cost = pass_cost(ENCODER_PASS_COST_TOKENS, embeds.shape[-1], embeds.device)
+        ends = plan_rows(lengths[by_length].tolist(), cost) if embeds.device.type == "cpu" else [len(embeds)]
+        if len(ends) == 1:
             return encoder(inputs_embeds=embeds, attention_mask=attention).last_hidden_state
         hidden = embeds.new_zeros(embeds.shape)
-        by_length = attention.sum(1).argsort()
-        for rows in by_length.chunk(-(-len(embeds) // CPU_ENCODER_ROWS)):
+        for begin, end in zip([0, *ends], ends):
+            rows = by_length[begin:end]
             width = int(attention[rows].any(0).nonzero().max()) + 1  # the columns any of them attends
             passed = encoder(inputs_embeds=embeds[rows, :width], attention_mask=attention[rows, :width])
             hidden[rows, :width] = passed.last_hidden_state
@@ -195,13 +200,9 @@ class ComptModel(nn.Module):
                 use_cache=True,
             ).logits
 
-        scores = score_present(first.logits[:, 0], owner, labels, cache, continue_)
+        cost = pass_cost(PASS_COST_POSITIONS, hidden.shape[-1], hidden.device)
+        scores = score_present(first.logits[:, 0], owner, labels, cache, continue_, cost)
         return scatter_scores(scores, candidate_labels)
-
-
-#: on CPU, the most rows :meth:`ComptModel.encode` runs in one encoder pass (with the tiny T5, one pass over 64
-#: rows costs about 2.3 times one over 32)
-CPU_ENCODER_ROWS = 32
 
 
 def shape_only(hidden: Tensor, rows: int) -> Tensor:
