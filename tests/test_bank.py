@@ -212,7 +212,7 @@ def test_without_backbone_dropout_a_training_forward_is_deterministic(tiny_backb
 def test_rank_scores_match_teacher_forced_loss(tiny_backbone, pass_cost, monkeypatch):
     """Every row scores answers of 2, 3, 4 and 8 tokens and an absent candidate; each score is the answer's
     teacher-forced log-likelihood on that row alone."""
-    monkeypatch.setattr("compt.models.seq2seq.PASS_COST_POSITIONS", pass_cost)
+    monkeypatch.setattr("compt.models.candidates.PASS_COST_POSITIONS", pass_cost)
     backbone, tokenizer = tiny_backbone
     model = ComptModel(backbone, make_bank("ssum")).eval()
     input_ids, attention, task_ids, _ = batch(tokenizer)

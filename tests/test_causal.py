@@ -326,7 +326,7 @@ def test_mcat_masks_take_the_dropped_sources_out_of_attention(tiny_causal_backbo
 def test_cached_generation_and_rank_scores_equal_unpadded_references(
     tiny_causal_backbone, architecture, pass_cost, monkeypatch
 ):
-    monkeypatch.setattr("compt.models.causal.PASS_COST_POSITIONS", pass_cost)
+    monkeypatch.setattr("compt.models.candidates.PASS_COST_POSITIONS", pass_cost)
     backbone, tokenizer = tiny_causal_backbone
     if architecture != "llama":
         backbone = other_architecture(architecture, len(tokenizer))

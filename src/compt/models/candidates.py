@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from compt.models.passes import plan_passes
+from compt.models.passes import PASS_COST_POSITIONS, pass_cost, plan_passes
 
 Continue = Callable[[Tensor, Tensor, int], Tensor]
 """``continue_(rows, inputs, start)``: the backbone's logits ``(n, k, V)`` for the teacher-forced ``inputs``
@@ -50,10 +50,11 @@ def token_log_probs(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 def score_present(
-    first: Tensor, owner: Tensor, labels: Tensor, cache: object, continue_: Continue, cost: float
+    first: Tensor, owner: Tensor, labels: Tensor, cache: object, continue_: Continue, width: int
 ) -> Tensor:
     """Log-likelihoods ``(N,)`` of the present candidates ``labels`` ``(N, M')`` (-100 after each one's end;
-    :func:`present_candidates`), in the passes :func:`~compt.models.passes.plan_passes` plans (see the module's docstring).
+    :func:`present_candidates`), in the passes :func:`~compt.models.passes.plan_passes` plans (see the
+    module's docstring).
 
     Args:
         first: ``(B, V)`` each example's first-token logits (shared by its candidates).
@@ -61,12 +62,14 @@ def score_present(
         cache: the KV cache after ``first``, one row per example; cut in place (``batch_select_indices``) to the
             candidates each pass runs.
         continue_: runs a pass (:data:`Continue`).
-        cost: a pass's fixed cost in candidate positions (:func:`~compt.models.passes.pass_cost`).
+        width: the backbone's hidden size (what a pass costs against a position:
+            :func:`~compt.models.passes.pass_cost`).
     """
     lengths = (labels != -100).sum(-1)  # (N,), ≥ 1
     scores = token_log_probs(first[owner].unsqueeze(1), labels[:, :1])
     longest_first = lengths.argsort(descending=True, stable=True)
     done = 1  # answer positions scored so far
+    cost = pass_cost(PASS_COST_POSITIONS, width, first.device)
     for end in plan_passes(lengths.tolist(), cost):
         count = int((lengths > done).sum())  # the candidates this pass runs: the longest ones
         rows = longest_first[:count]

@@ -25,7 +25,6 @@ from transformers import PreTrainedModel
 
 from compt.models.backbone import output_cache, prompt_rows, with_cache
 from compt.models.candidates import present_candidates, scatter_scores, score_present
-from compt.models.passes import PASS_COST_POSITIONS, pass_cost
 from compt.models.seq2seq import ComptModel
 from compt.prompts.masks import PromptMask
 
@@ -268,10 +267,8 @@ class CausalComptModel(ComptModel):
                 use_cache=True,
             ).logits
 
-        cost = pass_cost(
-            PASS_COST_POSITIONS, self.backbone.get_input_embeddings().embedding_dim, first.device
-        )
-        scores = score_present(first[:, -1], owner, labels, cache, continue_, cost)
+        width = self.backbone.get_input_embeddings().embedding_dim
+        scores = score_present(first[:, -1], owner, labels, cache, continue_, width)
         return scatter_scores(scores, candidate_labels)
 
 

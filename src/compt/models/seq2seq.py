@@ -7,6 +7,8 @@ for a backbone.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -15,7 +17,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from compt.models.backbone import backbone_family, insert_prompts, output_cache, set_dropout, with_cache
 from compt.models.candidates import present_candidates, scatter_scores, score_present
-from compt.models.passes import ENCODER_PASS_COST_TOKENS, PASS_COST_POSITIONS, pass_cost, plan_rows
+from compt.models.passes import ENCODER_PASS_COST_TOKENS, pass_cost, plan_rows
 from compt.prompts.bank import PromptBank
 from compt.prompts.masks import PromptMask
 
@@ -111,10 +113,12 @@ class ComptModel(nn.Module):
         whose attention stays in the CPU's cache); elsewhere in one. Every attended position gets what one pass
         gives; masked ones mean nothing (zeros where a pass was cut)."""
         encoder = self.backbone.get_encoder()
+        cost = pass_cost(ENCODER_PASS_COST_TOKENS, embeds.shape[-1], embeds.device)  # infinite off the CPU
+        if math.isinf(cost):
+            return encoder(inputs_embeds=embeds, attention_mask=attention).last_hidden_state
         lengths = attention.sum(1)
         by_length = lengths.argsort()
-        cost = pass_cost(ENCODER_PASS_COST_TOKENS, embeds.shape[-1], embeds.device)
-        ends = plan_rows(lengths[by_length].tolist(), cost) if embeds.device.type == "cpu" else [len(embeds)]
+        ends = plan_rows(lengths[by_length].tolist(), cost)
         if len(ends) == 1:
             return encoder(inputs_embeds=embeds, attention_mask=attention).last_hidden_state
         hidden = embeds.new_zeros(embeds.shape)
@@ -200,8 +204,7 @@ class ComptModel(nn.Module):
                 use_cache=True,
             ).logits
 
-        cost = pass_cost(PASS_COST_POSITIONS, hidden.shape[-1], hidden.device)
-        scores = score_present(first.logits[:, 0], owner, labels, cache, continue_, cost)
+        scores = score_present(first.logits[:, 0], owner, labels, cache, continue_, hidden.shape[-1])
         return scatter_scores(scores, candidate_labels)
 
 
